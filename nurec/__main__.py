@@ -1,0 +1,5 @@
+import sys
+
+from nurec.cli import main
+
+sys.exit(main())

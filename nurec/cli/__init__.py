@@ -1,0 +1,53 @@
+"""The ``nurec`` command: one entry point, one module per subcommand.
+
+Each module listed in ``COMMAND_MODULES`` defines ``register(subparsers)``, which adds
+its subparser and sets ``func`` to a function taking the parsed arguments and returning
+an exit code. Commands parse arguments and call library functions; nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from nurec import __version__
+
+COMMAND_MODULES = [
+    "nurec.cli.simulate",
+]
+
+# Errors a user can fix: printed as one line, no traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, PermissionError, KeyError, OSError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser with every registered subcommand."""
+    parser = argparse.ArgumentParser(prog="nurec", description="Neutrino event reconstruction.")
+    parser.add_argument("--version", action="version", version=f"nurec {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the nurec command line; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("nurec: interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as err:
+        message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+        print(f"nurec {args.command}: error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

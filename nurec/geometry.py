@@ -1,0 +1,387 @@
+"""Detector geometries: one API for built-in detectors and user-supplied tables.
+
+A geometry is a set of sensors (PMTs) grouped into optical modules (DOMs) on strings
+(detection units). IceCube-like detectors have one downward PMT per module; KM3NeT-like
+detectors have 31 3-inch PMTs per module. Positions in metres, centred on the array.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+# IceCube coordinates have their origin 1948.07 m below the surface
+# (IceCube Collaboration, JINST 12 (2017) P03012, "The IceCube Neutrino Observatory:
+# instrumentation and online systems").
+ICECUBE_ORIGIN_DEPTH_M = 1948.07
+
+
+class GeometryError(ValueError):
+    """A geometry cannot be built or loaded; the message names the problem."""
+
+
+@dataclass(frozen=True, eq=False)
+class Geometry:
+    """Sensor positions and pointing of one detector.
+
+    Attributes are per sensor arrays of equal length: ``sensor_id`` (int), ``position``
+    (n, 3) [m], ``direction`` (n, 3) unit PMT pointing, ``module_id`` (optical module),
+    ``string_id``, ``floor`` (module index along its string, 0 = lowest).
+    ``family`` is "icecube" (single PMT, ice) or "km3net" (31 PMTs, sea water).
+    """
+
+    name: str
+    family: str
+    sensor_id: np.ndarray
+    position: np.ndarray
+    direction: np.ndarray
+    module_id: np.ndarray
+    string_id: np.ndarray
+    floor: np.ndarray
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.sensor_id)
+        for name in ("position", "direction"):
+            arr = getattr(self, name)
+            if arr.shape != (n, 3):
+                raise GeometryError(f"{self.name}: {name} has shape {arr.shape}, expected ({n}, 3)")
+        for name in ("module_id", "string_id", "floor"):
+            if len(getattr(self, name)) != n:
+                raise GeometryError(f"{self.name}: {name} has {len(getattr(self, name))} entries, expected {n}")
+        if not np.all(np.isfinite(self.position)):
+            raise GeometryError(f"{self.name}: non-finite sensor position")
+        if len(np.unique(self.sensor_id)) != n:
+            raise GeometryError(f"{self.name}: sensor_id values are not unique")
+        if self.family not in ("icecube", "km3net"):
+            raise GeometryError(f"{self.name}: unknown family '{self.family}' (icecube or km3net)")
+
+    @property
+    def medium(self) -> str:
+        """Return "ice" for IceCube-like detectors, "water" for KM3NeT-like ones."""
+        return "ice" if self.family == "icecube" else "water"
+
+    @property
+    def n_sensors(self) -> int:
+        return len(self.sensor_id)
+
+    @property
+    def pmts_per_module(self) -> int:
+        return 31 if self.family == "km3net" else 1
+
+    def _modules(self) -> tuple[np.ndarray, np.ndarray]:
+        if "modules" not in self._cache:
+            unique, first, inverse = np.unique(self.module_id, return_index=True, return_inverse=True)
+            self._cache["modules"] = (first, inverse)
+        return self._cache["modules"]
+
+    @property
+    def sensor_module_index(self) -> np.ndarray:
+        """Return, for each sensor, the index (0..n_modules-1) of its module."""
+        return self._modules()[1]
+
+    @property
+    def module_position(self) -> np.ndarray:
+        """Return module centre positions (n_modules, 3) [m] (mean of its PMTs)."""
+        if "module_position" not in self._cache:
+            index = self.sensor_module_index
+            n_modules = index.max() + 1
+            sums = np.zeros((n_modules, 3))
+            np.add.at(sums, index, self.position)
+            self._cache["module_position"] = sums / np.bincount(index, minlength=n_modules)[:, None]
+        return self._cache["module_position"]
+
+    @property
+    def n_modules(self) -> int:
+        return len(self.module_position)
+
+    @property
+    def module_string(self) -> np.ndarray:
+        """Return the string id of each module."""
+        return self.string_id[self._modules()[0]]
+
+    @property
+    def module_floor(self) -> np.ndarray:
+        """Return the floor (index along the string) of each module."""
+        return self.floor[self._modules()[0]]
+
+    @property
+    def center(self) -> np.ndarray:
+        """Return the centre of the instrumented volume [m] (midpoint of the bounding box)."""
+        return 0.5 * (self.position.min(axis=0) + self.position.max(axis=0))
+
+    @property
+    def radius_m(self) -> float:
+        """Return the radius of the vertical cylinder around the centre holding all sensors [m]."""
+        return float(np.max(np.hypot(*(self.position[:, :2] - self.center[:2]).T)))
+
+    @property
+    def height_m(self) -> float:
+        """Return the vertical extent of the sensors [m]."""
+        return float(np.ptp(self.position[:, 2]))
+
+    @property
+    def hash(self) -> str:
+        """Return a short hash of sensor ids, positions (mm) and directions."""
+        if "hash" not in self._cache:
+            digest = hashlib.sha256()
+            digest.update(self.sensor_id.astype(np.int64).tobytes())
+            digest.update(np.round(self.position * 1000).astype(np.int64).tobytes())
+            digest.update(np.round(self.direction * 1000).astype(np.int64).tobytes())
+            self._cache["hash"] = digest.hexdigest()[:16]
+        return self._cache["hash"]
+
+    def sensor_lookup(self, sensor_ids: np.ndarray) -> np.ndarray:
+        """Return row indices of ``sensor_ids``; raise GeometryError naming an unknown id."""
+        order = np.argsort(self.sensor_id)
+        sorted_ids = self.sensor_id[order]
+        pos = np.searchsorted(sorted_ids, sensor_ids)
+        pos = np.clip(pos, 0, len(sorted_ids) - 1)
+        found = sorted_ids[pos] == sensor_ids
+        if not np.all(found):
+            missing = np.asarray(sensor_ids)[~found][0]
+            raise GeometryError(f"{self.name}: sensor_id {missing} is not in the geometry")
+        return order[pos]
+
+    def to_table(self) -> pd.DataFrame:
+        """Return the geometry as a table (the format load_geometry reads)."""
+        return pd.DataFrame(
+            {
+                "sensor_id": self.sensor_id,
+                "x": self.position[:, 0],
+                "y": self.position[:, 1],
+                "z": self.position[:, 2],
+                "dir_x": self.direction[:, 0],
+                "dir_y": self.direction[:, 1],
+                "dir_z": self.direction[:, 2],
+                "module_id": self.module_id,
+                "string_id": self.string_id,
+                "floor": self.floor,
+            }
+        )
+
+    def describe(self) -> dict:
+        """Return a JSON-able summary (name, family, counts, hash) for metadata."""
+        return {
+            "name": self.name,
+            "family": self.family,
+            "medium": self.medium,
+            "n_sensors": int(self.n_sensors),
+            "n_modules": int(self.n_modules),
+            "n_strings": int(len(np.unique(self.string_id))),
+            "hash": self.hash,
+        }
+
+
+# --- built-in layouts -------------------------------------------------------------------
+
+def triangular_grid(n_points: int, spacing_m: float) -> np.ndarray:
+    """Return the ``n_points`` points of a triangular lattice closest to the origin, (n, 2) [m].
+
+    Ties in distance are broken by polar angle so the layout is deterministic.
+    """
+    extent = int(np.ceil(np.sqrt(n_points))) + 2
+    i, j = np.meshgrid(np.arange(-extent, extent + 1), np.arange(-extent, extent + 1))
+    x = spacing_m * (i + 0.5 * j)
+    y = spacing_m * (np.sqrt(3) / 2 * j)
+    points = np.stack([x.ravel(), y.ravel()], axis=1)
+    radius = np.round(np.hypot(points[:, 0], points[:, 1]), 6)
+    angle = np.round(np.mod(np.arctan2(points[:, 1], points[:, 0]), 2 * np.pi), 6)
+    order = np.lexsort((angle, radius))
+    return points[order[:n_points]]
+
+
+def _single_pmt_geometry(
+    name: str, string_xy: np.ndarray, dom_z: list[np.ndarray]
+) -> Geometry:
+    counts = [len(z) for z in dom_z]
+    string_id = np.repeat(np.arange(1, len(string_xy) + 1), counts)
+    floor = np.concatenate([np.arange(n)[::-1] for n in counts])  # floor 0 = lowest DOM
+    xy = np.repeat(string_xy, counts, axis=0)
+    position = np.column_stack([xy, np.concatenate(dom_z)])
+    n = len(position)
+    direction = np.tile([0.0, 0.0, -1.0], (n, 1))  # IceCube PMTs face down
+    sensor_id = np.arange(n, dtype=np.int32)
+    return Geometry(name, "icecube", sensor_id, position, direction, sensor_id.copy(),
+                    string_id.astype(np.int32), floor.astype(np.int32))
+
+
+def _icecube_standard_z() -> np.ndarray:
+    # 60 DOMs at 17 m spacing between 1450 m and 2450 m depth (JINST 12 (2017) P03012).
+    depth = 1450.0 + 17.0 * np.arange(60)
+    return ICECUBE_ORIGIN_DEPTH_M - depth
+
+
+def _deepcore_z() -> np.ndarray:
+    # DeepCore: 10 DOMs above the dust layer (veto, 10 m spacing) and 50 DOMs at 7 m spacing
+    # in the clearest ice, 2100-2450 m depth (Astropart. Phys. 35 (2012) 615).
+    depth = np.concatenate([1750.0 + 10.0 * np.arange(10), 2107.0 + 7.0 * np.arange(50)])
+    return ICECUBE_ORIGIN_DEPTH_M - depth
+
+
+def build_icecube86() -> Geometry:
+    """Return IceCube-86: 78 strings on a 125 m triangular grid plus 8 DeepCore strings."""
+    standard = triangular_grid(78, 125.0)
+    # DeepCore strings sit between the central standard strings, ~72 m and ~42 m apart
+    # (approximate layout of strings 79-86).
+    ring = 72.0 * np.column_stack([np.cos(np.radians(30 + 60 * np.arange(6))),
+                                   np.sin(np.radians(30 + 60 * np.arange(6)))])
+    inner = 36.0 * np.array([[1.0, 0.0], [-1.0, 0.0]])
+    deepcore = np.vstack([ring, inner])
+    z = [_icecube_standard_z()] * 78 + [_deepcore_z()] * 8
+    return _single_pmt_geometry("icecube86", np.vstack([standard, deepcore]), z)
+
+
+def build_icecube_mini() -> Geometry:
+    """Return a 7-string IceCube subset (central hexagon, 60 DOMs each) for tests and quick runs."""
+    return _single_pmt_geometry("icecube-mini", triangular_grid(7, 125.0), [_icecube_standard_z()] * 7)
+
+
+# KM3NeT DOM: 31 3-inch PMTs, 19 in the lower and 12 in the upper hemisphere, in rings
+# (Aiello et al., KM3NeT multi-PMT optical module, JINST 17 (2022) P07038).
+# Polar angles measured from +z (up): one PMT looking straight down, then rings of six.
+KM3NET_PMT_RING_THETA_DEG = (180.0, 147.4, 124.4, 109.6, 70.4, 55.6)
+KM3NET_DOM_PMT_RADIUS_M = 0.2  # PMT photocathodes sit ~0.2 m from the DOM centre (17" sphere)
+
+
+def km3net_pmt_directions() -> np.ndarray:
+    """Return the 31 PMT pointing unit vectors of a KM3NeT DOM, (31, 3)."""
+    dirs = [[0.0, 0.0, -1.0]]
+    for ring, theta_deg in enumerate(KM3NET_PMT_RING_THETA_DEG[1:]):
+        theta = np.radians(theta_deg)
+        phi = np.radians(60.0 * np.arange(6) + (30.0 if ring % 2 else 0.0))
+        dirs.extend(np.column_stack([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi),
+                                     np.full(6, np.cos(theta))]))
+    return np.asarray(dirs)
+
+
+def build_km3net(name: str, n_units: int, unit_spacing_m: float, dom_spacing_m: float,
+                 first_dom_height_m: float, n_doms: int = 18) -> Geometry:
+    """Return a KM3NeT-like detector: ``n_units`` detection units of ``n_doms`` 31-PMT DOMs."""
+    unit_xy = triangular_grid(n_units, unit_spacing_m)
+    dom_height = first_dom_height_m + dom_spacing_m * np.arange(n_doms)
+    dom_z = dom_height - dom_height.mean()  # centre the array vertically
+    pmt_dirs = km3net_pmt_directions()
+    n_pmt = len(pmt_dirs)
+    unit = np.repeat(np.arange(n_units), n_doms * n_pmt)
+    floor = np.tile(np.repeat(np.arange(n_doms), n_pmt), n_units)
+    channel = np.tile(np.arange(n_pmt), n_units * n_doms)
+    dom_centre = np.column_stack([unit_xy[unit], dom_z[floor]])
+    direction = pmt_dirs[channel]
+    position = dom_centre + KM3NET_DOM_PMT_RADIUS_M * direction
+    module_id = unit * n_doms + floor
+    sensor_id = module_id * n_pmt + channel
+    return Geometry(name, "km3net", sensor_id.astype(np.int32), position, direction,
+                    module_id.astype(np.int32), (unit + 1).astype(np.int32), floor.astype(np.int32))
+
+
+# ORCA: ~20 m between units, ~9 m between DOMs; ARCA: ~90 m and ~36 m
+# (KM3NeT Letter of Intent, J. Phys. G 43 (2016) 084001).
+_BUILDERS: dict[str, Callable[[], Geometry]] = {
+    "icecube86": build_icecube86,
+    "icecube-mini": build_icecube_mini,
+    "km3net-orca": lambda: build_km3net("km3net-orca", 115, 20.0, 9.0, 40.0),
+    "km3net-arca": lambda: build_km3net("km3net-arca", 115, 90.0, 36.0, 80.0),
+    "orca6": lambda: build_km3net("orca6", 6, 20.0, 9.0, 40.0),
+}
+
+DEFAULT_DETECTOR = "icecube86"
+
+
+def available_detectors() -> list[str]:
+    """Return the names of the built-in detectors."""
+    return list(_BUILDERS)
+
+
+@cache
+def _builtin(name: str) -> Geometry:
+    return _BUILDERS[name]()
+
+
+def get_geometry(name_or_path: str | os.PathLike, family: str | None = None) -> Geometry:
+    """Return a built-in detector by name, or load a geometry table from a path."""
+    text = str(name_or_path)
+    if text in _BUILDERS:
+        return _builtin(text)
+    path = Path(text)
+    if path.suffix.lower() in (".csv", ".parquet", ".pq") or path.exists():
+        return load_geometry(path, family=family)
+    known = ", ".join(_BUILDERS)
+    raise GeometryError(f"unknown detector '{text}' (built-in: {known}; or a .csv/.parquet geometry table)")
+
+
+# Column names used by other tools for the same quantities.
+_COLUMN_ALIASES = {
+    "x": ("x", "dom_x", "sensor_x", "pos_x"),
+    "y": ("y", "dom_y", "sensor_y", "pos_y"),
+    "z": ("z", "dom_z", "sensor_z", "pos_z"),
+    "dir_x": ("dir_x", "pmt_dir_x", "sensor_dir_x"),
+    "dir_y": ("dir_y", "pmt_dir_y", "sensor_dir_y"),
+    "dir_z": ("dir_z", "pmt_dir_z", "sensor_dir_z"),
+    "string_id": ("string_id", "string", "sensor_string_id", "du"),
+    "floor": ("floor", "dom_number", "sensor_floor"),
+    "module_id": ("module_id", "dom_id"),
+}
+
+
+def load_geometry(path: str | os.PathLike, family: str | None = None, name: str | None = None,
+                  in_ice_only: bool = True) -> Geometry:
+    """Load a geometry table (CSV or Parquet) with sensor_id (optional), x, y, z and optional dirs.
+
+    GraphNeT (``dom_x``...), Prometheus (``sensor_x``...) and Kaggle (``x``...) column
+    names are understood. For GraphNeT's IceCube table, IceTop DOMs (dom_type 30) are
+    dropped unless ``in_ice_only`` is False. ``family`` defaults to "km3net" when the table
+    has several sensors per position group id, else "icecube".
+    """
+    path = Path(path)
+    if not path.exists():
+        raise GeometryError(f"{path}: no such geometry file")
+    try:
+        table = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+    except Exception as err:
+        raise GeometryError(f"{path}: cannot read geometry table ({err})") from err
+    if not isinstance(table.index, pd.RangeIndex):
+        table = table.reset_index()
+    if in_ice_only and "dom_type" in table.columns:
+        table = table[table["dom_type"] != 30]
+    columns = {}
+    for canonical, aliases in _COLUMN_ALIASES.items():
+        found = next((a for a in aliases if a in table.columns), None)
+        if found is not None:
+            columns[canonical] = table[found].to_numpy()
+    for required in ("x", "y", "z"):
+        if required not in columns:
+            raise GeometryError(f"{path}: geometry table has no '{required}' column")
+    n = len(table)
+    if n == 0:
+        raise GeometryError(f"{path}: geometry table has no sensors")
+    position = np.column_stack([columns["x"], columns["y"], columns["z"]]).astype(np.float64)
+    if not np.all(np.isfinite(position)):
+        raise GeometryError(f"{path}: non-finite sensor position")
+    sensor_id = (table["sensor_id"].to_numpy() if "sensor_id" in table.columns else np.arange(n)).astype(np.int64)
+    if "dir_x" in columns:
+        direction = np.column_stack([columns["dir_x"], columns["dir_y"], columns["dir_z"]]).astype(float)
+        direction = np.nan_to_num(direction)
+    else:
+        direction = np.tile([0.0, 0.0, -1.0], (n, 1))
+    string_id = columns.get("string_id", np.zeros(n)).astype(np.int32)
+    floor = columns.get("floor", np.zeros(n)).astype(np.int32)
+    if "module_id" in columns:
+        module_id = columns["module_id"].astype(np.int64)
+    else:
+        # Sensors at the same point (within 0.5 m) belong to one module.
+        _, module_id = np.unique(np.round(position / 0.5), axis=0, return_inverse=True)
+    if family is None:
+        family = "km3net" if len(np.unique(module_id)) < n else "icecube"
+    try:
+        return Geometry(name or path.stem, family, sensor_id, position, direction,
+                        np.asarray(module_id).ravel(), string_id, floor)
+    except GeometryError as err:
+        raise GeometryError(f"{path}: {err}") from err

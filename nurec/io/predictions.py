@@ -1,0 +1,51 @@
+"""Prediction tables on disk (Parquet or CSV), with provenance metadata."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from nurec.io.schema import validate_predictions
+
+PREDICTIONS_METADATA_KEY = b"nurec.predictions"
+
+
+def write_predictions(
+    table: pd.DataFrame, path: str | os.PathLike, metadata: dict[str, Any] | None = None
+) -> Path:
+    """Write a prediction table atomically (.parquet or .csv by suffix); return the path."""
+    validate_predictions(table)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    if path.suffix == ".csv":
+        table.to_csv(tmp, index=False)
+    else:
+        arrow = pa.Table.from_pandas(table, preserve_index=False)
+        meta = dict(arrow.schema.metadata or {})
+        meta[PREDICTIONS_METADATA_KEY] = json.dumps(metadata or {}, default=str).encode()
+        pq.write_table(arrow.replace_schema_metadata(meta), tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a prediction table written by write_predictions (or any table with its columns)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such predictions file")
+    table = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    validate_predictions(table)
+    return table
+
+
+def read_predictions_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """Return the provenance metadata stored with a Parquet prediction table."""
+    meta = pq.read_schema(path).metadata or {}
+    return json.loads(meta.get(PREDICTIONS_METADATA_KEY, b"{}"))

@@ -1,0 +1,199 @@
+"""The one event schema and the one prediction schema of nurec.
+
+Events are awkward arrays of records, one record per event::
+
+    event_id  int64      unique within a dataset
+    run_id    int64
+    hits      var * {sensor_id: int32, x, y, z: float32 [m], t: float32 [ns],
+                     charge: float32 [photo-electrons],
+                     dir_x, dir_y, dir_z: float32 (PMT pointing, unit vector),
+                     is_noise: bool (simulation truth only; models must not read it)}
+    truth     {pdg: int32, interaction: string ("CC"/"NC"), energy: float64 [GeV],
+               dir_x, dir_y, dir_z: float64 (direction of TRAVEL),
+               zenith, azimuth: float64 [rad] (IceCube convention: where the
+               neutrino COMES FROM, dir = -(sin z cos a, sin z sin a, cos z)),
+               vertex_x, vertex_y, vertex_z: float64 [m], t0: float64 [ns],
+               inelasticity, track_length [m], is_track: bool,
+               visible_energy [GeV]}                       (optional: real data has none)
+    weight    float64, OneWeight-style generation weight [GeV cm^2 sr] (optional)
+
+Predictions are flat tables (pandas DataFrames), one row per event, with
+``PREDICTION_COLUMNS`` first and any method-specific columns after them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import awkward as ak
+import numpy as np
+import pandas as pd
+
+HIT_FIELDS: dict[str, str] = {
+    "sensor_id": "int32",
+    "x": "float32",
+    "y": "float32",
+    "z": "float32",
+    "t": "float32",
+    "charge": "float32",
+    "dir_x": "float32",
+    "dir_y": "float32",
+    "dir_z": "float32",
+}
+"""Required hit fields and their storage dtypes."""
+
+OPTIONAL_HIT_FIELDS: dict[str, str] = {"is_noise": "bool"}
+
+TRUTH_FIELDS: dict[str, str] = {
+    "pdg": "int32",
+    "interaction": "string",
+    "energy": "float64",
+    "dir_x": "float64",
+    "dir_y": "float64",
+    "dir_z": "float64",
+    "zenith": "float64",
+    "azimuth": "float64",
+    "vertex_x": "float64",
+    "vertex_y": "float64",
+    "vertex_z": "float64",
+    "t0": "float64",
+    "inelasticity": "float64",
+    "track_length": "float64",
+    "is_track": "bool",
+    "visible_energy": "float64",
+}
+
+EVENT_FIELDS = ("event_id", "run_id", "hits")
+OPTIONAL_EVENT_FIELDS = ("truth", "weight")
+
+PREDICTION_COLUMNS: dict[str, str] = {
+    "event_id": "int64",
+    "dir_x": "float64",
+    "dir_y": "float64",
+    "dir_z": "float64",
+    "zenith": "float64",
+    "azimuth": "float64",
+    "energy": "float64",
+    "angular_uncertainty_deg": "float64",
+    "p_track": "float64",
+    "method": "object",
+    "fit_status": "object",
+}
+"""Columns every reconstruction method returns, in this order.
+
+``dir_*`` is the reconstructed direction of travel, ``zenith``/``azimuth`` where the
+particle comes from (IceCube convention), ``energy`` in GeV (NaN if not estimated),
+``angular_uncertainty_deg`` the predicted 68% containment radius (NaN if not
+estimated), ``fit_status`` is ``"ok"`` or ``"failed: <reason>"``.
+"""
+
+FIT_OK = "ok"
+
+
+class SchemaError(ValueError):
+    """Raised when data do not follow the nurec event schema; the message names the field."""
+
+
+@dataclass(frozen=True)
+class EventProblem:
+    """Why one event cannot be reconstructed."""
+
+    index: int
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}"
+
+
+def validate_events(events: ak.Array) -> None:
+    """Check the structure of an events array; raise SchemaError naming the first bad field."""
+    if not isinstance(events, ak.Array):
+        raise SchemaError(f"events: expected an awkward Array, got {type(events).__name__}")
+    fields = set(events.fields)
+    for name in EVENT_FIELDS:
+        if name not in fields:
+            raise SchemaError(f"events: missing field '{name}'")
+    hit_fields = set(events.hits.fields)
+    for name in HIT_FIELDS:
+        if name not in hit_fields:
+            raise SchemaError(f"hits: missing field '{name}'")
+    if "truth" in fields:
+        truth_fields = set(events.truth.fields)
+        for name in TRUTH_FIELDS:
+            if name not in truth_fields:
+                raise SchemaError(f"truth: missing field '{name}'")
+    ids = ak.to_numpy(events.event_id)
+    if ids.dtype.kind not in "iu":
+        raise SchemaError(f"event_id: expected integers, got {ids.dtype}")
+    if len(np.unique(ids)) != len(ids):
+        raise SchemaError("event_id: values are not unique")
+
+
+def event_problems(events: ak.Array, min_hits: int = 1) -> list[EventProblem | None]:
+    """Return, for each event, None if its hits are usable or the problem that makes it not.
+
+    Usable means: at least ``min_hits`` hits and finite position, time and charge.
+    Vectorised over the batch; used by every method to fail single events, not batches.
+    """
+    n_hits = ak.to_numpy(ak.num(events.hits, axis=1))
+    problems: list[EventProblem | None] = [None] * len(events)
+    bad_field = np.full(len(events), "", dtype=object)
+    for name in ("x", "y", "z", "t", "charge"):
+        finite = ak.to_numpy(ak.all(np.isfinite(events.hits[name]), axis=1))
+        bad_field[(~finite) & (bad_field == "")] = name
+    for i in np.flatnonzero((n_hits < min_hits) | (bad_field != "")):
+        if n_hits[i] < min_hits:
+            problems[i] = EventProblem(int(i), "hits", f"{n_hits[i]} hits, need at least {min_hits}")
+        else:
+            problems[i] = EventProblem(int(i), f"hits.{bad_field[i]}", "non-finite value")
+    return problems
+
+
+def empty_predictions(event_ids: np.ndarray, method: str) -> pd.DataFrame:
+    """Return a prediction table with NaN outputs and fit_status 'ok' for the given events."""
+    n = len(event_ids)
+    table = {name: np.full(n, np.nan) for name in PREDICTION_COLUMNS}
+    table["event_id"] = np.asarray(event_ids, dtype=np.int64)
+    table["method"] = np.full(n, method, dtype=object)
+    table["fit_status"] = np.full(n, FIT_OK, dtype=object)
+    return pd.DataFrame(table)
+
+
+def direction_to_angles(dir_x: np.ndarray, dir_y: np.ndarray, dir_z: np.ndarray):
+    """Return (zenith, azimuth) in rad, IceCube convention, of directions of travel."""
+    norm = np.sqrt(dir_x**2 + dir_y**2 + dir_z**2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        zenith = np.arccos(np.clip(-dir_z / norm, -1.0, 1.0))
+        azimuth = np.mod(np.arctan2(-dir_y, -dir_x), 2 * np.pi)
+    return zenith, azimuth
+
+
+def angles_to_direction(zenith: np.ndarray, azimuth: np.ndarray) -> np.ndarray:
+    """Return the unit directions of travel, shape (n, 3), for IceCube zenith/azimuth [rad]."""
+    zenith = np.asarray(zenith, dtype=np.float64)
+    azimuth = np.asarray(azimuth, dtype=np.float64)
+    return -np.stack(
+        [np.sin(zenith) * np.cos(azimuth), np.sin(zenith) * np.sin(azimuth), np.cos(zenith)],
+        axis=-1,
+    )
+
+
+def finish_predictions(table: pd.DataFrame) -> pd.DataFrame:
+    """Fill zenith/azimuth from dir_*, order the standard columns first, and fix dtypes."""
+    zenith, azimuth = direction_to_angles(
+        table["dir_x"].to_numpy(float), table["dir_y"].to_numpy(float), table["dir_z"].to_numpy(float)
+    )
+    table = table.copy()
+    table["zenith"] = zenith
+    table["azimuth"] = azimuth
+    extra = [c for c in table.columns if c not in PREDICTION_COLUMNS]
+    table = table[list(PREDICTION_COLUMNS) + extra]
+    return table.astype({k: v for k, v in PREDICTION_COLUMNS.items() if v != "object"})
+
+
+def validate_predictions(table: pd.DataFrame) -> None:
+    """Raise SchemaError if a prediction table lacks a standard column."""
+    for name in PREDICTION_COLUMNS:
+        if name not in table.columns:
+            raise SchemaError(f"predictions: missing column '{name}'")

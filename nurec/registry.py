@@ -1,0 +1,70 @@
+"""The one method registry: a name maps to a reconstructor with ``reconstruct(events)``.
+
+The CLI, the gRPC service, the pipeline and the evaluation all look methods up here,
+so a new method is one ``register_method`` line away from being served and reported.
+Targets are imported lazily ("module:attribute") so that asking for LineFit does not
+import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import awkward as ak
+import pandas as pd
+
+
+@runtime_checkable
+class Reconstructor(Protocol):
+    """What every method provides: a name, a version and batch reconstruction."""
+
+    name: str
+    version: str
+
+    def reconstruct(self, events: ak.Array) -> pd.DataFrame:
+        """Return one prediction row per event (nurec.io.schema.PREDICTION_COLUMNS first)."""
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registered method: its name, where its factory lives, and what it is."""
+
+    name: str
+    target: str
+    description: str
+    trained: bool = False
+
+
+class UnknownMethodError(KeyError):
+    """A method name that is not registered; the message lists the known ones."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+_METHODS: dict[str, MethodSpec] = {}
+
+
+def register_method(name: str, target: str, description: str, trained: bool = False) -> None:
+    """Register a method factory under ``name``; ``target`` is "module:attribute"."""
+    _METHODS[name] = MethodSpec(name, target, description, trained)
+
+
+def available_methods() -> list[MethodSpec]:
+    """Return the registered methods in registration order."""
+    return list(_METHODS.values())
+
+
+def get_method(name: str, **options: Any) -> Reconstructor:
+    """Return a ready reconstructor for ``name``, built with ``options``."""
+    if name not in _METHODS:
+        known = ", ".join(_METHODS) or "none"
+        raise UnknownMethodError(f"unknown method '{name}' (available: {known})")
+    module_name, attribute = _METHODS[name].target.split(":")
+    factory = getattr(importlib.import_module(module_name), attribute)
+    return factory(**options)
+
+
+# Built-in methods. Each line makes a method available to CLI, service and evaluation.

@@ -1,0 +1,19 @@
+"""Pure, vectorised physics functions shared by the simulator and the likelihood fits."""
+
+from sim.physics.light import expected_npe_cascade, expected_npe_track, pmt_acceptance
+from sim.physics.medium import ICE, WATER, Medium, get_medium
+from sim.physics.timing import arrival_time_pdf, log_arrival_time_pdf, pandel_pdf, track_geometry
+
+__all__ = [
+    "ICE",
+    "WATER",
+    "Medium",
+    "arrival_time_pdf",
+    "expected_npe_cascade",
+    "expected_npe_track",
+    "get_medium",
+    "log_arrival_time_pdf",
+    "pandel_pdf",
+    "pmt_acceptance",
+    "track_geometry",
+]
