@@ -93,3 +93,15 @@ def dataset_metadata(config: SimulationConfig, n_generated: int) -> dict:
             "OneWeight [GeV cm^2 sr]: expected events = sum(weight * flux(E) * livetime) / n_generated"
         ),
     }
+
+
+def simulate_events(config: SimulationConfig) -> tuple[ak.Array, dict]:
+    """Return (all triggered events of ``config`` in memory, dataset metadata). For small samples."""
+    config.validate()
+    chunks, n_generated = [], 0
+    for index in range(len(chunk_sizes(config))):
+        events, generated = simulate_chunk(config, index)
+        chunks.append(events)
+        n_generated += generated
+    events = ak.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+    return events, dataset_metadata(config, n_generated)
