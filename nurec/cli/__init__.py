@@ -15,6 +15,8 @@ from nurec import __version__
 
 COMMAND_MODULES = [
     "nurec.cli.simulate",
+    "nurec.cli.serve",
+    "nurec.cli.client",
 ]
 
 # Errors a user can fix: printed as one line, no traceback.

@@ -1,0 +1,46 @@
+"""``nurec serve``: serve a registered reconstruction method over gRPC with dynamic batching."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve", help="serve reconstruction over gRPC (batched, with health, reflection, metrics)",
+        description="Serve a registered method over gRPC. Settings come from defaults < --config "
+                    "TOML ([serve] table) < NUREC_SERVE_<SETTING> environment variables < flags. "
+                    "The bearer token is read from --token-file or $NUREC_SERVE_TOKEN.")
+    add = parser.add_argument
+    add("--method", help="registered method (default: the bundled GNN 'gnn' if registered, else 'linefit')")
+    add("--model", help="the method's 'model' option (default for gnn: 'default')")
+    add("--host", help="address to bind (default localhost; 0.0.0.0 for all interfaces)")
+    add("--port", type=int, help="gRPC port (default 50051; 0 picks a free one)")
+    add("--max-batch-size", type=int, help="events per model call at most (default 512)")
+    add("--max-queue-delay-ms", type=float, help="how long the oldest event waits for a fuller batch (default 5)")
+    add("--max-queue", type=int, help="events waiting at most; beyond: RESOURCE_EXHAUSTED (default 10000)")
+    add("--max-hits", type=int, help="hits per event at most (default 20000)")
+    add("--max-message-mb", type=int, help="largest request/response message [MiB] (default 64)")
+    add("--threads", type=int, help="torch intra-op threads for inference (default: torch's choice)")
+    add("--metrics-port", type=int, help="Prometheus /metrics HTTP port (default 9464; 0 disables)")
+    add("--detector", help="detector of events that name none (default icecube86)")
+    add("--drain-timeout-s", type=float, help="longest SIGTERM drain before exiting (default 30)")
+    add("--tls-cert", help="server certificate chain (PEM); enables TLS")
+    add("--tls-key", help="server private key (PEM)")
+    add("--tls-client-ca", help="CA (PEM) that client certificates must chain to; enables mutual TLS")
+    add("--token-file", help="file holding the bearer token every call must carry")
+    add("--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    add("--log-format", choices=["json", "text"], help="structured JSON lines (default) or text")
+    add("--config", help="TOML file with a [serve] table of the same settings (snake_case)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from services.config import load_config
+    from services.logs import configure_logging
+    from services.server import serve
+
+    overrides = {k: v for k, v in vars(args).items() if k not in ("func", "command", "config")}
+    config = load_config(args.config, overrides=overrides)
+    configure_logging(config.log_level, config.log_format)
+    return serve(config)

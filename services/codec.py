@@ -1,0 +1,322 @@
+"""Conversions between protobuf messages and the nurec event and prediction schemas.
+
+Requests are decoded into an ``EventBlock`` (flat numpy hit columns plus per-event hit
+counts), which concatenates cheaply across requests and becomes the awkward events array
+of the nurec schema in one step. Problems with single events (mismatched array lengths,
+non-finite values, no hits, too many hits, unknown detector or sensor) are returned per
+event, naming the field, so the rest of a batch is still reconstructed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import awkward as ak
+import numpy as np
+import pandas as pd
+
+from nurec.geometry import available_detectors, get_geometry
+from nurec.io.schema import FIT_OK, HIT_FIELDS, PREDICTION_COLUMNS, event_problems
+from services._generated import reconstruction_pb2 as pb
+
+DIR_FIELDS = ("dir_x", "dir_y", "dir_z")
+WIRE_DTYPES = {name: np.dtype("<i4") if dtype == "int32" else np.dtype("<f4")
+               for name, dtype in HIT_FIELDS.items()}
+"""Little-endian wire dtype of each hit field in RawHits."""
+
+_FLOAT_OUTPUTS = [name for name, dtype in PREDICTION_COLUMNS.items() if dtype == "float64"]
+
+
+@dataclass(frozen=True)
+class EventFailure:
+    """Why one event was not reconstructed: a gRPC code, the field, and a one-line reason."""
+
+    code: int
+    field: str
+    reason: str
+
+    @property
+    def message(self) -> str:
+        return f"{self.field}: {self.reason}" if self.field else self.reason
+
+
+def invalid(field_name: str, reason: str) -> EventFailure:
+    """Return an INVALID_ARGUMENT failure for ``field_name``."""
+    return EventFailure(pb.INVALID_ARGUMENT, field_name, reason)
+
+
+@dataclass
+class EventBlock:
+    """Events as columns: ``hits`` maps each hit field to a flat array, ``counts`` hits per event."""
+
+    event_id: np.ndarray
+    run_id: np.ndarray
+    counts: np.ndarray
+    hits: dict[str, np.ndarray]
+    detector: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
+
+    def __len__(self) -> int:
+        return len(self.event_id)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """Return the hit offsets, length n_events + 1."""
+        return np.concatenate([[0], np.cumsum(self.counts)])
+
+    def take(self, index: np.ndarray) -> EventBlock:
+        """Return the events at positions ``index`` (in that order)."""
+        index = np.asarray(index, dtype=np.int64)
+        offsets = self.offsets
+        hit_index = _ranges(offsets[index], self.counts[index])
+        return EventBlock(self.event_id[index], self.run_id[index], self.counts[index],
+                          {k: v[hit_index] for k, v in self.hits.items()}, self.detector[index])
+
+    def to_awkward(self, event_id: np.ndarray | None = None) -> ak.Array:
+        """Return the events in the nurec event schema (optionally with replaced event ids)."""
+        hits = ak.unflatten(ak.zip({k: self.hits[k] for k in HIT_FIELDS}, depth_limit=1), self.counts)
+        ids = self.event_id if event_id is None else np.asarray(event_id, dtype=np.int64)
+        return ak.zip({"event_id": ids, "run_id": self.run_id, "hits": hits}, depth_limit=1)
+
+    @staticmethod
+    def concatenate(blocks: Sequence[EventBlock]) -> EventBlock:
+        """Return the events of several blocks, one after the other."""
+        if len(blocks) == 1:
+            return blocks[0]
+        return EventBlock(
+            np.concatenate([b.event_id for b in blocks]), np.concatenate([b.run_id for b in blocks]),
+            np.concatenate([b.counts for b in blocks]),
+            {k: np.concatenate([b.hits[k] for b in blocks]) for k in HIT_FIELDS},
+            np.concatenate([b.detector for b in blocks]),
+        )
+
+    @staticmethod
+    def empty() -> EventBlock:
+        return EventBlock(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                          {k: np.zeros(0, WIRE_DTYPES[k].newbyteorder("=")) for k in HIT_FIELDS},
+                          np.zeros(0, dtype=object))
+
+
+def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Return the concatenation of arange(s, s + c) for each start s and count c."""
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    ends = np.cumsum(counts)
+    shift = np.repeat(starts - (ends - counts), counts)
+    return np.arange(total, dtype=np.int64) + shift
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """What the server accepts: hits per event, detectors, and the default detector."""
+
+    max_hits: int = 20_000
+    default_detector: str = "icecube86"
+    model_detectors: tuple[str, ...] = ()
+    model_name: str = ""
+
+
+def _field_sizes(event: pb.Event) -> tuple[dict[str, int], EventFailure | None]:
+    """Return (values per hit field, a failure) of one event's hits."""
+    kind = event.WhichOneof("hits")
+    if kind is None:
+        return {}, invalid("hits", "no hits (set raw or packed)")
+    hits = getattr(event, kind)
+    sizes = {}
+    for name, dtype in WIRE_DTYPES.items():
+        value = getattr(hits, name)
+        if kind == "raw":
+            if len(value) % dtype.itemsize:
+                return {}, invalid(f"hits.{name}", f"{len(value)} bytes is not a whole number of "
+                                   f"{dtype.itemsize}-byte values")
+            sizes[name] = len(value) // dtype.itemsize
+        else:
+            sizes[name] = len(value)
+    return sizes, None
+
+
+def decode_events(events: Sequence[pb.Event], limits: DecodeLimits) -> tuple[EventBlock, np.ndarray, dict[int, EventFailure]]:
+    """Return (valid events as a block, their positions in ``events``, failures by position)."""
+    failures: dict[int, EventFailure] = {}
+    valid: list[int] = []
+    n_hits: list[int] = []
+    needs_dirs: list[bool] = []
+    detectors: list[str] = []
+    known = set(available_detectors())
+    for i, event in enumerate(events):
+        sizes, failure = _field_sizes(event)
+        if failure is None:
+            n = sizes["sensor_id"]
+            no_dirs = all(sizes[d] == 0 for d in DIR_FIELDS)
+            for name, size in sizes.items():
+                if size != n and not (no_dirs and name in DIR_FIELDS):
+                    failure = invalid(f"hits.{name}", f"{size} values, expected {n} (one per hit, as hits.sensor_id)")
+                    break
+        if failure is None and n == 0:
+            failure = invalid("hits", "no hits")
+        if failure is None and n > limits.max_hits:
+            failure = invalid("hits", f"{n} hits exceed the server limit of {limits.max_hits} (max_hits)")
+        detector = event.detector or limits.default_detector
+        if failure is None and detector not in known:
+            failure = invalid("detector", f"unknown detector '{detector}' (known: {', '.join(sorted(known))})")
+        if failure is None and limits.model_detectors and detector not in limits.model_detectors:
+            failure = invalid("detector", f"model '{limits.model_name}' serves "
+                              f"{', '.join(limits.model_detectors)}, not '{detector}'")
+        if failure is not None:
+            failures[i] = failure
+            continue
+        valid.append(i)
+        n_hits.append(n)
+        needs_dirs.append(no_dirs)
+        detectors.append(detector)
+
+    chosen = [events[i] for i in valid]
+    counts = np.asarray(n_hits, dtype=np.int64)
+    hits = {}
+    for name, dtype in WIRE_DTYPES.items():
+        parts = [_field_bytes(event, name, dtype, n, fill) for event, n, fill
+                 in zip(chosen, n_hits, needs_dirs, strict=True)]
+        hits[name] = np.frombuffer(b"".join(parts), dtype=dtype).astype(dtype.newbyteorder("="))
+    block = EventBlock(
+        np.fromiter((e.event_id for e in chosen), dtype=np.int64, count=len(chosen)),
+        np.fromiter((e.run_id for e in chosen), dtype=np.int64, count=len(chosen)),
+        counts, hits, np.asarray(detectors, dtype=object),
+    )
+    positions = np.asarray(valid, dtype=np.int64)
+    keep = _fill_directions(block, np.asarray(needs_dirs, dtype=bool), positions, failures)
+    keep &= _check_finite(block, positions, failures)
+    if not keep.all():
+        block, positions = block.take(np.flatnonzero(keep)), positions[keep]
+    return block, positions, failures
+
+
+def _field_bytes(event: pb.Event, name: str, dtype: np.dtype, n_hits: int, fill: bool) -> bytes:
+    if fill and name in DIR_FIELDS:
+        return bytes(n_hits * dtype.itemsize)  # filled from the geometry afterwards
+    if event.WhichOneof("hits") == "raw":
+        return getattr(event.raw, name)
+    return np.asarray(getattr(event.packed, name), dtype=dtype).tobytes()
+
+
+def _fill_directions(block: EventBlock, needs: np.ndarray, positions: np.ndarray,
+                     failures: dict[int, EventFailure]) -> np.ndarray:
+    """Fill PMT directions of events that sent none from their geometry; return events kept."""
+    keep = np.ones(len(block), dtype=bool)
+    if not needs.any():
+        return keep
+    event_of_hit = np.repeat(np.arange(len(block)), block.counts)
+    for detector in np.unique(block.detector[needs]):
+        events = np.flatnonzero(needs & (block.detector == detector))
+        geometry = get_geometry(detector)
+        hit_mask = np.isin(event_of_hit, events)
+        sensors = block.hits["sensor_id"][hit_mask]
+        order = np.argsort(geometry.sensor_id)
+        found_at = np.clip(np.searchsorted(geometry.sensor_id[order], sensors), 0, len(order) - 1)
+        rows = order[found_at]
+        known = geometry.sensor_id[rows] == sensors
+        for axis, name in enumerate(DIR_FIELDS):
+            block.hits[name][hit_mask] = np.where(known, geometry.direction[rows, axis], np.nan)
+        for event in np.unique(event_of_hit[hit_mask][~known]):
+            bad = sensors[~known & (event_of_hit[hit_mask] == event)][0]
+            failures[int(positions[event])] = invalid(
+                "hits.sensor_id", f"sensor {bad} is not in detector '{detector}' (needed for its PMT direction)")
+            keep[event] = False
+    return keep
+
+
+def _check_finite(block: EventBlock, positions: np.ndarray, failures: dict[int, EventFailure]) -> np.ndarray:
+    """Record events with non-finite hit values as failures; return events kept."""
+    keep = np.ones(len(block), dtype=bool)
+    if len(block) == 0:
+        return keep
+    for index, problem in enumerate(event_problems(block.to_awkward())):
+        if problem is not None:
+            failures[int(positions[index])] = invalid(problem.field, problem.reason)
+            keep[index] = False
+    return keep
+
+
+# --- client side: events -> messages ---------------------------------------------------
+
+def encode_events(events: ak.Array, detector: str = "", encoding: str = "raw",
+                  send_directions: bool = True) -> list[pb.Event]:
+    """Return one Event message per event of a nurec events array.
+
+    ``encoding`` "raw" (fast, little-endian bytes) or "packed" (repeated fields).
+    ``send_directions`` False leaves PMT directions for the server to take from the geometry.
+    """
+    if encoding not in ("raw", "packed"):
+        raise ValueError(f"encoding: '{encoding}' is not raw or packed")
+    counts = ak.to_numpy(ak.num(events.hits, axis=1)).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    names = [n for n in WIRE_DTYPES if send_directions or n not in DIR_FIELDS]
+    flat = {n: ak.to_numpy(ak.flatten(events.hits[n])).astype(WIRE_DTYPES[n]) for n in names}
+    event_ids = ak.to_numpy(events.event_id).astype(np.int64).tolist()
+    run_ids = (ak.to_numpy(events.run_id).astype(np.int64).tolist() if "run_id" in events.fields
+               else [0] * len(event_ids))
+    messages = []
+    if encoding == "raw":
+        buffers = {n: flat[n].tobytes() for n in names}
+        for i, (event_id, run_id) in enumerate(zip(event_ids, run_ids, strict=True)):
+            lo, hi = offsets[i] * 4, offsets[i + 1] * 4
+            raw = pb.RawHits(**{n: buffers[n][lo:hi] for n in names})
+            messages.append(pb.Event(event_id=event_id, run_id=run_id, detector=detector, raw=raw))
+    else:
+        lists = {n: flat[n].tolist() for n in names}
+        for i, (event_id, run_id) in enumerate(zip(event_ids, run_ids, strict=True)):
+            lo, hi = offsets[i], offsets[i + 1]
+            packed = pb.PackedHits(**{n: lists[n][lo:hi] for n in names})
+            messages.append(pb.Event(event_id=event_id, run_id=run_id, detector=detector, packed=packed))
+    return messages
+
+
+# --- predictions <-> messages -----------------------------------------------------------
+
+def failure_message(event_id: int, method: str, version: str, failure: EventFailure) -> pb.EventReconstruction:
+    """Return the result message of an event that was not reconstructed."""
+    nan = math.nan
+    return pb.EventReconstruction(
+        event_id=int(event_id), dir_x=nan, dir_y=nan, dir_z=nan, zenith=nan, azimuth=nan, energy=nan,
+        angular_uncertainty_deg=nan, p_track=nan, method=method, model_version=version,
+        fit_status=f"failed: {failure.message}",
+        error=pb.EventError(code=failure.code, field=failure.field, message=failure.message),
+    )
+
+
+def encode_predictions(table: pd.DataFrame, event_ids: np.ndarray, version: str) -> list[pb.EventReconstruction]:
+    """Return result messages for the rows of a prediction table (event ids replaced by ``event_ids``)."""
+    outputs = {name: table[name].to_numpy(np.float64).tolist() for name in _FLOAT_OUTPUTS}
+    extra_columns = [c for c in table.columns if c not in PREDICTION_COLUMNS
+                     and pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])]
+    extras = {c: table[c].to_numpy(np.float64).tolist() for c in extra_columns}
+    methods = table["method"].astype(str).tolist()
+    statuses = table["fit_status"].astype(str).tolist()
+    messages = []
+    for row, event_id in enumerate(np.asarray(event_ids).tolist()):
+        message = pb.EventReconstruction(
+            event_id=event_id, method=methods[row], model_version=version, fit_status=statuses[row],
+            **{name: values[row] for name, values in outputs.items()},
+        )
+        if extras:
+            message.extra.update({c: v[row] for c, v in extras.items()})
+        messages.append(message)
+    return messages
+
+
+def decode_results(results: Sequence[pb.EventReconstruction]) -> pd.DataFrame:
+    """Return a prediction table (PREDICTION_COLUMNS, then model_version, error_code, extras)."""
+    table: dict[str, object] = {"event_id": np.fromiter((r.event_id for r in results), np.int64, len(results))}
+    for name in _FLOAT_OUTPUTS:
+        table[name] = np.fromiter((getattr(r, name) for r in results), np.float64, len(results))
+    table["method"] = [r.method for r in results]
+    table["fit_status"] = [r.fit_status or FIT_OK for r in results]
+    table["model_version"] = [r.model_version for r in results]
+    table["error_code"] = [pb.Code.Name(r.error.code) if r.HasField("error") else "" for r in results]
+    extra_names = sorted(set(itertools.chain.from_iterable(r.extra.keys() for r in results)))
+    for name in extra_names:
+        table[name] = np.fromiter((r.extra.get(name, math.nan) for r in results), np.float64, len(results))
+    frame = pd.DataFrame(table)
+    return frame.astype({k: v for k, v in PREDICTION_COLUMNS.items() if v != "object"})
