@@ -15,8 +15,8 @@ from nurec import __version__
 
 COMMAND_MODULES = [
     "nurec.cli.simulate",
-    "nurec.cli.serve",
-    "nurec.cli.client",
+    "nurec.cli.evaluate",
+    "nurec.cli.demo",
 ]
 
 # Errors a user can fix: printed as one line, no traceback.

@@ -1,0 +1,96 @@
+"""``nurec evaluate``: compare methods' predictions with the truth and write the quality report."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+import awkward as ak
+import pandas as pd
+
+from nurec.evaluate.evaluation import EvaluationSettings
+from nurec.evaluate.report import SUMMARY_HEADERS, build_report, load_method_predictions
+from nurec.evaluate.truth import truth_table
+from nurec.io.sources import iter_events, source_metadata
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help="compare reconstructions with the truth; write report/index.html and metrics.json",
+        description="Evaluate prediction files (or run registered methods first) against simulated events.",
+    )
+    parser.add_argument("--data", required=True, help="events with truth (a nurec dataset directory or other source)")
+    parser.add_argument("--format", default=None, help="source format of --data (default: detected)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--predictions", nargs="+", metavar="FILE", help="prediction files (.parquet or .csv)")
+    source.add_argument("--methods", help="comma-separated registered methods to run on --data first")
+    parser.add_argument("--out", required=True, help="report directory")
+    parser.add_argument("--max-events", type=int, default=None, help="evaluate only the first N events")
+    parser.add_argument("--batch-size", type=int, default=256, help="events per reconstruct call (with --methods)")
+    parser.add_argument("--bins-per-decade", type=int, default=2)
+    parser.add_argument("--min-events-per-bin", type=int, default=20, help="bins with fewer events are flagged")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for median CIs")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    parser.add_argument("--energy-reference", choices=["energy", "visible_energy"], default="energy",
+                        help="truth field E_true is taken from (default: neutrino energy)")
+    parser.set_defaults(func=run)
+
+
+def load_events(path: str, fmt: str | None, max_events: int | None) -> ak.Array:
+    """Return the events of a source as one array (the first ``max_events`` if given)."""
+    chunks, count = [], 0
+    for chunk in iter_events(path, fmt):
+        if max_events is not None:
+            chunk = chunk[: max(0, max_events - count)]
+        chunks.append(chunk)
+        count += len(chunk)
+        if max_events is not None and count >= max_events:
+            break
+    if not chunks or count == 0:
+        raise ValueError(f"{path}: no events")
+    return chunks[0] if len(chunks) == 1 else ak.concatenate(chunks)
+
+
+def print_summary(summary: pd.DataFrame, file=None) -> None:
+    """Print the summary table to the terminal (rich table)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from nurec.evaluate.report import summary_text
+
+    console = Console(file=file or sys.stdout, width=200)
+    table = Table(title="Reconstruction quality summary", show_lines=False)
+    for _, label in SUMMARY_HEADERS:
+        table.add_column(label, justify="left" if label in ("Method", "Version") else "right", overflow="fold")
+    markdown = summary_text(summary).splitlines()[2:]
+    for line in markdown:
+        table.add_row(*[cell.strip() for cell in line.strip("|").split("|")])
+    console.print(table)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nurec.evaluate.run_methods import print_progress
+    from nurec.pipeline import method_names, reconstruct_all
+
+    events = load_events(args.data, args.format, args.max_events)
+    metadata = source_metadata(args.data, args.format)
+    truth = truth_table(events)
+    out = Path(args.out)
+    skipped: dict[str, str] = {}
+    if args.predictions:
+        methods = [load_method_predictions(path) for path in args.predictions]
+    else:
+        names = method_names([n.strip() for n in args.methods.split(",") if n.strip()])
+        runs, skipped = reconstruct_all(events, names, out / "predictions", batch_size=args.batch_size,
+                                        skip_unready=False, progress=print_progress)
+        methods = [r.as_method_predictions() for r in runs]
+    settings = EvaluationSettings(bins_per_decade=args.bins_per_decade, min_events_per_bin=args.min_events_per_bin,
+                                  n_bootstrap=args.bootstrap, seed=args.seed,
+                                  energy_reference=args.energy_reference)
+    command = shlex.join(["nurec", *sys.argv[1:]]) if sys.argv[1:2] == ["evaluate"] else None
+    report = build_report(truth, metadata, methods, out, settings, command=command, skipped=skipped)
+    print_summary(report.summary)
+    print(f"report: {report.html_path}  metrics: {report.metrics_path}")
+    return 0

@@ -1,0 +1,1 @@
+"""Reconstruction quality: metrics (pure functions), figures, and the HTML/JSON report."""

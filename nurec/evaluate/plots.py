@@ -1,0 +1,250 @@
+"""Report figures (matplotlib, Agg backend): one function per figure, each returns a Figure or None.
+
+None means no evaluated method provides the quantity, so the figure would be empty.
+Every axis is labelled with its unit; bins with too few events are drawn hollow.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
+
+from nurec.evaluate import metrics as m  # noqa: E402
+from nurec.evaluate.evaluation import CLASSES, MethodResult  # noqa: E402
+
+DPI = 100
+ENERGY_LABEL = {"energy": "true neutrino energy [GeV]", "visible_energy": "true visible energy [GeV]"}
+
+
+def method_colors(names: Sequence[str]) -> dict[str, tuple]:
+    """Return a fixed colour per method name, in the given order (tab10 cycle)."""
+    cmap = plt.get_cmap("tab10")
+    return {name: cmap(i % 10) for i, name in enumerate(names)}
+
+
+def figure_png(fig: Figure) -> bytes:
+    """Return the figure as PNG bytes (no timestamps, so equal figures give equal bytes) and close it."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _energy_label(results: Sequence[MethodResult]) -> str:
+    reference = results[0].metrics["energy"].get("reference", "energy") if results else "energy"
+    return ENERGY_LABEL.get(reference, "true energy [GeV]")
+
+
+def _binned_curve(ax, table: list[dict], y: str, color, label: str, band: tuple[str, str] | None = None,
+                  err: tuple[str, str] | None = None) -> None:
+    frame = pd.DataFrame(table)
+    if frame.empty:
+        return
+    frame = frame[frame["n"] > 0]
+    if frame.empty:
+        return
+    centre = np.sqrt(frame["e_low_gev"] * frame["e_high_gev"]).to_numpy()
+    values = frame[y].to_numpy(float)
+    if band:
+        ax.fill_between(centre, frame[band[0]], frame[band[1]], color=color, alpha=0.15, linewidth=0)
+    ax.plot(centre, values, "-", color=color, label=label)
+    yerr = None
+    if err:
+        yerr = np.abs(np.vstack([values - frame[err[0]].to_numpy(float), frame[err[1]].to_numpy(float) - values]))
+    low = frame["low_stats"].to_numpy(bool)
+    for selection, face in ((~low, color), (low, "none")):
+        if selection.any():
+            ax.errorbar(centre[selection], values[selection],
+                        yerr=None if yerr is None else yerr[:, selection],
+                        fmt="o", color=color, markerfacecolor=face, markersize=5, capsize=2)
+
+
+def _log_energy_axis(ax, table: list[dict] | None = None) -> None:
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    if table:
+        ax.set_xlim(min(row["e_low_gev"] for row in table), max(row["e_high_gev"] for row in table))
+
+
+def _finish_legend(fig: Figure, axes, note: str) -> None:
+    handles, labels = axes[0].get_legend_handles_labels()
+    for ax in axes[1:]:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    if handles:
+        fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 5), frameon=False, fontsize=9)
+    fig.text(0.01, 0.01, note, fontsize=7, color="0.35")
+
+
+def plot_angular_error_vs_energy(results: Sequence[MethodResult]) -> Figure | None:
+    """Return median angular error (line, bootstrap CI bars) and 68% band vs energy, tracks and cascades."""
+    shown = [r for r in results if r.metrics["direction"]["estimated"]]
+    if not shown:
+        return None
+    colors = method_colors([r.name for r in results])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
+    for ax, cls in zip(axes, CLASSES, strict=True):
+        for r in shown:
+            _binned_curve(ax, r.metrics["direction"][f"{cls}_vs_energy"], "median", colors[r.name], r.name,
+                          band=("q16", "q84"), err=("median_ci_low", "median_ci_high"))
+        _log_energy_axis(ax, shown[0].metrics["direction"][f"{cls}_vs_energy"])
+        ax.set_yscale("log")
+        ax.set_xlabel(_energy_label(results))
+        ax.set_title(f"{cls}s")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("angular error [deg]")
+    _finish_legend(fig, axes, "line: median (bars: 68% bootstrap CI); band: 16-84% quantiles; hollow: bin with few events")
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.16, top=0.86, wspace=0.06)
+    return fig
+
+
+def plot_direction_residuals(results: Sequence[MethodResult]) -> Figure | None:
+    """Return histograms of zenith and azimuth residuals (reco - true) [deg] per method."""
+    shown = [r for r in results if r.metrics["direction"]["estimated"]]
+    if not shown:
+        return None
+    colors = method_colors([r.name for r in results])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, column, title in zip(axes, ("zenith_residual_deg", "azimuth_residual_deg"), ("zenith", "azimuth"),
+                                 strict=True):
+        widths = [r.metrics["direction"][column]["half_width_68"] for r in shown]
+        span = float(np.clip(4.0 * np.nanmax(widths) if np.isfinite(widths).any() else 180.0, 1.0, 180.0))
+        bins = np.linspace(-span, span, 61)
+        for r in shown:
+            values = r.per_event[column].to_numpy(float)
+            values = values[np.isfinite(values)]
+            if len(values):
+                ax.hist(np.clip(values, -span, span), bins=bins, histtype="step", color=colors[r.name],
+                        label=r.name, linewidth=1.4)
+        ax.set_xlabel(f"{title} residual, reco - true [deg]")
+        ax.set_ylabel("events per bin")
+        ax.grid(True, alpha=0.3)
+    _finish_legend(fig, axes, "values beyond the axis range are piled into the outermost bins")
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.16, top=0.86, wspace=0.2)
+    return fig
+
+
+def plot_energy_resolution(results: Sequence[MethodResult]) -> Figure | None:
+    """Return log10(E_reco/E_true) resolution (half 16-84% width) and bias (median) vs energy, tracks and cascades."""
+    shown = [r for r in results if r.metrics["energy"]["estimated"]]
+    if not shown:
+        return None
+    colors = method_colors([r.name for r in results])
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
+    for col, cls in enumerate(CLASSES):
+        for r in shown:
+            table = r.metrics["energy"][f"{cls}_vs_energy"]
+            _binned_curve(axes[0, col], table, "resolution_log10", colors[r.name], r.name)
+            _binned_curve(axes[1, col], table, "bias_log10", colors[r.name], r.name,
+                          err=("bias_ci_low", "bias_ci_high"))
+        axes[0, col].set_title(f"{cls}s")
+        axes[1, col].axhline(0.0, color="0.5", linewidth=0.8)
+        axes[1, col].set_xlabel(_energy_label(results))
+        for row in range(2):
+            _log_energy_axis(axes[row, col], shown[0].metrics["energy"][f"{cls}_vs_energy"])
+            axes[row, col].grid(True, which="both", alpha=0.3)
+    axes[0, 0].set_ylabel("resolution of log10(E_reco/E_true) [dex]")
+    axes[1, 0].set_ylabel("bias of log10(E_reco/E_true) [dex]")
+    _finish_legend(fig, axes.ravel(), "resolution: half the 16-84% width; bias: median (bars: 68% bootstrap CI); "
+                   "hollow: bin with few events")
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.1, top=0.9, wspace=0.18, hspace=0.12)
+    return fig
+
+
+def plot_uncertainty_calibration(results: Sequence[MethodResult]) -> Figure | None:
+    """Return observed vs nominal coverage of angular_uncertainty_deg and the pull histogram with Rayleigh(1)."""
+    shown = [r for r in results if r.metrics["uncertainty"]["estimated"]]
+    if not shown:
+        return None
+    colors = method_colors([r.name for r in results])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    axes[0].plot([0, 1], [0, 1], color="0.5", linestyle="--", linewidth=1, label="calibrated")
+    bins = np.linspace(0, 5, 41)
+    for r in shown:
+        curve = pd.DataFrame(r.metrics["uncertainty"]["coverage_curve"])
+        axes[0].plot(curve["nominal"], curve["observed"], "o-", color=colors[r.name], markersize=3, label=r.name)
+        pulls = r.per_event["pull"].to_numpy(float)
+        pulls = pulls[np.isfinite(pulls)]
+        axes[1].hist(np.clip(pulls, 0, bins[-1]), bins=bins, density=True, histtype="step",
+                     color=colors[r.name], linewidth=1.4, label=r.name)
+    x = np.linspace(0, bins[-1], 200)
+    axes[1].plot(x, m.rayleigh_pdf(x), color="0.3", linestyle="--", linewidth=1, label="Rayleigh(1)")
+    axes[0].axvline(m.CONTAINMENT, color="0.8", linewidth=0.8)
+    axes[0].set_xlabel("nominal containment probability")
+    axes[0].set_ylabel("observed fraction of events within radius")
+    axes[0].set_xlim(0, 1)
+    axes[0].set_ylim(0, 1)
+    axes[1].set_xlabel("pull: angular error / sigma, sigma = r68 / 1.51 [1]")
+    axes[1].set_ylabel("probability density [1/unit pull]")
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+    _finish_legend(fig, axes, "radius for nominal p: r68 * sqrt(ln(1-p) / ln(0.32)) (2D Gaussian); pulls > 5 piled into the last bin")
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.16, top=0.86, wspace=0.22)
+    return fig
+
+
+def plot_roc(results: Sequence[MethodResult]) -> Figure | None:
+    """Return ROC curves of p_track for tracks (positive) vs cascades, AUC in the legend."""
+    shown = [r for r in results if r.metrics["classification"]["estimated"]]
+    if not shown:
+        return None
+    colors = method_colors([r.name for r in results])
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="random (AUC 0.5)")
+    for r in shown:
+        fpr, tpr, auc = m.roc_auc(r.per_event["p_track"], r.per_event["is_track"])
+        if len(fpr):
+            ax.plot(fpr, tpr, color=colors[r.name], label=f"{r.name} (AUC {auc:.3f})")
+    ax.set_xlabel("false-positive rate: cascades called tracks [fraction]")
+    ax.set_ylabel("true-positive rate: tracks called tracks [fraction]")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.subplots_adjust(left=0.14, right=0.97, bottom=0.12, top=0.96)
+    return fig
+
+
+def plot_throughput(results: Sequence[MethodResult]) -> Figure | None:
+    """Return a bar chart of events/s per core (events per CPU-second) per method, log scale."""
+    values = [(r.name, r.throughput.get("events_per_s_per_core", np.nan)) for r in results]
+    values = [(n, v) for n, v in values if v is not None and np.isfinite(v) and v > 0]
+    if not values:
+        return None
+    colors = method_colors([r.name for r in results])
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(values) + 1.6))
+    names = [n for n, _ in values]
+    rates = [v for _, v in values]
+    ax.barh(names, rates, color=[colors[n] for n in names])
+    for y, rate in enumerate(rates):
+        ax.text(rate, y, f" {rate:,.0f}" if rate >= 100 else f" {rate:.3g}", va="center", fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlim(min(rates) / 3, max(rates) * 8)
+    ax.invert_yaxis()
+    ax.set_xlabel("throughput [events/s per core] (events per CPU-second)")
+    ax.grid(True, axis="x", which="both", alpha=0.3)
+    fig.subplots_adjust(left=0.2, right=0.97, bottom=0.3 if len(values) < 3 else 0.16, top=0.95)
+    return fig
+
+
+FIGURES = {
+    "angular_error_vs_energy": ("Angular error vs energy", plot_angular_error_vs_energy),
+    "direction_residuals": ("Zenith and azimuth residuals", plot_direction_residuals),
+    "energy_resolution": ("Energy resolution and bias", plot_energy_resolution),
+    "uncertainty_calibration": ("Calibration of the angular uncertainty", plot_uncertainty_calibration),
+    "roc": ("Track/cascade classification", plot_roc),
+    "throughput": ("Throughput", plot_throughput),
+}
+"""Report figures in display order: key -> (title, function)."""
