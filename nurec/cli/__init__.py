@@ -17,6 +17,8 @@ COMMAND_MODULES = [
     "nurec.cli.simulate",
     "nurec.cli.evaluate",
     "nurec.cli.demo",
+    "nurec.cli.serve",
+    "nurec.cli.client",
 ]
 
 # Errors a user can fix: printed as one line, no traceback.
