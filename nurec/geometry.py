@@ -311,10 +311,10 @@ def get_geometry(name_or_path: str | os.PathLike, family: str | None = None) -> 
     if text in _BUILDERS:
         return _builtin(text)
     path = Path(text)
-    if path.suffix.lower() in (".csv", ".parquet", ".pq") or path.exists():
+    if path.suffix.lower() in (".csv", ".parquet", ".pq", ".detx") or path.exists():
         return load_geometry(path, family=family)
     known = ", ".join(_BUILDERS)
-    raise GeometryError(f"unknown detector '{text}' (built-in: {known}; or a .csv/.parquet geometry table)")
+    raise GeometryError(f"unknown detector '{text}' (built-in: {known}; or a .csv/.parquet geometry table or a .detx file)")
 
 
 # Column names used by other tools for the same quantities.
@@ -335,6 +335,8 @@ def load_geometry(path: str | os.PathLike, family: str | None = None, name: str 
                   in_ice_only: bool = True) -> Geometry:
     """Load a geometry table (CSV or Parquet) with sensor_id (optional), x, y, z and optional dirs.
 
+    A KM3NeT ``.detx`` detector file is read by ``nurec.io.detx.load_detx`` instead.
+
     GraphNeT (``dom_x``...), Prometheus (``sensor_x``...) and Kaggle (``x``...) column
     names are understood. For GraphNeT's IceCube table, IceTop DOMs (dom_type 30) are
     dropped unless ``in_ice_only`` is False. ``family`` defaults to "km3net" when the table
@@ -343,6 +345,10 @@ def load_geometry(path: str | os.PathLike, family: str | None = None, name: str 
     path = Path(path)
     if not path.exists():
         raise GeometryError(f"{path}: no such geometry file")
+    if path.suffix.lower() == ".detx":  # KM3NeT detector file
+        from nurec.io.detx import load_detx
+
+        return load_detx(path, name=name)
     try:
         table = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
     except Exception as err:

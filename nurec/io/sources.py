@@ -1,32 +1,86 @@
-"""Open any supported event source as a stream of nurec event chunks.
+"""Open any supported event source as a stream of nurec event chunks, or convert it to a dataset.
 
-Every reader of a foreign format (KM3NeT offline ROOT, GraphNeT SQLite/Parquet, Kaggle)
-plugs in here, so ``nurec reconstruct``, ``nurec convert`` and the evaluation accept all
-of them the same way.
+Every reader of a foreign format plugs in here, so ``nurec reconstruct``, ``nurec convert``
+and the evaluation accept all of them the same way:
+
+    nurec              a nurec dataset directory (``dataset.json`` + Parquet chunks)
+    km3net-offline     KM3NeT offline-format ROOT file (``nurec.io.km3net``)
+    graphnet-sqlite    GraphNeT SQLite database (``nurec.io.graphnet``)
+    graphnet-parquet   GraphNeT Parquet: a ``merged/`` directory or one nested-record file
+    kaggle             IceCube Kaggle layout: batch Parquet + sensor_geometry.csv + meta
+
+Converted real-data events carry an extra record field ``source`` with the source's own
+event keys (``event_no``; KM3NeT ``run_id``/``frame_index``/``trigger_counter``; Kaggle
+``batch_id``/``event_id``): ``source_keys_table`` turns it into a table to join predictions
+(keyed by ``event_id``) back onto the original files.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import awkward as ak
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
 
 from nurec.io.parquet import MANIFEST, iter_dataset, read_metadata
+
+
+class SourceError(ValueError):
+    """A source file cannot be read as its format; the message names the file and what is wrong."""
+
+
+def _parquet_columns(path: Path) -> set[str]:
+    try:
+        return set(pq.read_schema(path).names)
+    except Exception as err:  # pyarrow raises several types for non-Parquet files
+        raise SourceError(f"{path}: cannot read Parquet schema ({err})") from err
+
+
+def zip_columns(columns: dict[str, Any]) -> ak.Array:
+    """Return a record array of equal-length columns (numpy columns made contiguous for Arrow)."""
+    return ak.zip({k: np.ascontiguousarray(v) if isinstance(v, np.ndarray) else v for k, v in columns.items()},
+                  depth_limit=1)
 
 
 def detect_format(path: str | os.PathLike) -> str:
     """Return the source format name of ``path`` ("nurec" for nurec datasets)."""
     path = Path(path)
-    if path.is_dir() and (path / MANIFEST).exists():
-        return "nurec"
-    raise ValueError(f"{path}: cannot tell the data format; pass it explicitly (known: {', '.join(SOURCE_FORMATS)})")
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        if (path / MANIFEST).exists():
+            return "nurec"
+        if (path / "sensor_geometry.csv").exists() or any(path.glob("*_meta.parquet")):
+            return "kaggle"
+        if (path / "merged").is_dir() or any(p.is_dir() and any(p.glob("*.parquet")) for p in path.iterdir()):
+            return "graphnet-parquet"
+    elif path.exists():
+        if suffix == ".root":
+            return "km3net-offline"
+        if suffix in (".db", ".sqlite", ".sqlite3"):
+            return "graphnet-sqlite"
+        if suffix in (".parquet", ".pq"):
+            columns = _parquet_columns(path)
+            if {"sensor_id", "time", "charge"} <= columns:
+                return "kaggle"
+            return "graphnet-parquet"
+    else:
+        raise FileNotFoundError(f"{path}: no such file or directory")
+    raise SourceError(
+        f"{path}: cannot tell the data format; pass it explicitly (known: {', '.join(SOURCE_FORMATS)})"
+    )
 
 
 def iter_events(path: str | os.PathLike, fmt: str | None = None, **options: Any) -> Iterator[ak.Array]:
-    """Yield chunks of events in the nurec schema from a source of format ``fmt``."""
+    """Yield chunks of events in the nurec schema from a source of format ``fmt``.
+
+    ``options`` go to the format's reader (e.g. ``detx=``, ``triggered_only=`` for
+    km3net-offline; ``pulses=``, ``truth=`` for GraphNeT; ``meta=``, ``geometry=`` for kaggle).
+    """
     fmt = fmt or detect_format(path)
     if fmt not in SOURCE_FORMATS:
         raise ValueError(f"unknown source format '{fmt}' (known: {', '.join(SOURCE_FORMATS)})")
@@ -39,6 +93,143 @@ def source_metadata(path: str | os.PathLike, fmt: str | None = None) -> dict[str
     return read_metadata(path) if fmt == "nurec" else {"source": fmt, "path": str(path)}
 
 
-SOURCE_FORMATS = {
+def source_keys_table(events: ak.Array) -> pd.DataFrame:
+    """Return a table of ``event_id``, ``run_id`` and the source's own event keys, one row per event.
+
+    Join predictions back onto the original files with
+    ``predictions.merge(source_keys_table(events), on="event_id")``.
+    """
+    table = pd.DataFrame({
+        "event_id": ak.to_numpy(events.event_id),
+        "run_id": ak.to_numpy(events.run_id),
+    })
+    if "source" in events.fields:
+        for name in events.source.fields:
+            table[name] = ak.to_numpy(events.source[name])
+    return table
+
+
+SOURCE_STAND_IN_DETECTOR = {"km3net-offline": "km3net-orca", "graphnet-sqlite": "icecube86",
+                            "graphnet-parquet": "icecube86", "kaggle": "icecube86"}
+SOURCE_MEDIUM = {"km3net-offline": "water", "graphnet-sqlite": "ice", "graphnet-parquet": "ice", "kaggle": "ice"}
+EVENT_KEYS_FILE = "event_keys.parquet"
+
+
+def reference_filename(method: str) -> str:
+    """Return the file name, inside a converted dataset, of a source's own reconstruction."""
+    return f"reference_{method}.parquet"
+
+
+def convert_source(
+    path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    fmt: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    **options: Any,
+) -> dict[str, Any]:
+    """Convert a source into a nurec dataset directory, streaming; return a summary dict.
+
+    Next to the Parquet chunks it writes ``event_keys.parquet`` (``source_keys_table``) and,
+    for KM3NeT files, the file's own reconstruction as ``reference_km3net-jmuon.parquet``.
+    On any error nothing is left that looks like a complete dataset.
+    """
+    from tqdm import tqdm
+
+    from nurec.io.parquet import DatasetWriter
+    from nurec.io.predictions import write_predictions
+
+    path = Path(path)
+    fmt = fmt or detect_format(path)
+    if fmt not in SOURCE_FORMATS or fmt == "nurec":
+        raise ValueError(f"cannot convert format '{fmt}' (known: {', '.join(f for f in SOURCE_FORMATS if f != 'nurec')})")
+    out_dir = Path(out_dir)
+    metadata: dict[str, Any] = {
+        "source": fmt,
+        "source_path": str(path.resolve()),
+        "source_options": {k: str(v) if isinstance(v, os.PathLike) else v for k, v in options.items()},
+        "medium": SOURCE_MEDIUM[fmt],
+    }
+    if fmt == "km3net-offline":
+        from nurec.io.km3net import METHOD_NAME, KM3NeTOptions, iter_km3net_chunks
+
+        if options.get("detx") is not None:
+            from nurec.io.detx import load_detx
+
+            # "name" is what get_geometry resolves: the detx path itself.
+            detx_path = str(Path(options["detx"]).resolve())
+            metadata["detector"] = {**load_detx(detx_path).describe(), "name": detx_path}
+        chunks = iter_km3net_chunks(path, KM3NeTOptions(**options))
+        reference_method: str | None = METHOD_NAME
+    else:
+        chunks = ((events, None) for events in iter_events(path, fmt, **options))
+        reference_method = None
+    # Without a detector file, a built-in detector of the same family stands in for the
+    # medium and sensor response (methods read hit positions from the events themselves).
+    metadata.setdefault("detector", {"name": SOURCE_STAND_IN_DETECTOR[fmt], "stand_in": True})
+    written: list[Path] = []
+    references, keys = [], []
+    n_events = n_hits = 0
+    bar = tqdm(desc=f"convert {path.name}", unit=" events", disable=None if progress else True, leave=False)
+    try:
+        with DatasetWriter(out_dir, metadata, overwrite=overwrite) as writer:
+            for events, reference in chunks:
+                if n_events and len(events) == 0:
+                    continue
+                writer.write(events)
+                keys.append(source_keys_table(events))
+                if reference is not None:
+                    references.append(reference)
+                n_events += len(events)
+                n_hits += int(ak.sum(ak.num(events.hits, axis=1)))
+                bar.update(len(events))
+            writer.metadata = {**metadata, "n_events": n_events, "n_hits": n_hits}
+            written.append(out_dir / EVENT_KEYS_FILE)
+            pd.concat(keys, ignore_index=True).to_parquet(written[-1], index=False)
+            if reference_method is not None:
+                written.append(out_dir / reference_filename(reference_method))
+                write_predictions(pd.concat(references, ignore_index=True), written[-1],
+                                  {"method": reference_method, "source": str(path.resolve())})
+    except BaseException:
+        for file in written:
+            file.unlink(missing_ok=True)
+        raise
+    finally:
+        bar.close()
+    return {
+        "format": fmt, "out": str(out_dir), "n_events": n_events, "n_hits": n_hits,
+        "reference": str(written[-1]) if reference_method is not None else None,
+    }
+
+
+def _km3net(path, **options):
+    from nurec.io.km3net import iter_km3net_offline
+
+    return iter_km3net_offline(path, **options)
+
+
+def _graphnet_sqlite(path, **options):
+    from nurec.io.graphnet import iter_graphnet_sqlite
+
+    return iter_graphnet_sqlite(path, **options)
+
+
+def _graphnet_parquet(path, **options):
+    from nurec.io.graphnet import iter_graphnet_parquet
+
+    return iter_graphnet_parquet(path, **options)
+
+
+def _kaggle(path, **options):
+    from nurec.io.kaggle import iter_kaggle
+
+    return iter_kaggle(path, **options)
+
+
+SOURCE_FORMATS: dict[str, Callable[..., Iterator[ak.Array]]] = {
     "nurec": lambda path, **options: iter_dataset(path, **options),
+    "km3net-offline": _km3net,
+    "graphnet-sqlite": _graphnet_sqlite,
+    "graphnet-parquet": _graphnet_parquet,
+    "kaggle": _kaggle,
 }
