@@ -39,7 +39,7 @@ class DemoConfig:
     energy_min_gev: float = 1.0e3
     energy_max_gev: float = 1.0e5
     methods: tuple[str, ...] | None = None  # None: every registered method
-    reconstruction_budget_s: float = 60.0  # shared by all methods; slow ones run on a subsample
+    reconstruction_budget_s: float = 45.0  # shared by all methods; slow ones run on a subsample
     min_method_budget_s: float = 5.0
     batch_size: int = 256
 

@@ -85,7 +85,8 @@ def run_method(
 
     With ``time_budget_s`` the method first reconstructs ``probe_events`` events; if the
     rest would not fit in the budget at the probed speed, it runs on only as many of the
-    following events as fit (at least ``min_events``) and the run is marked as a
+    following events as fit (at least ``min_events``, in batches of at most a fifth of the
+    budget, stopping at 1.5 times the budget if it slows down) and the run is marked as a
     subsample. ``skip_if_first_batch_raises`` turns a method that fails outright (e.g.
     an untrained model) into a skipped one instead of a table of failures.
     Throughput counts reconstruction only (building the method is ``load_s``).
@@ -106,8 +107,9 @@ def run_method(
     position = 0
     first = True
     bar = tqdm(total=n_total, desc=name, unit="ev", disable=not show_bar, file=sys.stderr, leave=False)
+    step = batch_size
     while position < n_target:
-        size = min(probe_events if first and time_budget_s is not None else batch_size, n_target - position)
+        size = min(probe_events if first and time_budget_s is not None else step, n_target - position)
         batch = events[position : position + size]
         cpu0, wall0 = cpu_seconds(), time.perf_counter()
         try:
@@ -128,14 +130,19 @@ def run_method(
         bar.set_postfix_str(f"{position / wall:.3g} ev/s" if wall > 0 else "")
         if first and time_budget_s is not None and position < n_total:
             per_event = wall / position
-            affordable = int(time_budget_s / per_event) if per_event > 0 else n_total
+            affordable = int(time_budget_s / per_event * (1 + 1e-9)) if per_event > 0 else n_total
             n_target = int(min(n_total, max(min_events, affordable)))
+            # Batches of at most a fifth of the budget, so a slow method can be stopped in time.
+            step = int(np.clip(0.2 * time_budget_s / per_event, 1, batch_size)) if per_event > 0 else batch_size
             if n_target < n_total:
                 bar.total = n_target
                 bar.refresh()
                 say(f"{name}: {per_event * 1e3:.0f} ms/event, running {n_target} of {n_total} events "
                     f"to stay within {time_budget_s:.0f} s")
         first = False
+        if time_budget_s is not None and wall >= 1.5 * time_budget_s and position < n_target:
+            say(f"{name}: stopped after {position} events, {wall:.0f} s (budget {time_budget_s:.0f} s)")
+            break
     bar.close()
     predictions = pd.concat(tables, ignore_index=True) if tables else failed_predictions(ids[:0], name, "")
     rate = throughput(position, wall, cpu)
