@@ -15,6 +15,7 @@ import asyncio
 import json
 import queue
 import socket
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
@@ -113,6 +114,12 @@ def _backoff(options: ClientOptions, attempt: int) -> float:
 def _batches(events: ak.Array, batch_events: int) -> Iterator[ak.Array]:
     for start in range(0, len(events), batch_events):
         yield events[start:start + batch_events]
+
+
+def _until_none(source: queue.Queue) -> Iterator[Any]:
+    """Yield items from a queue until a None arrives."""
+    while (item := source.get()) is not None:
+        yield item
 
 
 def _concat(tables: list[pd.DataFrame]) -> pd.DataFrame:
@@ -215,6 +222,73 @@ class ReconstructionClient:
             finally:
                 outbox.put(None)  # ends the request iterator grpc reads in its own thread
                 responses.cancel()
+
+    def reconstruct_streams(self, chunks: Iterable[ak.Array], streams: int = 2, detector: str = "",
+                            model: str = "", batch_events: int = 256, window: int = 8,
+                            timeout_s: float | None = None) -> Iterator[pd.DataFrame]:
+        """Yield prediction tables in order, spreading messages over ``streams`` concurrent streams.
+
+        Load balancing is per call, so one stream stays on one server; several streams
+        spread a dataset over a fleet (round_robin). Message i travels on stream i % streams.
+        """
+        if streams <= 1:
+            yield from self.reconstruct_stream(chunks, detector, model, batch_events, window, timeout_s)
+            return
+        inboxes = [queue.Queue(maxsize=window) for _ in range(streams)]
+        outboxes: list[queue.Queue] = [queue.Queue() for _ in range(streams)]
+        stop = threading.Event()
+        end = object()
+
+        def feed() -> None:
+            try:
+                index = 0
+                for chunk in chunks:
+                    for batch in _batches(chunk, batch_events):
+                        while not stop.is_set():
+                            try:
+                                inboxes[index % streams].put(batch, timeout=0.1)
+                                break
+                            except queue.Full:
+                                continue
+                        index += 1
+            except BaseException as err:  # reading the source failed: report it in order
+                outboxes[index % streams].put(err)
+            finally:
+                for inbox in inboxes:
+                    inbox.put(None)
+
+        def work(j: int) -> None:
+            try:
+                for table in self.reconstruct_stream(_until_none(inboxes[j]), detector, model,
+                                                     batch_events, window, timeout_s):
+                    outboxes[j].put(table)
+                outboxes[j].put(end)
+            except BaseException as err:
+                outboxes[j].put(err)
+
+        threads = [threading.Thread(target=feed, daemon=True)]
+        threads += [threading.Thread(target=work, args=(j,), daemon=True) for j in range(streams)]
+        for thread in threads:
+            thread.start()
+        try:
+            index = 0
+            while True:
+                item = outboxes[index % streams].get()
+                if item is end:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                index += 1
+        finally:
+            stop.set()
+            for inbox in inboxes:  # unblock workers whose feeder has stopped
+                while True:
+                    try:
+                        inbox.get_nowait()
+                    except queue.Empty:
+                        break
+                inbox.put(None)
 
     def list_models(self, timeout_s: float | None = 10.0) -> list[dict[str, Any]]:
         """Return a description of every served model."""

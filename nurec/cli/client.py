@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rec.add_argument("--detector", default=None, help="detector name (default: from the dataset metadata)")
     rec.add_argument("--batch-events", type=int, default=256, help="events per stream message (default 256)")
     rec.add_argument("--window", type=int, default=8, help="stream messages in flight at most (default 8)")
+    rec.add_argument("--streams", type=int, default=None,
+                     help="concurrent streams (default: one per target, so a fleet shares the work)")
     rec.add_argument("--no-progress", action="store_true", help="no progress bar")
     common(rec)
     rec.set_defaults(func=run_reconstruct)
@@ -43,13 +45,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     models.set_defaults(func=run_models)
 
 
+def _targets(args: argparse.Namespace) -> list[str]:
+    targets = [t.strip() for item in (args.target or ["localhost:50051"]) for t in item.split(",") if t.strip()]
+    return targets
+
+
 def _client(args: argparse.Namespace):
     from nurec.client import ClientOptions, ReconstructionClient
     from services.auth import read_token
 
     options = ClientOptions(tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
                             token=read_token(args.token_file), retries=args.retries)
-    return ReconstructionClient(args.target or ["localhost:50051"], options)
+    return ReconstructionClient(_targets(args), options)
 
 
 def _detector(args: argparse.Namespace) -> str:
@@ -73,9 +80,11 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     tables = []
     with _client(args) as client, tqdm(unit="ev", disable=args.no_progress, desc="reconstruct") as bar:
         info = client.model_info(args.model)
-        for table in client.reconstruct_stream(iter_events(args.data_dir, args.format), detector=detector,
-                                               model=args.model, batch_events=args.batch_events,
-                                               window=args.window, timeout_s=args.timeout_s):
+        streams = args.streams or len(_targets(args))
+        for table in client.reconstruct_streams(iter_events(args.data_dir, args.format), streams=streams,
+                                                detector=detector, model=args.model,
+                                                batch_events=args.batch_events, window=args.window,
+                                                timeout_s=args.timeout_s):
             tables.append(table)
             bar.update(len(table))
     predictions = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()

@@ -1,0 +1,117 @@
+"""`nurec client` and the client library against real servers: datasets, fleets, retries."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import pandas as pd
+import pytest
+from service_testing import CentroidDirection, serve_config, small_events, wait_until
+
+from nurec.cli import main
+from nurec.client import AsyncReconstructionClient, ReconstructionClient, channel_target
+from nurec.io.parquet import write_dataset
+from nurec.io.predictions import read_predictions, read_predictions_metadata
+from nurec.io.schema import PREDICTION_COLUMNS
+from services._generated import reconstruction_pb2 as pb
+from services.codec import encode_events
+from services.server import BackgroundServer
+
+COLUMNS = [*PREDICTION_COLUMNS, "n_hits"]
+
+
+@pytest.fixture(scope="module")
+def events():
+    return small_events(30)
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    """Two servers of the same method on free ports."""
+    servers = [BackgroundServer(serve_config(), CentroidDirection()).start() for _ in range(2)]
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+def test_client_reconstruct_writes_the_in_process_predictions(fleet, events, tmp_path, capsys):
+    data_dir = write_dataset(tmp_path / "events", events, {"detector": {"name": "icecube-mini"}}, chunk_events=12)
+    out = tmp_path / "predictions.parquet"
+    targets = [arg for server in fleet for arg in ("--target", server.target)]
+    assert main(["client", "reconstruct", str(data_dir), *targets, "--out", str(out),
+                 "--batch-events", "5", "--window", "2", "--no-progress"]) == 0
+    assert "wrote 30 predictions (0 failed)" in capsys.readouterr().out
+    expected = CentroidDirection().reconstruct(events)[COLUMNS]
+    pd.testing.assert_frame_equal(read_predictions(out)[COLUMNS], expected, check_dtype=False)
+    assert read_predictions_metadata(out)["model"]["name"] == "centroid"
+    assert all(server.server.metrics.value("nurec_serve_events_received_total") > 0 for server in fleet)
+
+
+def test_client_health_and_models_commands(fleet, capsys):
+    assert main(["client", "health", "--target", fleet[0].target]) == 0
+    assert capsys.readouterr().out.strip() == "SERVING"
+    assert main(["client", "models", "--target", fleet[0].target]) == 0
+    assert '"name": "centroid"' in capsys.readouterr().out
+
+
+def test_several_targets_are_balanced_round_robin(fleet, events):
+    target, _ = channel_target([s.target for s in fleet])
+    assert target.startswith("ipv4:") and target.count(",") == 1
+    before = [s.server.metrics.value("nurec_serve_requests_total", {"rpc": "Reconstruct", "code": "OK"})
+              for s in fleet]
+    with ReconstructionClient([s.target for s in fleet]) as client:
+        wait_until(lambda: client.health() == "SERVING", what="a ready channel")
+        for i in range(10):
+            client.reconstruct(events[i:i + 1])
+    after = [s.server.metrics.value("nurec_serve_requests_total", {"rpc": "Reconstruct", "code": "OK"})
+             for s in fleet]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [5, 5]
+
+
+def test_unavailable_calls_are_retried_on_another_server(events):
+    draining_method = CentroidDirection()
+    draining = BackgroundServer(serve_config(), draining_method).start()
+    healthy = BackgroundServer(serve_config(), CentroidDirection()).start()
+    try:
+        with ReconstructionClient([draining.target, healthy.target], initial_backoff_s=0.01) as client, \
+                ReconstructionClient(draining.target) as direct:
+            wait_until(lambda: client.health() == "SERVING", what="a ready channel")
+            draining_method.gate.clear()
+            with ThreadPoolExecutor(1) as pool:
+                held = pool.submit(direct.reconstruct_messages, encode_events(events[:1]))
+                assert draining_method.entered.wait(10)
+                stopped = draining.begin_drain()  # now refuses new work with UNAVAILABLE
+                tables = [client.reconstruct(events[i:i + 1]) for i in range(1, 7)]
+                draining_method.gate.set()
+                assert held.result(10).results[0].error.code == pb.OK
+                stopped.result(30)
+        assert pd.concat(tables)["event_id"].tolist() == events.event_id[1:7].tolist()
+        refused = draining.server.metrics.value("nurec_serve_requests_total",
+                                                {"rpc": "Reconstruct", "code": "UNAVAILABLE"})
+        assert refused >= 1
+    finally:
+        draining_method.gate.set()
+        draining.stop()
+        healthy.stop()
+
+
+def test_async_client_matches_the_sync_client(fleet, events):
+    async def run():
+        async with AsyncReconstructionClient(fleet[0].target) as client:
+            unary = await client.reconstruct(events, batch_events=7, concurrency=3)
+            streamed = [t async for t in client.reconstruct_stream([events], batch_events=4, window=2)]
+            models = await client.list_models()
+            return unary, pd.concat(streamed, ignore_index=True), models, await client.health()
+
+    unary, streamed, models, health = asyncio.run(run())
+    with ReconstructionClient(fleet[0].target) as client:
+        expected = client.reconstruct(events)
+    pd.testing.assert_frame_equal(unary, expected)
+    pd.testing.assert_frame_equal(streamed, expected)
+    assert models[0]["name"] == "centroid" and health == "SERVING"
+
+
+def test_unreadable_target_is_a_clear_error():
+    with pytest.raises(ValueError, match="not host:port"):
+        channel_target(["localhost:1", "nonsense"])

@@ -1,0 +1,55 @@
+"""Server settings: defaults, TOML file, environment and flags, with errors naming the setting."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.config import ServeConfig, ServeConfigError, load_config
+from services.server import resolve_method
+
+
+def test_settings_layer_file_then_environment_then_arguments(tmp_path):
+    path = tmp_path / "serve.toml"
+    path.write_text('[serve]\nport = 6000\nmax_batch_size = 64\nmethod = "linefit"\nmax_queue_delay_ms = 2.5\n')
+    environ = {"NUREC_SERVE_PORT": "6001", "NUREC_SERVE_MAX_QUEUE": "2000", "NUREC_SERVE_TOKEN": "not-a-setting"}
+    config = load_config(path, environ=environ, overrides={"port": 6002, "threads": None})
+    assert (config.port, config.max_batch_size, config.max_queue, config.method) == (6002, 64, 2000, "linefit")
+    assert config.max_queue_delay_ms == 2.5
+    assert config.host == "localhost"  # safe default bind
+
+
+def test_defaults_serve_on_localhost_50051():
+    config = load_config(environ={})
+    assert (config.host, config.port, config.max_batch_size, config.max_queue_delay_ms, config.max_queue) == \
+        ("localhost", 50051, 512, 5.0, 10000)
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"max_batch_size": 0}, "max_batch_size"),
+    ({"max_queue": 10, "max_batch_size": 20}, "max_queue"),
+    ({"tls_cert": "cert.pem"}, "tls_cert, tls_key"),
+    ({"port": 70000}, "port"),
+])
+def test_invalid_settings_name_the_setting(changes, message):
+    with pytest.raises(ServeConfigError, match=message):
+        ServeConfig(**changes).validate()
+
+
+def test_unknown_and_unreadable_settings_are_errors(tmp_path):
+    with pytest.raises(ServeConfigError, match="unknown setting 'max_batch'"):
+        load_config(environ={"NUREC_SERVE_MAX_BATCH": "4"})
+    with pytest.raises(ServeConfigError, match="port: cannot read 'abc'"):
+        load_config(environ={"NUREC_SERVE_PORT": "abc"})
+
+
+def test_default_method_is_the_bundled_gnn_when_registered(monkeypatch):
+    import nurec.registry as registry
+
+    monkeypatch.setattr(registry, "_METHODS", {})
+    with pytest.raises(ValueError, match="no default method"):
+        resolve_method(None, None)
+    registry.register_method("linefit", "x:y", "")
+    assert resolve_method(None, None) == ("linefit", None)
+    registry.register_method("gnn", "x:y", "")
+    assert resolve_method(None, None) == ("gnn", "default")
+    assert resolve_method("linefit", None) == ("linefit", None)

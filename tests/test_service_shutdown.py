@@ -1,0 +1,81 @@
+"""`nurec serve` in a subprocess: SIGTERM drains every accepted request, then the process exits."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import pandas as pd
+import pytest
+from service_testing import free_port, small_events, wait_until
+
+from nurec.client import ReconstructionClient
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+SERVE = ("import sys, service_testing; from nurec.cli import main; "
+         "sys.exit(main(['serve'] + sys.argv[1:]))")
+
+
+def _scrape(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        for line in reply.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return 0.0
+
+
+@pytest.fixture()
+def served():
+    """A `nurec serve` process with the slow test method (0.3 s per batch of at most 5 events)."""
+    port, metrics_port = free_port(), free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(REPO), os.environ.get("PYTHONPATH", "")]),
+           "NUREC_SERVE_MAX_BATCH_SIZE": "5"}  # settings from the environment, too
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVE, "--method", "centroid", "--model", "slow", "--host", "127.0.0.1",
+         "--port", str(port), "--metrics-port", str(metrics_port), "--detector", "icecube-mini",
+         "--max-queue-delay-ms", "1"],
+        env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        yield process, f"127.0.0.1:{port}", metrics_port
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+def test_sigterm_loses_no_accepted_request(served):
+    process, target, metrics_port = served
+    events = small_events(30)
+    with ReconstructionClient(target, retries=8, initial_backoff_s=0.2) as client:
+        wait_until(lambda: _serving(client), timeout_s=60, what="the server to start")
+        with ThreadPoolExecutor(4) as pool:
+            unary = [pool.submit(client.reconstruct, events[i:i + 5], batch_events=5) for i in range(0, 15, 5)]
+            stream = pool.submit(lambda: pd.concat(list(client.reconstruct_stream([events[15:]], batch_events=3))))
+            wait_until(lambda: _scrape(metrics_port, "nurec_serve_events_received_total") == 30,
+                       what="all 30 events to be accepted")
+            process.send_signal(signal.SIGTERM)
+            wait_until(lambda: client.health() == "NOT_SERVING", what="NOT_SERVING while draining")
+            with ReconstructionClient(target, retries=0) as late, pytest.raises(grpc.RpcError) as err:
+                late.reconstruct(events[:1])
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+            tables = [f.result(timeout=60) for f in unary] + [stream.result(timeout=60)]
+    served_ids = pd.concat(tables)["event_id"].tolist()
+    assert served_ids == events.event_id.tolist()
+    assert all((t["fit_status"] == "ok").all() for t in tables)
+    assert process.wait(timeout=30) == 0
+    log = process.stderr.read()
+    assert '"msg": "draining"' in log and '"drained": true' in log
+
+
+def _serving(client: ReconstructionClient) -> bool:
+    try:
+        return client.health(timeout_s=1) == "SERVING"
+    except grpc.RpcError:
+        return False
