@@ -153,3 +153,255 @@ def demo_command(config: DemoConfig) -> str:
 def method_predictions_from_runs(runs: Sequence[MethodRun]) -> list[MethodPredictions]:
     """Return report inputs for runs that produced predictions."""
     return [r.as_method_predictions() for r in runs if r.predictions is not None]
+
+
+# ============================================================================ pipeline
+@dataclass(frozen=True)
+class PipelinePreset:
+    """Everything a pipeline run depends on; stored in the run directory as preset.json.
+
+    Data sets get fixed seeds ``seed + 1`` (train), ``seed + 2`` (validation) and
+    ``seed + 3`` (test), so the three never share an event and a rerun gives the same bytes.
+    ``method_budget_s`` caps each method's reconstruction time on the test set (slow
+    likelihood fits then run on a subsample, marked as such); None runs every event.
+    """
+
+    name: str
+    n_train: int
+    n_val: int
+    n_test: int
+    detector: str = "icecube86"
+    flavors: tuple[str, ...] = ("nue", "numu", "nutau")
+    interactions: tuple[str, ...] = ("CC", "NC")
+    energy_min_gev: float = 1.0e2
+    energy_max_gev: float = 1.0e6
+    seed: int = 7000
+    gnn_training: dict = field(default_factory=dict)  # TrainConfig fields
+    gnn_model: dict = field(default_factory=dict)  # ModelSpec fields ([model] table)
+    method_budget_s: float | None = None
+
+    def dataset_config(self, split: str) -> SimulationConfig:
+        """Return the simulation settings of the ``split`` ("train", "val" or "test") data set."""
+        n_events = {"train": self.n_train, "val": self.n_val, "test": self.n_test}[split]
+        offset = {"train": 1, "val": 2, "test": 3}[split]
+        return SimulationConfig(
+            detector=self.detector, flavors=self.flavors, interactions=self.interactions, n_events=n_events,
+            energy_min_gev=self.energy_min_gev, energy_max_gev=self.energy_max_gev, seed=self.seed + offset,
+        ).validate()
+
+    def to_dict(self) -> dict:
+        """Return the preset as JSON-able data."""
+        from dataclasses import asdict
+
+        data = asdict(self)
+        data["flavors"], data["interactions"] = list(self.flavors), list(self.interactions)
+        return data
+
+
+PRESETS: dict[str, PipelinePreset] = {
+    # ~10 minutes on 2 cores: a few thousand events, a short GNN training, slow fits subsampled.
+    "small": PipelinePreset(
+        name="small", n_train=4000, n_val=800, n_test=1000, energy_min_gev=1.0e3, energy_max_gev=1.0e5,
+        gnn_training={"epochs": 6, "time_limit_min": 3.0, "batch_size": 128, "patience": 3},
+        method_budget_s=60.0,
+    ),
+    # The scale of the bundled default model (issue 4): 100 GeV - 1 PeV, all flavours, a held-out test
+    # set of 10,000 events reconstructed in full by every method.
+    "full": PipelinePreset(
+        name="full", n_train=50_000, n_val=5_000, n_test=10_000,
+        gnn_training={"epochs": 30, "time_limit_min": 55.0},
+        method_budget_s=None,
+    ),
+}
+
+
+@dataclass
+class StepResult:
+    """One pipeline step: what it did ("done", "present", "skipped: <why>") and how long it took."""
+
+    name: str
+    status: str
+    seconds: float
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    import json
+    import os
+
+    from nurec.evaluate.report import json_safe
+
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+
+
+def simulate_dataset(config: SimulationConfig, out_dir: Path, say: Progress) -> str:
+    """Simulate ``config`` into ``out_dir`` unless a complete data set is there; return the step status."""
+    from nurec.io.parquet import MANIFEST, DatasetWriter
+    from sim.simulate import chunk_sizes, dataset_metadata, simulate_chunk
+
+    if (out_dir / MANIFEST).exists():
+        return "present"
+    n_generated = 0
+    chunks = chunk_sizes(config)
+    # overwrite=True removes the chunk files of an interrupted earlier attempt (no manifest yet).
+    with DatasetWriter(out_dir, {}, overwrite=True) as writer:
+        for index in range(len(chunks)):
+            events, generated = simulate_chunk(config, index)
+            n_generated += generated
+            writer.metadata = dataset_metadata(config, n_generated)
+            writer.write(events, index)
+            say(f"  chunk {index + 1}/{len(chunks)}: {len(events)} events")
+    return "done"
+
+
+def train_gnn(preset: PipelinePreset, run_dir: Path, say: Progress, progress: bool = True) -> str:
+    """Train the GNN on the train/validation sets into run_dir/models/gnn (resuming a checkpoint); return the status."""
+    out = run_dir / "models" / "gnn"
+    if (out / "model.pt").exists():
+        return "present"
+    try:
+        from nurec.models.network import ModelSpec
+        from nurec.train.config import TrainConfig
+        from nurec.train.loop import train
+    except ImportError as err:
+        return f"skipped: no GNN trainer available ({err})"
+    spec = ModelSpec.from_dict(preset.gnn_model) if preset.gnn_model else ModelSpec()
+    config = TrainConfig.from_dict({"seed": preset.seed, **preset.gnn_training})
+    resume = (out / "last.pt").exists()
+    if resume:
+        say("  resuming from the last checkpoint")
+    train(spec, config, run_dir / "data" / "train", out, val_dir=run_dir / "data" / "val", resume=resume,
+          progress=progress, name=f"pipeline-{preset.name}")
+    return "done"
+
+
+@dataclass(frozen=True)
+class BaselineTrainer:
+    """A learned baseline's training function and the option that points its method at the result.
+
+    ``target`` is "module:function" called as function(train_dir, val_dir, out_dir, seed=...);
+    the method is then built with ``{option: out_dir}``.
+    """
+
+    method: str
+    target: str
+    option: str = "model"
+
+
+BASELINE_TRAINERS: tuple[BaselineTrainer, ...] = ()
+
+
+def train_baseline(trainer: BaselineTrainer, preset: PipelinePreset, run_dir: Path) -> str:
+    """Train one learned baseline into run_dir/models/<method> unless done; return the status."""
+    import importlib
+
+    out = run_dir / "models" / trainer.method
+    if (out / "done.json").exists():
+        return "present"
+    module_name, function_name = trainer.target.split(":")
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError) as err:
+        return f"skipped: trainer {trainer.target} not available ({err})"
+    out.mkdir(parents=True, exist_ok=True)
+    function(run_dir / "data" / "train", run_dir / "data" / "val", out, seed=preset.seed)
+    _write_json_atomic(out / "done.json", {"trainer": trainer.target})
+    return "done"
+
+
+def trained_options(run_dir: Path) -> dict[str, dict]:
+    """Return method options that point trained methods at this run's artifacts."""
+    options: dict[str, dict] = {}
+    if (run_dir / "models" / "gnn" / "model.pt").exists():
+        options["gnn"] = {"model": str(run_dir / "models" / "gnn" / "model.pt")}
+    for trainer in BASELINE_TRAINERS:
+        if (run_dir / "models" / trainer.method / "done.json").exists():
+            options[trainer.method] = {trainer.option: str(run_dir / "models" / trainer.method)}
+    return options
+
+
+def run_pipeline(
+    preset: PipelinePreset,
+    run_dir: str | Path,
+    methods: Sequence[str] | None = None,
+    train: bool = True,
+    progress: Progress | None = print_progress,
+    command: str | None = None,
+) -> tuple[Report, list[StepResult]]:
+    """Return the report and step results of simulate -> train -> reconstruct -> report in ``run_dir``.
+
+    Each step writes its output atomically and is skipped when that output is present,
+    so an interrupted run continues where it stopped. The run directory remembers its
+    preset and refuses a different one.
+    """
+    import json
+
+    from nurec.evaluate.report import load_method_predictions
+    from nurec.io.parquet import read_dataset, read_metadata
+
+    say = progress or (lambda _msg: None)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    preset_path = run_dir / "preset.json"
+    if preset_path.exists():
+        stored = json.loads(preset_path.read_text())
+        if stored != json.loads(json.dumps(preset.to_dict())):
+            raise ValueError(f"{run_dir}: made with a different preset ('{stored.get('name')}'); use another --out")
+    else:
+        _write_json_atomic(preset_path, preset.to_dict())
+    names = method_names(methods)
+    steps: list[StepResult] = []
+    plan: list[tuple[str, Callable[[], str]]] = []
+    for split in ("train", "val", "test"):
+        if split != "test" and not train:
+            continue
+        config = preset.dataset_config(split)
+        plan.append((f"simulate {split} ({config.n_events} events, seed {config.seed})",
+                     lambda c=config, s=split: simulate_dataset(c, run_dir / "data" / s, say)))
+    if train:
+        plan.append(("train gnn", lambda: train_gnn(preset, run_dir, say, progress is not None)))
+        for trainer in BASELINE_TRAINERS:
+            plan.append((f"train {trainer.method}", lambda t=trainer: train_baseline(t, preset, run_dir)))
+    skipped: dict[str, str] = {}
+
+    test_events: list[ak.Array] = []
+
+    def reconstruct(name: str) -> str:
+        path = run_dir / "predictions" / f"{name}.parquet"
+        if path.exists():
+            return "present"
+        if not test_events:
+            test_events.append(read_dataset(run_dir / "data" / "test"))
+        events = test_events[0]
+        runs, why = reconstruct_all(events, [name], run_dir / "predictions", budget_s=preset.method_budget_s,
+                                    min_method_budget_s=preset.method_budget_s or 0.0,
+                                    options=trained_options(run_dir), progress=progress)
+        if why:
+            skipped.update(why)
+            return f"skipped: {why[name]}"
+        return "done"
+
+    for name in names:
+        plan.append((f"reconstruct test set with {name}", lambda n=name: reconstruct(n)))
+    total = len(plan) + 1
+    for index, (title, step) in enumerate(plan, start=1):
+        say(f"[{index}/{total}] {title} ...")
+        start = time.perf_counter()
+        status = step()
+        steps.append(StepResult(title, status, time.perf_counter() - start))
+        say(f"  {status} ({steps[-1].seconds:.1f} s)")
+    say(f"[{total}/{total}] report ...")
+    start = time.perf_counter()
+    test_dir = run_dir / "data" / "test"
+    predictions = [load_method_predictions(run_dir / "predictions" / f"{n}.parquet") for n in names
+                   if (run_dir / "predictions" / f"{n}.parquet").exists()]
+    report = build_report(truth_table(read_dataset(test_dir)), read_metadata(test_dir), predictions,
+                          run_dir / "report", EvaluationSettings(), command=command, skipped=skipped)
+    steps.append(StepResult("report", "done", time.perf_counter() - start))
+    say(f"  done ({steps[-1].seconds:.1f} s): {report.html_path}")
+    _write_json_atomic(run_dir / "pipeline.json", {
+        "preset": preset.to_dict(), "command": command,
+        "steps": [{"name": s.name, "status": s.status, "seconds": round(s.seconds, 2)} for s in steps],
+    })
+    return report, steps

@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "nurec.cli.simulate",
     "nurec.cli.evaluate",
     "nurec.cli.demo",
+    "nurec.cli.pipeline",
     "nurec.cli.convert",
     "nurec.cli.serve",
     "nurec.cli.client",
