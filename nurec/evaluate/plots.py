@@ -100,7 +100,9 @@ def plot_angular_error_vs_energy(results: Sequence[MethodResult]) -> Figure | No
             _binned_curve(ax, r.metrics["direction"][f"{cls}_vs_energy"], "median", colors[r.name], r.name,
                           band=("q16", "q84"), err=("median_ci_low", "median_ci_high"))
         _log_energy_axis(ax, shown[0].metrics["direction"][f"{cls}_vs_energy"])
-        ax.set_yscale("log")
+        medians = [row["median"] for r in shown for row in r.metrics["direction"][f"{cls}_vs_energy"]]
+        if any(np.isfinite(v) and v > 0 for v in medians):
+            ax.set_yscale("log")
         ax.set_xlabel(_energy_label(results))
         ax.set_title(f"{cls}s")
         ax.grid(True, which="both", alpha=0.3)

@@ -1,0 +1,44 @@
+"""`nurec evaluate` on a dataset directory and prediction files."""
+
+import json
+
+import numpy as np
+
+from nurec.cli import main
+from nurec.evaluate.truth import truth_table
+from nurec.io.parquet import write_dataset
+from nurec.io.predictions import write_predictions
+from nurec.io.schema import empty_predictions, finish_predictions
+from sim.config import SimulationConfig
+from sim.simulate import simulate_events
+
+
+def test_evaluate_cli_reports_prediction_files_against_a_dataset(tmp_path, capsys):
+    events, metadata = simulate_events(SimulationConfig(detector="icecube86", n_events=50, seed=9))
+    write_dataset(tmp_path / "data", events, metadata)
+    truth = truth_table(events)
+    table = empty_predictions(truth["event_id"].to_numpy(), "copy")
+    table[["dir_x", "dir_y", "dir_z"]] = truth[["dir_x", "dir_y", "dir_z"]].to_numpy()
+    table.loc[0, ["dir_x", "dir_y", "dir_z"]] = np.nan
+    table.loc[0, "fit_status"] = "failed: all hits at one time"
+    write_predictions(finish_predictions(table), tmp_path / "copy.parquet",
+                      {"method": "copy", "version": "2", "throughput": {"events_per_s_per_core": 123.0}})
+    rc = main(["evaluate", "--data", str(tmp_path / "data"), "--predictions", str(tmp_path / "copy.parquet"),
+               "--out", str(tmp_path / "report"), "--bootstrap", "100"])
+    assert rc == 0
+    assert "copy" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    method = metrics["methods"]["copy"]
+    assert method["version"] == "2" and method["throughput"]["events_per_s_per_core"] == 123.0
+    assert method["counts"]["failure_reasons"] == {"all hits at one time": 1}
+    assert method["direction"]["all"]["median"] < 1e-5  # the true direction, recovered
+    assert metrics["dataset"]["seed"] == 9 and metrics["dataset"]["n_events"] == 50
+
+
+def test_evaluate_cli_names_a_missing_predictions_file(tmp_path, capsys):
+    events, metadata = simulate_events(SimulationConfig(detector="icecube86", n_events=10, seed=9))
+    write_dataset(tmp_path / "data", events, metadata)
+    rc = main(["evaluate", "--data", str(tmp_path / "data"), "--predictions", str(tmp_path / "nope.parquet"),
+               "--out", str(tmp_path / "report")])
+    assert rc == 1
+    assert "nope.parquet: no such predictions file" in capsys.readouterr().err
