@@ -31,7 +31,9 @@ class ServeConfig:
     ``method`` None means the bundled GNN if it is registered, else LineFit.
     ``max_queue`` bounds the number of queued events (beyond it: RESOURCE_EXHAUSTED).
     ``metrics_port`` 0 disables the Prometheus endpoint. ``threads`` sets torch's
-    intra-op threads for inference (None: leave torch's default).
+    intra-op threads for inference (None: leave torch's default). ``worker`` "process"
+    runs the model in a worker process (parallel to request handling, see
+    services/worker.py), "thread" in a thread of the server process.
     """
 
     method: str | None = None
@@ -44,6 +46,7 @@ class ServeConfig:
     max_hits: int = 20_000
     max_message_mb: int = 64
     threads: int | None = None
+    worker: str = "process"
     metrics_port: int = 9464
     detector: str = "icecube86"
     drain_timeout_s: float = 30.0
@@ -79,6 +82,8 @@ class ServeConfig:
             path = getattr(self, name)
             if path and not Path(path).is_file():
                 raise ServeConfigError(f"{name}: no such file {path}")
+        if self.worker not in ("process", "thread"):
+            raise ServeConfigError(f"worker: '{self.worker}' is not process or thread")
         if self.log_format not in ("json", "text"):
             raise ServeConfigError(f"log_format: '{self.log_format}' is not json or text")
         return self

@@ -39,6 +39,7 @@ from services.codec import (
 )
 from services.config import ServeConfig
 from services.metrics import ServerMetrics
+from services.worker import ProcessWorker
 
 log = logging.getLogger("nurec.serve")
 
@@ -116,11 +117,17 @@ def describe_model(name: str, variant: str | None, method: Reconstructor) -> pb.
 
 
 class ServedModel:
-    """A loaded method, its description, and the function the batcher calls (in the worker thread)."""
+    """A loaded method, its description, and the function the batcher calls (in the worker thread).
 
-    def __init__(self, name: str, variant: str | None, method: Reconstructor, config: ServeConfig) -> None:
+    With a ProcessWorker the method's ``reconstruct`` runs in that process; this process
+    keeps its own copy of the method only to describe it.
+    """
+
+    def __init__(self, name: str, variant: str | None, method: Reconstructor, config: ServeConfig,
+                 worker: ProcessWorker | None = None) -> None:
         self.name = name
         self.method = method
+        self.worker = worker
         self.info = describe_model(name, variant, method)
         self.version = self.info.version
         self.limits = DecodeLimits(max_hits=config.max_hits, default_detector=config.detector,
@@ -140,7 +147,10 @@ class ServedModel:
 
     def _compute_group(self, block: EventBlock) -> list[pb.EventReconstruction]:
         try:
-            table = self.method.reconstruct(block.to_awkward(event_id=np.arange(len(block))))
+            # Event ids are renumbered within the batch: different clients may reuse ids.
+            numbered = dataclasses.replace(block, event_id=np.arange(len(block)))
+            table = (self.worker.reconstruct_block(numbered) if self.worker is not None
+                     else self.method.reconstruct(numbered.to_awkward()))
             row_ids = table["event_id"].to_numpy()
             if len(table) != len(block) or not np.array_equal(np.sort(row_ids), np.arange(len(block))):
                 raise BatchFailed(f"method returned {len(table)} rows for {len(block)} events")
@@ -319,7 +329,10 @@ class ReconstructionServer:
             method = get_method(name, **({"model": variant} if variant else {}))
         if config.threads and "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(config.threads)
-        return ServedModel(name, variant, method, config)
+        worker = None
+        if config.worker == "process" and self._method is None:
+            worker = ProcessWorker(name, {"model": variant} if variant else {}, config.threads)
+        return ServedModel(name, variant, method, config, worker)
 
     async def start(self) -> None:
         """Load the model and start serving (gRPC, health, reflection, metrics)."""
@@ -362,6 +375,7 @@ class ReconstructionServer:
             self.metrics_port = self._metrics_http.server_port
         log.info("serving", extra={
             "address": f"{config.host}:{self.port}", "model": model.name, "variant": model.info.variant,
+            "worker": "process" if model.worker else "thread",
             "version": model.version, "tls": bool(credentials), "mtls": bool(config.tls_client_ca),
             "token_auth": bool(token), "metrics_port": self.metrics_port or None,
             "config": config.to_dict()})
@@ -385,6 +399,9 @@ class ReconstructionServer:
         await self._server.stop(grace=min(left, 5.0))
         await self.batcher.stop()
         self._executor.shutdown(wait=True)
+        for model in self.models.values():
+            if model.worker is not None:
+                model.worker.close()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
         log.info("stopped", extra={"drained": finished and not self.busy,

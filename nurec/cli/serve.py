@@ -22,6 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--max-hits", type=int, help="hits per event at most (default 20000)")
     add("--max-message-mb", type=int, help="largest request/response message [MiB] (default 64)")
     add("--threads", type=int, help="torch intra-op threads for inference (default: torch's choice)")
+    add("--worker", choices=["process", "thread"],
+        help="run the model in a worker process (default; computes in parallel with request handling) "
+             "or in a thread of the server process")
     add("--metrics-port", type=int, help="Prometheus /metrics HTTP port (default 9464; 0 disables)")
     add("--detector", help="detector of events that name none (default icecube86)")
     add("--drain-timeout-s", type=float, help="longest SIGTERM drain before exiting (default 30)")
