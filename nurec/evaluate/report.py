@@ -340,7 +340,7 @@ def _binned_html(title: str, results: Sequence[MethodResult], section: str, key:
             cells = []
             for col, _ in columns:
                 if col == "energy":
-                    cells.append(f"{row['e_low_gev']:.3g} &ndash; {row['e_high_gev']:.3g}")
+                    cells.append(f"{_fmt(row['e_low_gev'])} &ndash; {_fmt(row['e_high_gev'])}")
                 elif col == "median":
                     cells.append(_ci(row["median"], row["median_ci_low"], row["median_ci_high"]))
                 elif col == "bias_log10":
@@ -396,7 +396,7 @@ def render_html(metrics: dict[str, Any], summary: pd.DataFrame, results: Sequenc
         ("Flavours", ", ".join(dataset.get("flavours") or dataset["events_per_flavour"])),
         ("Interactions", ", ".join(dataset.get("interactions") or dataset["events_per_interaction"])),
         ("Generated energy range [GeV]", " &ndash; ".join(_fmt(e) for e in energy_range)),
-        ("Seed", dataset.get("seed")),
+        ("Seed", html.escape(str(dataset.get("seed")))),
         ("Events", f"{dataset['n_events']} ({dataset['n_tracks']} tracks, {dataset['n_cascades']} cascades)"),
         ("Command", f"<code>{html.escape(metrics['command'] or 'library call')}</code>"),
         ("nurec version", metrics["nurec_version"]),
