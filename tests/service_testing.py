@@ -92,7 +92,7 @@ def serve_config(**changes):
     """Return a ServeConfig for an in-process test server on a free port without metrics."""
     from services.config import ServeConfig
 
-    settings = {"method": "centroid", "port": 0, "metrics_port": 0, "detector": "icecube-mini",
+    settings = {"method": "centroid", "port": 0, "metrics_port": 0, "detector": "icecube-mini", "worker": "thread",
                 "host": "127.0.0.1"}
     settings.update(changes)
     return ServeConfig(**settings)
