@@ -1,0 +1,152 @@
+"""``nurec convert`` on real files: datasets, reference predictions, event keys, bad input, LineFit."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+
+import awkward as ak
+import numpy as np
+import pandas as pd
+import pytest
+
+from nurec.cli import main
+from nurec.io.parquet import read_dataset, read_metadata
+from nurec.io.predictions import read_predictions
+from nurec.io.sources import EVENT_KEYS_FILE, reference_filename
+from nurec.registry import available_methods, get_method
+
+km3net_testdata = pytest.importorskip("km3net_testdata")
+uproot = pytest.importorskip("uproot")
+data_path = km3net_testdata.data_path
+
+NUMUCC = data_path("offline/numucc.root")
+NUMUCC_DETX = data_path("detx/KM3NeT_-00000001_20171212.detx")
+V92 = data_path("offline/KM3NeT_00000049_00011291.mc.gsg_neutrinos.km3sim_sirene_merged.jterbr."
+                "jppmuon_jppshower_static.offline.v9.2.sample.root")
+
+
+@pytest.fixture(scope="module")
+def graphnet_tests(shared_dir):
+    return shared_dir / "data" / "graphnet" / "tests"
+
+
+@pytest.fixture(scope="module")
+def osc_db(graphnet_tests):
+    return next(graphnet_tests.glob("sqlite/oscNext*/*.db"))
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory, osc_db, graphnet_tests, shared_dir):
+    """Convert each real sample once with the CLI; return {name: dataset dir}."""
+    from test_io_kaggle import write_kaggle_layout
+
+    root = tmp_path_factory.mktemp("converted")
+    kaggle = root / "kaggle-source"
+    kaggle.mkdir()
+    write_kaggle_layout(kaggle, osc_db, shared_dir / "data/graphnet/geometry_tables/icecube/icecube86.parquet")
+    jobs = {
+        "numucc": [NUMUCC, "--from", "km3net-offline", "--detx", NUMUCC_DETX],
+        # ~4000 hits per event, mostly 40K noise: LineFit's hit cleaning is quadratic in the
+        # number of hits, so the end-to-end fit uses the triggered hits.
+        "numucc_triggered": [NUMUCC, "--detx", NUMUCC_DETX, "--triggered-only"],
+        "v92": [V92],
+        "sqlite": [osc_db, "--from", "graphnet-sqlite", "--pulses", "SRTInIcePulses", "--truth", "truth"],
+        "parquet": [graphnet_tests / "parquet/oscNext_genie_level7_v02", "--from", "graphnet-parquet"],
+        "kaggle": [kaggle, "--from", "kaggle"],
+    }
+    out = {}
+    for name, args in jobs.items():
+        out[name] = root / name
+        assert main(["convert", *map(str, args), "--out", str(out[name]), "--quiet"]) == 0
+    return out
+
+
+def test_convert_km3net_writes_dataset_reference_and_event_keys(converted, capsys):
+    dataset = converted["numucc"]
+    events = read_dataset(dataset)
+    assert len(events) == 10
+    reference = read_predictions(dataset / reference_filename("km3net-jmuon"))
+    assert reference.method.unique().tolist() == ["km3net-jmuon"]
+    assert reference.event_id.tolist() == events.event_id.tolist()
+    keys = pd.read_parquet(dataset / EVENT_KEYS_FILE)
+    raw = uproot.open(NUMUCC)["E"].arrays(["run_id", "frame_index", "trigger_counter"], library="pd")
+    assert keys.frame_index.tolist() == raw.frame_index.tolist()
+    assert keys.trigger_counter.tolist() == raw.trigger_counter.tolist()
+    assert keys.run_id.tolist() == raw.run_id.tolist()
+    metadata = read_metadata(dataset)
+    assert metadata["source"] == "km3net-offline" and metadata["n_events"] == 10
+    assert metadata["detector"]["family"] == "km3net"
+
+
+def test_convert_graphnet_keeps_event_no(converted, osc_db):
+    events = read_dataset(converted["sqlite"])
+    with sqlite3.connect(osc_db) as connection:
+        counts = pd.read_sql_query("SELECT event_no, COUNT(*) n FROM SRTInIcePulses GROUP BY event_no", connection)
+    assert events.source.event_no.tolist() == counts.event_no.tolist()
+    assert ak.num(events.hits, axis=1).tolist() == counts.n.tolist()
+    assert not (converted["sqlite"] / reference_filename("km3net-jmuon")).exists()
+
+
+def test_convert_empty_km3net_file_gives_an_empty_complete_dataset(tmp_path, capsys):
+    assert main(["convert", data_path("offline/empty_events.root"), "--out", str(tmp_path / "empty"), "--quiet"]) == 0
+    assert read_metadata(tmp_path / "empty")["n_events"] == 0
+    assert len(read_dataset(tmp_path / "empty")) == 0
+    assert "converted 0 events" in capsys.readouterr().out
+
+
+def _truncated_root(tmp_path):
+    path = tmp_path / "truncated.root"
+    path.write_bytes(open(V92, "rb").read()[:300_000])
+    return [str(path)], "truncated.root"
+
+
+def _sqlite_without_table(tmp_path, osc_db):
+    return [str(osc_db), "--pulses", "InIcePulses"], "no table 'InIcePulses'"
+
+
+def _parquet_missing_column(tmp_path, graphnet_tests):
+    copy = tmp_path / "merged"
+    shutil.copytree(graphnet_tests / "parquet/oscNext_genie_level7_v02/merged", copy)
+    broken = copy / "SRTInIcePulses/SRTInIcePulses_3.parquet"
+    pd.read_parquet(broken).drop(columns=["dom_x"]).to_parquet(broken)
+    return [str(copy), "--from", "graphnet-parquet"], "SRTInIcePulses_3.parquet: no column 'dom_x'"
+
+
+def _dom_absent_from_detx(tmp_path):
+    return [NUMUCC, "--detx", data_path("detx/km3net_offline.detx")], "is absent from detx file"
+
+
+@pytest.mark.parametrize("case", ["truncated_root", "sqlite_without_table", "parquet_missing_column",
+                                  "dom_absent_from_detx"])
+def test_convert_bad_input_is_one_line_exit_1_and_no_output(case, tmp_path, capsys, osc_db, graphnet_tests):
+    args, expected = {
+        "truncated_root": lambda: _truncated_root(tmp_path),
+        "sqlite_without_table": lambda: _sqlite_without_table(tmp_path, osc_db),
+        "parquet_missing_column": lambda: _parquet_missing_column(tmp_path, graphnet_tests),
+        "dom_absent_from_detx": lambda: _dom_absent_from_detx(tmp_path),
+    }[case]()
+    out = tmp_path / "out"
+    assert main(["convert", *args, "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nurec convert: error: ") and "\n" not in err and "Traceback" not in err
+    assert expected in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["numucc_triggered", "v92", "sqlite", "parquet", "kaggle"])
+def test_linefit_runs_end_to_end_on_each_converted_real_sample(name, converted):
+    if "linefit" not in {spec.name for spec in available_methods()}:
+        pytest.skip("linefit is not registered in nurec.registry yet")
+    dataset = converted[name]
+    events = read_dataset(dataset)
+    method = get_method("linefit", detector=read_metadata(dataset)["detector"]["name"])
+    predictions = method.reconstruct(events)
+    assert predictions.event_id.tolist() == events.event_id.tolist()
+    ok = (predictions.fit_status == "ok").to_numpy()
+    assert ok.mean() >= 0.8
+    direction = predictions.loc[ok, ["dir_x", "dir_y", "dir_z"]].to_numpy()
+    np.testing.assert_allclose(np.linalg.norm(direction, axis=1), 1.0, atol=1e-9)
+    if name in ("numucc_triggered", "v92"):  # the reference fit covers the same events, scored the same way
+        reference = read_predictions(dataset / reference_filename("km3net-jmuon"))
+        assert reference.event_id.tolist() == predictions.event_id.tolist()
