@@ -74,7 +74,7 @@ def resolve_method(method: str | None, model: str | None) -> tuple[str, str | No
 
 def _card(method: Reconstructor) -> dict[str, Any]:
     """Return the model card of a method as a dict (empty if it has none)."""
-    for attribute in ("card", "model_card"):
+    for attribute in ("card", "model_card", "metadata"):
         card = getattr(method, attribute, None)
         if callable(card) and not isinstance(card, Mapping):
             card = card()
@@ -87,6 +87,17 @@ def _card(method: Reconstructor) -> dict[str, Any]:
         if isinstance(card, Mapping):
             return dict(card)
     return {}
+
+
+def _names(value: Any) -> list[str]:
+    """Return names from a string, a {"name": ...} mapping, or a list of either."""
+    if isinstance(value, str):
+        return [value] if value else []
+    if isinstance(value, Mapping):
+        return [str(value["name"])] if "name" in value else []
+    if isinstance(value, list | tuple):
+        return [name for item in value for name in _names(item)]
+    return []
 
 
 def _numbers(data: Any, prefix: str = "") -> dict[str, float]:
@@ -105,14 +116,12 @@ def describe_model(name: str, variant: str | None, method: Reconstructor) -> pb.
     """Return the ModelInfo of a served method from its registry entry and model card."""
     card = _card(method)
     spec = {s.name: s for s in available_methods()}.get(name)
-    detectors = card.get("detectors") or card.get("detector") or []
-    inputs = card.get("inputs") or card.get("features") or []
+    detectors = _names(card.get("detectors") or card.get("detector"))
+    inputs = _names(card.get("inputs") or card.get("features") or getattr(method, "features", None))
     return pb.ModelInfo(
         name=name, variant=variant or "", version=str(getattr(method, "version", "")),
         description=str(card.get("description") or (spec.description if spec else "")),
-        detectors=[detectors] if isinstance(detectors, str) else [str(d) for d in detectors],
-        inputs=[inputs] if isinstance(inputs, str) else [str(i) for i in inputs],
-        metrics=_numbers(card.get("metrics", {})),
+        detectors=detectors, inputs=inputs, metrics=_numbers(card.get("metrics", {})),
     )
 
 

@@ -53,3 +53,18 @@ def test_default_method_is_the_bundled_gnn_when_registered(monkeypatch):
     registry.register_method("gnn", "x:y", "")
     assert resolve_method(None, None) == ("gnn", "default")
     assert resolve_method("linefit", None) == ("linefit", None)
+
+
+def test_model_info_reads_the_model_card():
+    from services.server import describe_model
+
+    class Carded:
+        version = "v7"
+        features = ("x", "y", "t")
+        metadata = {"detector": {"name": "icecube86", "n_sensors": 5160},
+                    "metrics": {"median_angular_error_deg": 3.5, "energy": {"resolution": 0.3}, "note": "x"}}
+
+    info = describe_model("gnn", "default", Carded())
+    assert (info.name, info.variant, info.version) == ("gnn", "default", "v7")
+    assert list(info.detectors) == ["icecube86"] and list(info.inputs) == ["x", "y", "t"]
+    assert dict(info.metrics) == {"median_angular_error_deg": 3.5, "energy.resolution": 0.3}
