@@ -11,7 +11,7 @@ import awkward as ak
 import pandas as pd
 
 from nurec.evaluate.evaluation import EvaluationSettings
-from nurec.evaluate.report import SUMMARY_HEADERS, build_report, load_method_predictions
+from nurec.evaluate.report import build_report, load_method_predictions
 from nurec.evaluate.truth import truth_table
 from nurec.io.sources import iter_events, source_metadata
 
@@ -53,20 +53,27 @@ def load_events(path: str, fmt: str | None, max_events: int | None) -> ak.Array:
     return chunks[0] if len(chunks) == 1 else ak.concatenate(chunks)
 
 
+TERMINAL_LABELS = ["Method", "Version", "Events", "Failed", "Tracks: median angle [deg]",
+                   "Cascades: median angle [deg]", "Tracks: log10 E res.", "Cascades: log10 E res.",
+                   "68% coverage", "AUC", "Events/s per core"]
+
+
 def print_summary(summary: pd.DataFrame, file=None) -> None:
-    """Print the summary table to the terminal (rich table)."""
+    """Print the summary table to the terminal (rich table; medians with 68% bootstrap CIs)."""
+    import shutil
+
     from rich.console import Console
     from rich.table import Table
 
     from nurec.evaluate.report import summary_text
 
-    console = Console(file=file or sys.stdout, width=200)
-    table = Table(title="Reconstruction quality summary", show_lines=False)
-    for _, label in SUMMARY_HEADERS:
+    width = shutil.get_terminal_size(fallback=(160, 24)).columns
+    console = Console(file=file or sys.stdout, width=max(width, 120))
+    table = Table(title="Reconstruction quality summary (see the report for definitions)")
+    for label in TERMINAL_LABELS:
         table.add_column(label, justify="left" if label in ("Method", "Version") else "right", overflow="fold")
-    markdown = summary_text(summary).splitlines()[2:]
-    for line in markdown:
-        table.add_row(*[cell.strip() for cell in line.strip("|").split("|")])
+    for line in summary_text(summary).splitlines()[2:]:
+        table.add_row(*[cell.strip() for cell in line.strip().strip("|").split("|")])
     console.print(table)
 
 
