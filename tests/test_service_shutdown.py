@@ -79,3 +79,38 @@ def _serving(client: ReconstructionClient) -> bool:
         return client.health(timeout_s=1) == "SERVING"
     except grpc.RpcError:
         return False
+
+
+def test_serve_without_arguments_serves_the_default_model(tmp_path):
+    from nurec.registry import available_methods
+    from services.server import resolve_method
+
+    try:
+        name, variant = resolve_method(None, None)
+    except ValueError:
+        pytest.skip("neither gnn nor linefit is registered yet")
+    if name == "gnn":
+        from nurec.models.reconstruct import resolve_model_path
+
+        try:
+            resolve_model_path("default")
+        except FileNotFoundError:
+            pytest.skip("the bundled GNN model is not there yet")
+    assert name in {spec.name for spec in available_methods()}
+    port = free_port()
+    env = {**os.environ, "NUREC_SERVE_PORT": str(port), "NUREC_SERVE_METRICS_PORT": "0"}
+    process = subprocess.Popen([sys.executable, "-m", "nurec", "serve"], env=env, cwd=tmp_path,
+                               stderr=subprocess.DEVNULL)
+    try:
+        with ReconstructionClient(f"localhost:{port}") as client:
+            wait_until(lambda: _serving(client), timeout_s=90, what="the default server to start")
+            (info,) = client.list_models()
+            assert (info["name"], info["variant"], info["is_default"]) == (name, variant or "", True)
+            table = client.reconstruct(small_events(5, detector="icecube86"), detector="icecube86")
+            assert len(table) == 5 and (table["method"] == name).all()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
