@@ -41,12 +41,13 @@ def _raw(path, branches):
 def _detx_table_by_hand(path) -> dict[tuple[int, int], tuple[float, ...]]:
     """(dom_id, channel) -> (x, y, z, dx, dy, dz, t0) from a v2 detx file, read line by line."""
     lines = [ln.split() for ln in open(data_path(path)) if ln.strip() and not ln.startswith("#")]
-    assert lines[0][1].lower() == "v2"
+    assert lines[0][1].lower() in ("v2", "v3")
     table, i = {}, 4
     while i < len(lines):
         dom_id, n_pmts = int(lines[i][0]), int(lines[i][3])
         for channel in range(n_pmts):
-            table[dom_id, channel] = tuple(float(v) for v in lines[i + 1 + channel][1:8])
+            words = lines[i + 1 + channel]
+            table[dom_id, channel] = tuple(float(v) for v in words[1:8]) + (int(words[0]),)
         i += 1 + n_pmts
     return table
 
@@ -238,6 +239,22 @@ def test_detx_geometry_is_a_km3net_geometry_usable_by_name():
     assert geometry.family == "km3net" and geometry.medium == "water"
     assert geometry.n_sensors == 64170 and geometry.n_modules == 2070 and geometry.pmts_per_module == 31
     assert geometry.floor.min() == 0
+
+
+def test_simulator_runs_on_a_real_detx_layout():
+    from sim.config import SimulationConfig
+    from sim.simulate import simulate_events
+
+    detx = data_path("detx/D_ORCA006_t.A02181836.p.A02181837.r.A02182001.detx")  # ORCA, 6 DUs, v3
+    events, metadata = simulate_events(SimulationConfig(detector=detx, n_events=3, energy_min_gev=10,
+                                                        energy_max_gev=100, seed=3))
+    assert metadata["detector"]["family"] == "km3net" and metadata["detector"]["n_sensors"] == 108 * 31
+    position_of_pmt = {v[7]: v[:3] for v in _detx_table_by_hand("detx/D_ORCA006_t.A02181836.p.A02181837.r.A02182001.detx").values()}
+    hits = ak.flatten(events.hits)
+    expected = np.array([position_of_pmt[i] for i in hits.sensor_id.tolist()])
+    got = np.column_stack([ak.to_numpy(hits[c]) for c in "xyz"])
+    assert len(got) > 0
+    np.testing.assert_allclose(got, expected, atol=1e-3)
 
 
 def test_detx_truncated_file_names_what_is_missing(tmp_path):
