@@ -115,3 +115,34 @@ def test_async_client_matches_the_sync_client(fleet, events):
 def test_unreadable_target_is_a_clear_error():
     with pytest.raises(ValueError, match="not host:port"):
         channel_target(["localhost:1", "nonsense"])
+
+
+def test_interrupted_stream_resends_unanswered_messages_to_the_restarted_server(events):
+    from service_testing import free_port
+
+    port = free_port()
+    first_method, second_method = CentroidDirection(), CentroidDirection()
+    first = BackgroundServer(serve_config(port=port), first_method).start()
+    second = None
+    try:
+        first_method.gate.clear()
+        with ReconstructionClient(f"127.0.0.1:{port}", retries=10, initial_backoff_s=0.05) as client, \
+                ThreadPoolExecutor(1) as pool:
+            streamed = pool.submit(lambda: list(client.reconstruct_stream([events[:6]], batch_events=1, window=2)))
+            assert first_method.entered.wait(10)
+            wait_until(lambda: first.server.metrics.value("nurec_serve_events_received_total") == 2,
+                       what="two messages in flight")
+            stopping = first.begin_drain()  # rolling restart: the old server refuses new messages
+            first_method.gate.set()
+            stopping.result(30)
+            first.stop()
+            second = BackgroundServer(serve_config(port=port), second_method).start()
+            tables = streamed.result(timeout=60)
+        assert pd.concat(tables)["event_id"].tolist() == events.event_id[:6].tolist()
+        assert first_method.run_ids and second_method.run_ids  # both servers did part of the work
+        assert len(first_method.run_ids) + len(second_method.run_ids) >= 6
+    finally:
+        first_method.gate.set()
+        first.stop()
+        if second is not None:
+            second.stop()
