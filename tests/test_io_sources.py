@@ -65,3 +65,19 @@ def test_predictions_join_back_onto_the_source_keys(graphnet_tests, tmp_path):
     joined = predictions.merge(keys, on="event_id")
     assert joined.event_no.tolist() == [4, 3, 2, 1, 0]
     assert joined.EventID.tolist() == ak.to_numpy(events.source.EventID)[::-1].tolist()
+
+
+def test_predictions_written_back_carry_the_km3net_run_and_frame_ids(tmp_path):
+    from nurec.io.predictions import read_predictions, write_predictions
+    from nurec.io.schema import empty_predictions
+    from nurec.io.sources import attach_source_keys, convert_source
+
+    source = data_path("offline/km3net_offline.root")
+    convert_source(source, tmp_path / "ds", detx=data_path("detx/km3net_offline.detx"), progress=False)
+    predictions = attach_source_keys(empty_predictions(np.arange(10)[::-1], "linefit"), tmp_path / "ds")
+    write_predictions(predictions, tmp_path / "back.csv")
+    back = read_predictions(tmp_path / "back.csv")
+    raw = pytest.importorskip("uproot").open(source)["E"].arrays(["run_id", "frame_index", "trigger_counter"], library="pd")
+    assert back.frame_index.tolist() == raw.frame_index.tolist()[::-1]
+    assert back.trigger_counter.tolist() == raw.trigger_counter.tolist()[::-1]
+    assert back.run_id.tolist() == raw.run_id.tolist()[::-1]

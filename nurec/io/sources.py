@@ -109,6 +109,21 @@ def source_keys_table(events: ak.Array) -> pd.DataFrame:
     return table
 
 
+def attach_source_keys(predictions: pd.DataFrame, dataset_dir: str | os.PathLike) -> pd.DataFrame:
+    """Return predictions with the source's own event keys of a converted dataset joined on event_id.
+
+    The result can be written with ``nurec.io.predictions.write_predictions`` (Parquet or
+    CSV) and joined by users on ``event_no`` / ``run_id, frame_index, trigger_counter`` /
+    ``batch_id, event_id``.
+    """
+    keys_path = Path(dataset_dir) / EVENT_KEYS_FILE
+    if not keys_path.exists():
+        raise FileNotFoundError(f"{keys_path}: no event keys (not a dataset written by nurec convert)")
+    keys = pd.read_parquet(keys_path)
+    extra = [c for c in keys.columns if c == "event_id" or c not in predictions.columns]
+    return predictions.merge(keys[extra], on="event_id", how="left", validate="many_to_one")
+
+
 SOURCE_STAND_IN_DETECTOR = {"km3net-offline": "km3net-orca", "graphnet-sqlite": "icecube86",
                             "graphnet-parquet": "icecube86", "kaggle": "icecube86"}
 SOURCE_MEDIUM = {"km3net-offline": "water", "graphnet-sqlite": "ice", "graphnet-parquet": "ice", "kaggle": "ice"}
@@ -189,7 +204,8 @@ def convert_source(
             if reference_method is not None:
                 written.append(out_dir / reference_filename(reference_method))
                 write_predictions(pd.concat(references, ignore_index=True), written[-1],
-                                  {"method": reference_method, "source": str(path.resolve())})
+                                  {"method": reference_method, "version": "as-stored",  # the file's own fit
+                                   "source": str(path.resolve())})
     except BaseException:
         for file in written:
             file.unlink(missing_ok=True)
