@@ -143,7 +143,7 @@ def _icecube_truth(truth: pd.DataFrame, where: str) -> ak.Array:
     interaction = np.array([ICECUBE_INTERACTION.get(int(c), "") if np.isfinite(c) else "" for c in code], dtype=object)
     return zip_columns({
         "pdg": pdg,
-        "interaction": ak.Array([str(s) for s in interaction]) if n else ak.Array(np.zeros(0, dtype="U2")),
+        "interaction": ak.Array(interaction.astype(str)),
         "energy": get("energy"),
         "dir_x": direction[:, 0], "dir_y": direction[:, 1], "dir_z": direction[:, 2],
         "zenith": zenith, "azimuth": azimuth,

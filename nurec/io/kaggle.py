@@ -185,7 +185,7 @@ def _kaggle_truth(meta: pd.DataFrame) -> ak.Array:
     nan = np.full(n, np.nan)
     return zip_columns({
         "pdg": np.zeros(n, np.int32),
-        "interaction": ak.Array([""] * n) if n else ak.Array(np.zeros(0, dtype="U2")),
+        "interaction": ak.Array(np.full(n, "", dtype="U2")),
         "energy": nan,
         "dir_x": direction[:, 0], "dir_y": direction[:, 1], "dir_z": direction[:, 2],
         "zenith": zenith, "azimuth": azimuth,

@@ -25,7 +25,11 @@ truth    from ``mc_tracks[0]`` (the neutrino): ``type`` -> pdg, ``E``, ``dir`` (
          convention), ``pos`` -> vertex. CC/NC from the GENIE interaction code (2 = weak CC,
          3 = weak NC): the ``cc`` usr value of ``mc_tracks[0]`` in older files, else
          ``w2list[10]`` (``W2LIST_GSEAGEN_CC``); Bjorken y likewise (``by`` / ``w2list[8]``).
-         ``t0`` = vertex time in the hits' time frame minus ``t_offset_ns``.
+         ``t0`` = vertex time in the hits' time frame minus ``t_offset_ns``, assuming MC times
+         count from ``mc_t`` and hit times from the start of timeslice ``frame_index - 1``;
+         checked on the v9.2 km3net-testdata sample (first triggered hit 12 ns to 6 us after
+         t0); in the older mcv6.0 sample some first triggered hits come up to 250 ns before
+         it, so treat t0 as approximate for older productions.
          Files without MC tracks give events without ``truth``.
 event    ``event_id`` = entry number in the file (0-based), ``run_id`` = ``Evt.run_id``,
          ``source`` = {entry, km3net_id (``Evt.id``), det_id, frame_index, trigger_counter,
@@ -312,7 +316,7 @@ def _truth(raw: ak.Array, t_offset: np.ndarray) -> ak.Array:
     t0 = _first(raw["mc_trks.t"], np.nan) + mc_t - (frame - 1) * KM3NET_TIMESLICE_NS - t_offset
     return zip_columns({
         "pdg": pdg,
-        "interaction": ak.Array(interaction.tolist()) if n else ak.Array(np.array([], dtype=str).tolist()),
+        "interaction": ak.Array(interaction.astype(str)),
         "energy": energy,
         "dir_x": direction[:, 0], "dir_y": direction[:, 1], "dir_z": direction[:, 2],
         "zenith": zenith, "azimuth": azimuth,
