@@ -8,6 +8,8 @@ sensor closer than the merge window) → trigger → events in the nurec schema.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import awkward as ak
 import numpy as np
 
@@ -16,24 +18,12 @@ from nurec.io.schema import direction_to_angles
 from sim.config import DetectorResponse
 from sim.generator import Primaries, makes_muon_track, orthonormal_basis
 from sim.noise import sample_noise_hits
+from sim.photons import sample_photoelectrons
 from sim.physics import interaction as xs
-from sim.physics.light import (
-    PHOTONS_PER_GEV,
-    arrival_cos_alpha,
-    expected_npe_cascade,
-    expected_npe_track,
-)
 from sim.physics.medium import Medium
-from sim.physics.muon import muon_energy_at_m, muon_energy_loss_gev_per_m, muon_range_m
-from sim.physics.timing import cascade_direct_delay_ns, sample_pandel_delay_ns, track_geometry
+from sim.physics.muon import muon_range_m
+from sim.physics.timing import sample_pandel_delay_ns
 from sim.trigger import apply_trigger
-
-# Sensors expecting fewer photo-electrons than this (upper bound, acceptance 1) are
-# skipped; summed over a whole detector the light lost this way is well below 1 pe.
-CANDIDATE_NPE = 1e-4
-# Light from an event cannot reach sensors further than this many attenuation lengths.
-REACH_ATTENUATION_LENGTHS = 12.0
-_MODULE_BLOCK_EVENTS = 128
 
 
 class LightSources:
@@ -75,59 +65,6 @@ class LightSources:
         self.visible_energy_gev = self.cascade_em_energy_gev + self.muon_energy_gev
 
 
-def _reaches_detector(sources: LightSources, geometry: Geometry, medium: Medium) -> np.ndarray:
-    """Return True for events whose light can reach the instrumented volume."""
-    centre = geometry.center
-    sensor_radius = np.max(np.linalg.norm(geometry.module_position - centre, axis=1))
-    reach = sensor_radius + REACH_ATTENUATION_LENGTHS * medium.attenuation_length_m
-    rel = centre - sources.vertex
-    s = np.clip(np.sum(rel * sources.muon_direction, axis=1), 0.0, sources.track_length_m)
-    closest = np.linalg.norm(rel - s[:, None] * sources.muon_direction, axis=1)
-    return np.minimum(closest, np.linalg.norm(rel, axis=1)) < reach
-
-
-def _candidate_pairs(
-    sources: LightSources, events: np.ndarray, geometry: Geometry, medium: Medium,
-    response: DetectorResponse,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return (event, module) index pairs whose upper-bound expected charge is worth sampling."""
-    module_pos = geometry.module_position.astype(np.float32)
-    bound_area = response.pmt_area_m2 * geometry.pmts_per_module
-    pair_events, pair_modules = [], []
-    for start in range(0, len(events), _MODULE_BLOCK_EVENTS):
-        block = events[start : start + _MODULE_BLOCK_EVENTS]
-        vertex = sources.vertex[block, None, :].astype(np.float32)
-        npe, _ = expected_npe_cascade(
-            module_pos[None], -np.asarray(sources.direction[block, None, :], dtype=np.float32),
-            vertex, sources.direction[block, None, :].astype(np.float32),
-            sources.cascade_em_energy_gev[block, None].astype(np.float32), medium, bound_area, 0.0,
-        )
-        tracks = sources.is_track[block]
-        if tracks.any():
-            geo = track_geometry(module_pos[None], vertex[tracks], sources.muon_direction[block][tracks, None, :].astype(np.float32), medium)
-            emission = geo["emission_m"]
-            inside = (emission >= 0) & (emission <= sources.track_length_m[block][tracks, None])
-            energy = muon_energy_at_m(sources.muon_energy_gev[block][tracks, None], np.maximum(emission, 0), medium)
-            # Stochastic losses can exceed the mean several-fold: bound with 5x the b·E term.
-            loss = medium.muon_loss_a_gev_per_m + 5.0 * medium.muon_loss_b_per_m * energy
-            track_npe = expected_npe_track(geo["perpendicular_m"], geo["distance_m"], PHOTONS_PER_GEV * loss,
-                                           np.ones_like(emission), medium, bound_area, 0.0)
-            npe[tracks] += np.where(inside, track_npe, 0.0)
-        rows, modules = np.nonzero(npe > CANDIDATE_NPE)
-        pair_events.append(block[rows])
-        pair_modules.append(modules)
-    return np.concatenate(pair_events), np.concatenate(pair_modules)
-
-
-def _module_sensor_rows(geometry: Geometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return (sensor rows sorted by module, start offset per module, count per module)."""
-    index = geometry.sensor_module_index
-    order = np.argsort(index, kind="stable")
-    counts = np.bincount(index, minlength=geometry.n_modules)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    return order, starts, counts
-
-
 def simulate_hits(
     primaries: Primaries,
     geometry: Geometry,
@@ -137,68 +74,38 @@ def simulate_hits(
     noise: bool = True,
 ) -> tuple[ak.Array, np.ndarray]:
     """Return (triggered events without ids, indices of the primaries they came from)."""
+    columns, kept = simulate_hit_columns(primaries, geometry, medium, response, rng, noise)
+    return columns.to_awkward(), kept
+
+
+def simulate_hit_columns(
+    primaries: Primaries,
+    geometry: Geometry,
+    medium: Medium,
+    response: DetectorResponse,
+    rng: np.random.Generator,
+    noise: bool = True,
+) -> tuple[EventColumns, np.ndarray]:
+    """Return (triggered events as numpy columns, indices of the primaries they came from)."""
     n = len(primaries)
     sources = LightSources(primaries, medium, rng)
-    candidates = np.flatnonzero(_reaches_detector(sources, geometry, medium))
-    pair_event, pair_module = _candidate_pairs(sources, candidates, geometry, medium, response)
+    pe = sample_photoelectrons(sources, geometry, medium, response, rng)
+    n_pe = len(pe.event)
+    pe_time = (pe.direct_time_ns + sample_pandel_delay_ns(pe.distance_m, medium, rng)
+               + rng.normal(0.0, response.jitter_ns, n_pe))
+    pe_charge = pe.scale * np.maximum(rng.normal(1.0, response.spe_charge_sigma, n_pe), 0.05)
+    pe_event, pe_sensor = pe.event, pe.sensor
 
-    # Expand (event, module) pairs to (event, sensor) pairs.
-    sensor_order, starts, counts = _module_sensor_rows(geometry)
-    per_pair = counts[pair_module]
-    offsets = np.repeat(starts[pair_module] - np.cumsum(per_pair) + per_pair, per_pair) + np.arange(per_pair.sum())
-    sensor = sensor_order[offsets]
-    event = np.repeat(pair_event, per_pair)
-    pos, pmt_dir = geometry.position[sensor], geometry.direction[sensor]
-    n_pairs = len(sensor)
-    stochastic = rng.gamma(1.0, 1.0, n_pairs)  # fluctuation of the stochastic (b·E) muon losses
-
-    # Cascade light at the vertex.
-    casc_npe, casc_distance = expected_npe_cascade(
-        pos, pmt_dir, sources.vertex[event], sources.direction[event],
-        sources.cascade_em_energy_gev[event], medium, response.pmt_area_m2, response.acceptance_exponent,
-    )
-    casc_time = cascade_direct_delay_ns(casc_distance, medium)
-
-    # Track light on the Cherenkov cone.
-    geo = track_geometry(pos, sources.vertex[event], sources.muon_direction[event], medium)
-    emission = geo["emission_m"]
-    on_track = sources.is_track[event] & (emission >= 0) & (emission <= sources.track_length_m[event])
-    muon_energy = muon_energy_at_m(sources.muon_energy_gev[event], np.maximum(emission, 0.0), medium)
-    loss = medium.muon_loss_a_gev_per_m + stochastic * (muon_energy_loss_gev_per_m(muon_energy, medium) - medium.muon_loss_a_gev_per_m)
-    cos_alpha = arrival_cos_alpha(geo["photon_dir"], pmt_dir, geo["distance_m"], medium)
-    track_npe = np.where(
-        on_track,
-        expected_npe_track(geo["perpendicular_m"], geo["distance_m"], PHOTONS_PER_GEV * loss, cos_alpha,
-                           medium, response.pmt_area_m2, response.acceptance_exponent),
-        0.0,
-    )
-
-    # Photo-electrons; very bright sensors get max_pe_per_sensor photons carrying the charge.
-    n_track = rng.poisson(track_npe)
-    n_casc = rng.poisson(casc_npe)
-    cap = response.max_pe_per_sensor
-    kept_track, kept_casc = np.minimum(n_track, cap), np.minimum(n_casc, cap)
-    pe_pair = np.concatenate([np.repeat(np.arange(n_pairs), kept_track), np.repeat(np.arange(n_pairs), kept_casc)])
-    pe_distance = np.concatenate([np.repeat(geo["distance_m"], kept_track), np.repeat(casc_distance, kept_casc)])
-    pe_direct = np.concatenate([np.repeat(geo["delay_ns"], kept_track), np.repeat(casc_time, kept_casc)])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        scale_track = np.where(kept_track > 0, n_track / np.maximum(kept_track, 1), 0.0)
-        scale_casc = np.where(kept_casc > 0, n_casc / np.maximum(kept_casc, 1), 0.0)
-    pe_scale = np.concatenate([np.repeat(scale_track, kept_track), np.repeat(scale_casc, kept_casc)])
-    pe_time = pe_direct + sample_pandel_delay_ns(pe_distance, medium, rng) + rng.normal(0.0, response.jitter_ns, len(pe_pair))
-    pe_charge = pe_scale * np.maximum(rng.normal(1.0, response.spe_charge_sigma, len(pe_pair)), 0.05)
-    pe_event = event[pe_pair]
-    pe_sensor = sensor[pe_pair]
-
-    # Readout window around the light of each event.
+    # Readout window around the light of each event (photo-electrons come sorted by event).
+    group_start = np.flatnonzero(np.concatenate([[True], pe_event[1:] != pe_event[:-1]])) if n_pe else np.zeros(0, int)
+    lit_events = pe_event[group_start]
     lit = np.zeros(n, dtype=bool)
-    lit[pe_event] = True
-    first = np.full(n, np.inf)
-    last = np.full(n, -np.inf)
-    np.minimum.at(first, pe_event, pe_time)
-    np.maximum.at(last, pe_event, pe_time)
-    start = np.where(lit, first - response.readout_before_ns, 0.0)
-    end = np.where(lit, last + response.readout_after_ns, 0.0)
+    lit[lit_events] = True
+    start = np.zeros(n)
+    end = np.zeros(n)
+    if n_pe:
+        start[lit_events] = np.minimum.reduceat(pe_time, group_start) - response.readout_before_ns
+        end[lit_events] = np.maximum.reduceat(pe_time, group_start) + response.readout_after_ns
     if noise:
         noise_event, noise_sensor, noise_time = sample_noise_hits(start, end, geometry.n_sensors, response.noise_rate_hz, rng)
         noise_charge = np.maximum(rng.normal(1.0, response.spe_charge_sigma, len(noise_event)), 0.05)
@@ -218,71 +125,111 @@ def simulate_hits(
     keep = triggered[p_event]
     p_event, p_sensor, p_time, p_charge, p_noise = (a[keep] for a in pulses)
 
-    order = np.lexsort((p_time, p_event))
+    order = np.lexsort((p_time, p_event))  # pulses come sorted by (event, sensor)
     p_event, p_sensor, p_time, p_charge, p_noise = (a[order] for a in (p_event, p_sensor, p_time, p_charge, p_noise))
     kept_events = np.flatnonzero(triggered)
     counts = np.bincount(p_event, minlength=n)[kept_events]
     t_rel = p_time - start[p_event]
     hit_pos = geometry.position[p_sensor]
     hit_dir = geometry.direction[p_sensor]
-    hits = ak.zip(
-        {
-            "sensor_id": geometry.sensor_id[p_sensor].astype(np.int32),
-            "x": hit_pos[:, 0].astype(np.float32),
-            "y": hit_pos[:, 1].astype(np.float32),
-            "z": hit_pos[:, 2].astype(np.float32),
-            "t": t_rel.astype(np.float32),
-            "charge": p_charge.astype(np.float32),
-            "dir_x": hit_dir[:, 0].astype(np.float32),
-            "dir_y": hit_dir[:, 1].astype(np.float32),
-            "dir_z": hit_dir[:, 2].astype(np.float32),
-            "is_noise": p_noise,
-        },
-        depth_limit=1,
-    )
+    hits = {
+        "sensor_id": geometry.sensor_id[p_sensor].astype(np.int32),
+        "x": hit_pos[:, 0].astype(np.float32),
+        "y": hit_pos[:, 1].astype(np.float32),
+        "z": hit_pos[:, 2].astype(np.float32),
+        "t": t_rel.astype(np.float32),
+        "charge": p_charge.astype(np.float32),
+        "dir_x": hit_dir[:, 0].astype(np.float32),
+        "dir_y": hit_dir[:, 1].astype(np.float32),
+        "dir_z": hit_dir[:, 2].astype(np.float32),
+        "is_noise": p_noise,
+    }
     k = kept_events
     zenith, azimuth = direction_to_angles(*primaries.direction[k].T)
-    truth = ak.zip(
-        {
-            "pdg": primaries.pdg[k].astype(np.int32),
-            "interaction": primaries.interaction[k].astype(str).tolist(),
-            "energy": primaries.energy_gev[k],
-            "dir_x": primaries.direction[k, 0],
-            "dir_y": primaries.direction[k, 1],
-            "dir_z": primaries.direction[k, 2],
-            "zenith": zenith,
-            "azimuth": azimuth,
-            "vertex_x": primaries.vertex[k, 0],
-            "vertex_y": primaries.vertex[k, 1],
-            "vertex_z": primaries.vertex[k, 2],
-            "t0": -start[k],
-            "inelasticity": primaries.inelasticity[k],
-            "track_length": sources.track_length_m[k],
-            "is_track": sources.is_track[k],
-            "visible_energy": sources.visible_energy_gev[k],
-        },
-        depth_limit=1,
-    )
-    events = ak.zip(
-        {"hits": ak.unflatten(hits, counts), "truth": truth, "weight": primaries.weight[k]},
-        depth_limit=1,
-    )
-    return events, kept_events
+    truth = {
+        "pdg": primaries.pdg[k].astype(np.int32),
+        "interaction": primaries.interaction[k].astype(str),
+        "energy": primaries.energy_gev[k],
+        "dir_x": primaries.direction[k, 0],
+        "dir_y": primaries.direction[k, 1],
+        "dir_z": primaries.direction[k, 2],
+        "zenith": zenith,
+        "azimuth": azimuth,
+        "vertex_x": primaries.vertex[k, 0],
+        "vertex_y": primaries.vertex[k, 1],
+        "vertex_z": primaries.vertex[k, 2],
+        "t0": -start[k],
+        "inelasticity": primaries.inelasticity[k],
+        "track_length": sources.track_length_m[k],
+        "is_track": sources.is_track[k],
+        "visible_energy": sources.visible_energy_gev[k],
+    }
+    return EventColumns(hits, counts, truth, primaries.weight[k]), kept_events
+
+
+@dataclass
+class EventColumns:
+    """Triggered events as flat numpy columns: hit columns, hits per event, truth, weight."""
+
+    hits: dict[str, np.ndarray]
+    hit_counts: np.ndarray
+    truth: dict[str, np.ndarray]
+    weight: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.hit_counts)
+
+    def take_first(self, n: int) -> EventColumns:
+        """Return the first ``n`` events."""
+        n_hits = int(self.hit_counts[:n].sum())
+        return EventColumns({k: v[:n_hits] for k, v in self.hits.items()}, self.hit_counts[:n],
+                            {k: v[:n] for k, v in self.truth.items()}, self.weight[:n])
+
+    @staticmethod
+    def concatenate(parts: list[EventColumns]) -> EventColumns:
+        """Return the events of ``parts`` one after the other."""
+        if len(parts) == 1:
+            return parts[0]
+        return EventColumns(
+            {k: np.concatenate([p.hits[k] for p in parts]) for k in parts[0].hits},
+            np.concatenate([p.hit_counts for p in parts]),
+            {k: np.concatenate([p.truth[k] for p in parts]) for k in parts[0].truth},
+            np.concatenate([p.weight for p in parts]),
+        )
+
+    def to_awkward(self, extra: dict[str, np.ndarray] | None = None) -> ak.Array:
+        """Return the events in the nurec schema (``extra`` per-event fields come first)."""
+        contents = ak.contents
+        offsets = np.zeros(len(self.hit_counts) + 1, dtype=np.int64)
+        np.cumsum(self.hit_counts, out=offsets[1:])
+        hits = contents.RecordArray([contents.NumpyArray(v) for v in self.hits.values()], list(self.hits))
+        truth_fields = []
+        for value in self.truth.values():
+            if value.dtype.kind == "U":
+                truth_fields.append(ak.to_layout(ak.from_numpy(value)))
+            else:
+                truth_fields.append(contents.NumpyArray(value))
+        fields = {name: contents.NumpyArray(v) for name, v in (extra or {}).items()}
+        fields["hits"] = contents.ListOffsetArray(ak.index.Index64(offsets), hits)
+        fields["truth"] = contents.RecordArray(truth_fields, list(self.truth), length=len(self))
+        fields["weight"] = contents.NumpyArray(self.weight)
+        return ak.Array(contents.RecordArray(list(fields.values()), list(fields), length=len(self)))
 
 
 def merge_pulses(
     event: np.ndarray, sensor: np.ndarray, time_ns: np.ndarray, charge: np.ndarray,
     is_noise: np.ndarray, window_ns: float,
 ) -> tuple[np.ndarray, ...]:
-    """Return pulses: photo-electrons on one sensor separated by ≤ window_ns are summed.
+    """Return pulses sorted by (event, sensor, time): photo-electrons on one sensor separated by ≤ window_ns are summed.
 
     A pulse takes the time and noise flag of its first photo-electron and the sum of
     the charges.
     """
-    order = np.lexsort((time_ns, sensor, event))
-    e, s, t, q, z = event[order], sensor[order], time_ns[order], charge[order], is_noise[order]
+    key = event.astype(np.int64) * (int(sensor.max(initial=0)) + 1) + sensor
+    order = np.lexsort((time_ns, key))
+    k, e, s, t, q, z = key[order], event[order], sensor[order], time_ns[order], charge[order], is_noise[order]
     new = np.ones(len(e), dtype=bool)
-    new[1:] = (e[1:] != e[:-1]) | (s[1:] != s[:-1]) | (np.diff(t) > window_ns)
+    new[1:] = (k[1:] != k[:-1]) | (np.diff(t) > window_ns)
     pulse_index = np.cumsum(new) - 1
     pulse_charge = np.bincount(pulse_index, weights=q, minlength=new.sum()) if len(e) else np.zeros(0)
     return e[new], s[new], t[new], pulse_charge, z[new]

@@ -14,7 +14,7 @@ import numpy as np
 
 from nurec.geometry import Geometry, get_geometry
 from sim.config import RESPONSES, DetectorResponse, SimulationConfig
-from sim.detector import simulate_hits
+from sim.detector import EventColumns, simulate_hit_columns
 from sim.generator import generate_primaries
 from sim.physics.medium import Medium, get_medium
 
@@ -44,16 +44,16 @@ def simulate_chunk(config: SimulationConfig, chunk_index: int) -> tuple[ak.Array
     quota = chunk_sizes(config)[chunk_index]
     geometry, medium, response = detector_setup(config)
     rng = chunk_rng(config, chunk_index)
-    pieces: list[ak.Array] = []
+    pieces: list[EventColumns] = []
     n_triggered = 0
     n_generated = 0
     max_batches = 10_000  # guards against settings that never trigger
     for _ in range(max_batches):
         primaries = generate_primaries(config.batch_events, config, geometry, medium, rng)
-        events, source_index = simulate_hits(primaries, geometry, medium, response, rng, noise=config.noise)
+        events, source_index = simulate_hit_columns(primaries, geometry, medium, response, rng, noise=config.noise)
         needed = quota - n_triggered
         if len(events) >= needed:
-            events = events[:needed]
+            events = events.take_first(needed)
             # Count generated events up to and including the last one kept.
             n_generated += int(source_index[needed - 1]) + 1 if needed > 0 else 0
             pieces.append(events)
@@ -67,13 +67,11 @@ def simulate_chunk(config: SimulationConfig, chunk_index: int) -> tuple[ak.Array
             f"chunk {chunk_index}: only {n_triggered} of {quota} events triggered after "
             f"{max_batches * config.batch_events} generated; check energy range and detector"
         )
-    events = ak.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+    columns = EventColumns.concatenate(pieces)
     first_id = chunk_index * config.chunk_events
-    event_id = np.arange(first_id, first_id + len(events), dtype=np.int64)
-    run_id = np.full(len(events), config.seed, dtype=np.int64)
-    fields = {"event_id": event_id, "run_id": run_id}
-    fields.update({name: events[name] for name in events.fields})
-    return ak.zip(fields, depth_limit=1), n_generated
+    event_id = np.arange(first_id, first_id + len(columns), dtype=np.int64)
+    run_id = np.full(len(columns), config.seed, dtype=np.int64)
+    return columns.to_awkward({"event_id": event_id, "run_id": run_id}), n_generated
 
 
 def dataset_metadata(config: SimulationConfig, n_generated: int) -> dict:

@@ -19,17 +19,30 @@ def smt_trigger(
     ``coincidence_floor_span`` floors away on the same string.
     """
     strings, string_index = np.unique(geometry.module_string, return_inverse=True)
-    floors = geometry.module_floor
-    first = np.full((n_events, len(strings), floors.max() + 1), np.inf)
-    np.minimum.at(first, (event, string_index[module], floors[module]), time_ns)
-    hit = np.isfinite(first)
-    coincident = np.zeros_like(hit)
-    for shift in range(1, response.coincidence_floor_span + 1):
-        close = np.abs(first[:, :, shift:] - first[:, :, :-shift]) <= response.coincidence_window_ns
-        pair = close & hit[:, :, shift:] & hit[:, :, :-shift]
-        coincident[:, :, shift:] |= pair
-        coincident[:, :, :-shift] |= pair
-    return coincident.sum(axis=(1, 2)) >= response.trigger_threshold
+    floors = geometry.module_floor.astype(np.int64)
+    n_floors = int(floors.max(initial=0)) + 1
+    # Sparse: the first hit of each (event, string, floor), sorted by that key.
+    key = (event.astype(np.int64) * len(strings) + string_index[module]) * n_floors + floors[module]
+    order = np.lexsort((time_ns, key))
+    key, t = key[order], time_ns[order]
+    first = np.ones(len(key), dtype=bool)
+    first[1:] = key[1:] != key[:-1]
+    key, t = key[first], t[first]
+    string_group, floor = key // n_floors, key % n_floors
+    span = response.coincidence_floor_span
+    coincident = np.zeros(len(key), dtype=bool)
+    # Floors of one string are distinct and increasing, so a module within `span` floors
+    # is within `span` entries.
+    for shift in range(1, span + 1):
+        pair = (
+            (string_group[shift:] == string_group[:-shift])
+            & (floor[shift:] - floor[:-shift] <= span)
+            & (np.abs(t[shift:] - t[:-shift]) <= response.coincidence_window_ns)
+        )
+        coincident[shift:] |= pair
+        coincident[:-shift] |= pair
+    n_hlc = np.bincount(string_group[coincident] // len(strings), minlength=n_events)
+    return n_hlc >= response.trigger_threshold
 
 
 def l1_trigger(
@@ -40,12 +53,13 @@ def l1_trigger(
 
     L1 (KM3NeT): two hits on the same module within ``coincidence_window_ns``.
     """
-    order = np.lexsort((time_ns, module, event))
-    e, m, t = event[order], module[order], time_ns[order]
-    same = (e[1:] == e[:-1]) & (m[1:] == m[:-1]) & (np.diff(t) <= response.coincidence_window_ns)
-    l1_event, l1_module = e[1:][same], m[1:][same]
-    key = np.unique(l1_event.astype(np.int64) * (module.max(initial=0) + 1) + l1_module)
-    n_l1_modules = np.bincount(key // (module.max(initial=0) + 1), minlength=n_events)
+    n_modules = int(module.max(initial=0)) + 1
+    key = event.astype(np.int64) * n_modules + module
+    order = np.lexsort((time_ns, key))
+    k, t = key[order], time_ns[order]
+    same = (k[1:] == k[:-1]) & (np.diff(t) <= response.coincidence_window_ns)
+    l1_key = np.unique(k[1:][same])
+    n_l1_modules = np.bincount(l1_key // n_modules, minlength=n_events)
     return n_l1_modules >= response.trigger_threshold
 
 
