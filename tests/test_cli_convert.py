@@ -150,3 +150,13 @@ def test_linefit_runs_end_to_end_on_each_converted_real_sample(name, converted):
     if name in ("numucc_triggered", "v92"):  # the reference fit covers the same events, scored the same way
         reference = read_predictions(dataset / reference_filename("km3net-jmuon"))
         assert reference.event_id.tolist() == predictions.event_id.tolist()
+
+
+def test_convert_refuses_a_non_empty_output_directory_and_leaves_it_alone(tmp_path, capsys, osc_db):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main(["convert", str(osc_db), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nurec convert: error: ") and "not empty" in err and "\n" not in err
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
+from nurec.io.parquet import DatasetError
 from nurec.io.sources import SOURCE_FORMATS, convert_source
 
 FORMATS = [f for f in SOURCE_FORMATS if f != "nurec"]
@@ -53,8 +55,12 @@ def run(args: argparse.Namespace) -> int:
 
     fmt = args.fmt or detect_format(args.source)
     start = time.perf_counter()
-    summary = convert_source(args.source, args.out, fmt=fmt, overwrite=args.overwrite,
-                             progress=not args.quiet, **_options(args, fmt))
+    try:
+        summary = convert_source(args.source, args.out, fmt=fmt, overwrite=args.overwrite,
+                                 progress=not args.quiet, **_options(args, fmt))
+    except DatasetError as err:  # output directory problems are the user's to fix: one line
+        print(f"nurec convert: error: {err}", file=sys.stderr)
+        return 1
     elapsed = time.perf_counter() - start
     line = f"converted {summary['n_events']} events ({summary['n_hits']} hits) from {fmt} to {args.out} in {elapsed:.1f} s"
     if summary["reference"]:
