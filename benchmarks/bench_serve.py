@@ -133,6 +133,7 @@ def main() -> int:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 64, 256, 512])
     parser.add_argument("--max-batch-size", type=int, default=512)
     parser.add_argument("--max-queue-delay-ms", type=float, default=5.0)
+    parser.add_argument("--worker", choices=["process", "thread"], default="process")
     parser.add_argument("--threads", type=int, default=1, help="torch threads in server and in-process")
     parser.add_argument("--seed", type=int, default=3)
     args = parser.parse_args()
@@ -145,13 +146,15 @@ def main() -> int:
     events, _ = simulate_events(SimulationConfig(detector=args.detector, n_events=args.events, seed=args.seed))
     hits = np.asarray(events.hits.t.layout.offsets)[-1] / len(events)
     print(f"method {name} {variant or ''} | {len(events)} {args.detector} events, {hits:.0f} hits/event | "
-          f"{os.cpu_count()} CPUs | {args.duration_s:g} s per case | torch threads {args.threads}")
+          f"{os.cpu_count()} CPUs | {args.duration_s:g} s per case | torch threads {args.threads} | "
+          f"{args.worker} worker | max batch {args.max_batch_size}, max delay {args.max_queue_delay_ms:g} ms")
 
     port, metrics_port = free_port(), free_port()
     serve_args = ["serve", "--method", name, "--host", "127.0.0.1", "--port", str(port),
                   "--metrics-port", str(metrics_port), "--detector", args.detector,
                   "--max-batch-size", str(args.max_batch_size), "--max-queue-delay-ms",
-                  str(args.max_queue_delay_ms), "--threads", str(args.threads), "--log-level", "WARNING"]
+                  str(args.max_queue_delay_ms), "--threads", str(args.threads), "--log-level", "WARNING",
+                  "--worker", args.worker]
     if variant:
         serve_args += ["--model", variant]
     code = (f"import sys; {'import ' + args.plugin + ';' if args.plugin else ''} "

@@ -64,8 +64,21 @@ class CentroidDirection:
         return finish_predictions(table)
 
 
-def make_centroid(model: str | None = None) -> CentroidDirection:
-    """Return the test method; model "slow" takes 0.3 s per batch."""
+class NullMethod:
+    """Returns NaN predictions at once: measures the cost of serving alone (bench_serve --plugin)."""
+
+    name = "centroid"
+    version = "test-null"
+
+    def reconstruct(self, events: ak.Array) -> pd.DataFrame:
+        """Return one all-NaN 'ok' row per event."""
+        return empty_predictions(ak.to_numpy(events.event_id), self.name)
+
+
+def make_centroid(model: str | None = None) -> CentroidDirection | NullMethod:
+    """Return the test method; model "slow" takes 0.3 s per batch, "null" computes nothing."""
+    if model == "null":
+        return NullMethod()
     return CentroidDirection(seconds_per_batch=0.3 if model == "slow" else 0.0)
 
 

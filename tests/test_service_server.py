@@ -279,3 +279,14 @@ def test_threads_are_not_leaked_by_streams(server, events):
         for _ in range(3):
             next(iter(c.reconstruct_stream([events], batch_events=5)))  # abandon mid-stream
     wait_until(lambda: threading.active_count() <= before + 2, timeout_s=10, what="client threads to end")
+
+
+def test_oversized_message_is_refused_and_server_keeps_serving(events):
+    with BackgroundServer(serve_config(max_message_mb=1)) as running:
+        big = encode_events(events[:1])
+        n_hits = 40_000  # 9 fields x 4 bytes x 40k hits = 1.4 MiB > 1 MiB
+        big[0].raw.CopyFrom(pb.RawHits(**{f: bytes(4 * n_hits) for f in pb.RawHits.DESCRIPTOR.fields_by_name}))
+        with grpc.insecure_channel(running.target) as channel, pytest.raises(grpc.RpcError) as err:
+            pb_grpc.ReconstructionStub(channel).Reconstruct(pb.ReconstructRequest(events=big), timeout=10)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert _call(running.target, events[:2]).results[1].error.code == pb.OK
