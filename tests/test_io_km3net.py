@@ -197,7 +197,7 @@ def test_km3net_truncated_root_file_fails_with_a_one_line_error(tmp_path):
     truncated.write_bytes(open(source, "rb").read()[:300_000])
     with pytest.raises(SourceError) as info:
         list(iter_events(truncated, "km3net-offline"))
-    assert "truncated.root" in str(info.value) and "\n" not in str(info.value)
+    assert "truncated.root: truncated ROOT file" in str(info.value) and "\n" not in str(info.value)
 
 
 # --- detx ---------------------------------------------------------------------------------

@@ -102,6 +102,7 @@ def _open_tree(path: Path):
 
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
+    _check_root_header(path)
     try:
         handle = uproot.open(path)
     except Exception as err:  # uproot raises many types for damaged files
@@ -114,6 +115,20 @@ def _open_tree(path: Path):
     if missing:
         raise SourceError(f"{path}: E tree has no branch '{missing[0]}'")
     return tree
+
+
+def _check_root_header(path: Path) -> None:
+    """Raise SourceError if ``path`` is not a ROOT file or is shorter than its header says."""
+    with open(path, "rb") as handle:
+        header = handle.read(21)
+    if header[:4] != b"root" or len(header) < 21:
+        raise SourceError(f"{path}: not a ROOT file (no 'root' signature)")
+    # ROOT file header: "root", fVersion, fBEGIN, then fEND (int32, or int64 when fVersion >= 1000000).
+    version = int.from_bytes(header[4:8], "big")
+    end = int.from_bytes(header[12:20] if version >= 1_000_000 else header[12:16], "big")
+    size = path.stat().st_size
+    if size < end:
+        raise SourceError(f"{path}: truncated ROOT file (header says {end} bytes, file has {size})")
 
 
 def _first_line(err: BaseException) -> str:
