@@ -1,9 +1,9 @@
 """KM3NeT offline-format ROOT files (the ``E`` tree of ``Evt`` objects) as nurec events.
 
-Read with ``uproot`` + ``awkward`` (both already dependencies), not ``km3io``: km3io needs
-numba/llvmlite (about 150 MB of compiled packages) for a few helpers that are short
-vectorised awkward expressions here (best-track selection, CC flag), and its reading is
-uproot underneath anyway.
+Read with ``uproot`` + ``awkward`` (both already dependencies, see pyproject.toml), not
+``km3io``: km3io is not a declared dependency and pulls numba/llvmlite (large compiled
+packages) for a few helpers that are short vectorised awkward expressions here (best-track
+selection, CC flag); its reading is uproot underneath anyway.
 
 Mapping to the nurec event schema (``nurec/io/schema.py``):
 
