@@ -370,24 +370,45 @@ class ReconstructionServer:
         address = f"{config.host}:{config.port}"
         credentials = server_credentials(config)
         try:
-            self.port = (self._server.add_secure_port(address, credentials) if credentials
-                         else self._server.add_insecure_port(address))
-        except RuntimeError as err:
-            raise OSError(f"port: cannot listen on {address} ({err})") from None
-        if not self.port:
-            raise OSError(f"port: cannot listen on {address}")
+            if config.metrics_port:
+                try:
+                    self._metrics_http = self.metrics.serve_http(config.metrics_port, config.host)
+                except OSError as err:
+                    raise OSError(f"metrics_port: cannot listen on {config.host}:{config.metrics_port} "
+                                  f"({err.strerror or err})") from None
+                self.metrics_port = self._metrics_http.server_port
+            try:
+                self.port = (self._server.add_secure_port(address, credentials) if credentials
+                             else self._server.add_insecure_port(address))
+            except RuntimeError as err:
+                raise OSError(f"port: cannot listen on {address} ({err})") from None
+            if not self.port:
+                raise OSError(f"port: cannot listen on {address}")
+        except OSError:
+            await self._release()
+            raise
         await self._server.start()
         for service in ("", SERVICE_NAME):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
-        if config.metrics_port:
-            self._metrics_http = self.metrics.serve_http(config.metrics_port, config.host)
-            self.metrics_port = self._metrics_http.server_port
         log.info("serving", extra={
             "address": f"{config.host}:{self.port}", "model": model.name, "variant": model.info.variant,
             "worker": "process" if model.worker else "thread",
             "version": model.version, "tls": bool(credentials), "mtls": bool(config.tls_client_ca),
             "token_auth": bool(token), "metrics_port": self.metrics_port or None,
             "config": config.to_dict()})
+
+    async def _release(self) -> None:
+        """Stop the batcher, the worker and the metrics endpoint."""
+        if self.batcher is not None:
+            await self.batcher.stop()
+        self._executor.shutdown(wait=True)
+        for model in self.models.values():
+            if model.worker is not None:
+                model.worker.close()
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()
+            self._metrics_http.server_close()
+            self._metrics_http = None
 
     async def drain_and_stop(self) -> None:
         """Turn health NOT_SERVING, refuse new work, finish accepted work, then stop."""
@@ -406,13 +427,7 @@ class ReconstructionServer:
             await asyncio.sleep(0.01)  # results are being handed back to their calls
         left = max(1.0, self.config.drain_timeout_s - (time.monotonic() - began))
         await self._server.stop(grace=min(left, 5.0))
-        await self.batcher.stop()
-        self._executor.shutdown(wait=True)
-        for model in self.models.values():
-            if model.worker is not None:
-                model.worker.close()
-        if self._metrics_http is not None:
-            self._metrics_http.shutdown()
+        await self._release()
         log.info("stopped", extra={"drained": finished and not self.busy,
                                    "drain_s": round(time.monotonic() - began, 3)})
         assert self._stopped is not None

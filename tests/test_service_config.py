@@ -68,3 +68,23 @@ def test_model_info_reads_the_model_card():
     assert (info.name, info.variant, info.version) == ("gnn", "default", "v7")
     assert list(info.detectors) == ["icecube86"] and list(info.inputs) == ["x", "y", "t"]
     assert dict(info.metrics) == {"median_angular_error_deg": 3.5, "energy.resolution": 0.3}
+
+
+def test_busy_ports_are_one_line_errors_naming_the_setting(capsys):
+    import socket
+
+    from nurec.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        import service_testing  # noqa: F401  (registers the test method)
+
+        for flag in ("--port", "--metrics-port"):
+            other = "--metrics-port" if flag == "--port" else "--port"
+            args = ["serve", "--method", "centroid", "--worker", "thread", "--host", "127.0.0.1",
+                    flag, str(port), other, "0"]
+            assert main(args) == 1
+            setting = flag.lstrip("-").replace("-", "_")
+            assert f"nurec serve: error: {setting}: cannot listen on" in capsys.readouterr().err
