@@ -77,7 +77,7 @@ KM3NET_SPE_TOT_NS = 26.4
 METHOD_NAME = "km3net-jmuon"
 DEFAULT_STEP_EVENTS = 1000
 
-_HIT_BRANCHES = ["hits.dom_id", "hits.channel_id", "hits.t", "hits.tot", "hits.trig", "hits.pmt_id",
+_HIT_BRANCHES = ["hits.dom_id", "hits.channel_id", "hits.t", "hits.tot", "hits.trig",
                  "hits.pos.x", "hits.pos.y", "hits.pos.z", "hits.dir.x", "hits.dir.y", "hits.dir.z"]
 _EVENT_BRANCHES = ["id", "run_id", "det_id", "frame_index", "trigger_counter", "mc_id", "mc_t", "w2list"]
 _MC_BRANCHES = ["mc_trks.type", "mc_trks.E", "mc_trks.t", "mc_trks.pos.x", "mc_trks.pos.y",
@@ -146,7 +146,7 @@ def iter_km3net_chunks(
     detector = parse_detx(options.detx) if options.detx is not None else None
     has_mc = "mc_trks.type" in tree and _file_has_mc(tree, path)
     has_trks = all(b in tree for b in _TRK_BRANCHES)
-    branches = _HIT_BRANCHES + [b for b in _EVENT_BRANCHES if b in tree]
+    branches = _HIT_BRANCHES + [b for b in ["hits.pmt_id", *_EVENT_BRANCHES] if b in tree]
     if has_mc:
         branches += _MC_BRANCHES + [b for b in _MC_USR_BRANCHES if b in tree]
     if has_trks:
@@ -240,8 +240,9 @@ def _build_events(raw: ak.Array, entries: np.ndarray, path: Path, detector: Detx
     else:
         if len(pos) and not np.any(pos != 0):
             raise SourceError(f"{path}: hits carry no positions (uncalibrated file); pass the detector file with --detx")
-        pmt_id = _flat(raw["hits.pmt_id"], np.int64)
-        sensor_id = pmt_id if len(pmt_id) and np.all(pmt_id > 0) else (dom_id % (1 << 23)) * 32 + channel
+        pmt_id = _flat(raw["hits.pmt_id"], np.int64) if "hits.pmt_id" in raw.fields else np.zeros(0, np.int64)
+        use_pmt_id = len(pmt_id) == len(dom_id) and len(pmt_id) and np.all(pmt_id > 0)
+        sensor_id = pmt_id if use_pmt_id else (dom_id % (1 << 23)) * 32 + channel
 
     t_offset = np.zeros(n_events)
     if len(t_raw):
