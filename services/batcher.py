@@ -256,7 +256,12 @@ class DynamicBatcher:
             return
         finally:
             self._computing = False
-            self.metrics.compute_seconds.observe(time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            self.metrics.compute_seconds.observe(elapsed)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("batch", extra={"events": len(batch), "requests": len(slices),
+                                          "compute_ms": round(elapsed * 1000, 3),
+                                          "queued_events": self._queued_events})
         offset = 0
         for job, first, stop in slices:
             part = results[offset:offset + stop - first]
