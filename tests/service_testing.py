@@ -19,6 +19,9 @@ import pandas as pd
 from nurec.io.schema import empty_predictions, event_problems, finish_predictions
 from nurec.registry import register_method
 
+POISON_RUN_ID = 666
+"""CentroidDirection raises on any batch holding an event of this run (a method bug stand-in)."""
+
 
 class CentroidDirection:
     """Direction from early-hit centroid to late-hit centroid; records what it computed."""
@@ -42,6 +45,8 @@ class CentroidDirection:
             time.sleep(self.seconds_per_batch)  # stands in for model compute
         self.batch_sizes.append(len(events))
         self.run_ids.extend(ak.to_numpy(events.run_id).tolist())
+        if POISON_RUN_ID in self.run_ids[-len(events):]:
+            raise ValueError(f"poisoned batch (run_id {POISON_RUN_ID})")
         table = empty_predictions(ak.to_numpy(events.event_id), self.name)
         hits = events.hits
         late = hits.t > ak.mean(hits.t, axis=1)

@@ -11,7 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from service_testing import CentroidDirection, free_port, serve_config, small_events, wait_until
+from service_testing import (
+    POISON_RUN_ID,
+    CentroidDirection,
+    free_port,
+    serve_config,
+    small_events,
+    wait_until,
+)
 
 from nurec.client import ReconstructionClient
 from nurec.io.schema import PREDICTION_COLUMNS
@@ -290,3 +297,22 @@ def test_oversized_message_is_refused_and_server_keeps_serving(events):
             pb_grpc.ReconstructionStub(channel).Reconstruct(pb.ReconstructRequest(events=big), timeout=10)
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert _call(running.target, events[:2]).results[1].error.code == pb.OK
+
+
+def test_request_larger_than_a_batch_is_split_and_reassembled_in_order(events):
+    method = CentroidDirection()
+    with BackgroundServer(serve_config(max_batch_size=4), method) as running:
+        response = _call(running.target, events[:10])
+    assert [r.event_id for r in response.results] == events.event_id[:10].tolist()
+    assert method.batch_sizes == [4, 4, 2]
+    expected = CentroidDirection().reconstruct(events[:10])["dir_x"].tolist()
+    assert [r.dir_x for r in response.results] == expected
+
+
+def test_event_that_crashes_the_method_fails_alone(client, events):
+    messages = encode_events(events[:4])
+    messages[2].run_id = POISON_RUN_ID
+    response = client.reconstruct_messages(messages)
+    assert [r.error.code for r in response.results] == [pb.OK, pb.OK, pb.INTERNAL, pb.OK]
+    assert "poisoned batch" in response.results[2].error.message
+    assert response.results[2].fit_status.startswith("failed: reconstruction failed")
