@@ -45,7 +45,7 @@ from sim.physics.muon import muon_energy_at_m, muon_energy_loss_gev_per_m
 from sim.physics.timing import cascade_direct_delay_ns, track_geometry
 
 # Module pairs whose upper-bound expectation is below this are not visited [pe].
-CANDIDATE_NPE = 1e-4
+CANDIDATE_NPE = 1e-6
 # The distance cut assumes the stochastic muon-loss factor (Exp(1), see LightSources)
 # stays below this; P(Exp(1) > 12) = 6e-6, and such a pair would still be below
 # CANDIDATE_NPE x e^{-...} at the cut distance.
@@ -54,6 +54,11 @@ STOCHASTIC_CAP = 12.0
 BRIGHT_BOUND_NPE = 30.0
 _MIN_DISTANCE_M = 1.0  # the regularisation used by sim.physics.light
 _SLACK = 1.0 + 1e-9  # keeps the bounds above the exact values despite rounding
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Return the dot products of the vectors along the last axis (broadcasting)."""
+    return np.einsum("...i,...i->...", a, b)
 
 
 @dataclass(frozen=True)
@@ -185,10 +190,10 @@ def segment_distance(start1: np.ndarray, span1: np.ndarray, start2: np.ndarray, 
     Closest points of two segments by clamping (Ericson, Real-Time Collision Detection, 5.1.9).
     """
     r = start1 - start2
-    a = np.sum(span1**2, axis=1)
+    a = _dot(span1, span1)
     e = height2**2
     f = height2 * r[:, 2]
-    c = np.sum(span1 * r, axis=1)
+    c = _dot(span1, r)
     b = span1[:, 2] * height2
     tiny = 1e-12
     a_safe, e_safe = np.maximum(a, tiny), np.maximum(e, tiny)
@@ -203,7 +208,7 @@ def segment_distance(start1: np.ndarray, span1: np.ndarray, start2: np.ndarray, 
     t = np.where(a <= tiny, np.clip(f / e_safe, 0, 1), t)
     closest = r + span1 * s[:, None]
     closest[:, 2] -= height2 * t
-    return np.sqrt(np.sum(closest**2, axis=1))
+    return np.sqrt(_dot(closest, closest))
 
 
 @dataclass
@@ -227,7 +232,7 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     kmax = int(cols.sensor_count.max())
     area_bound = response.pmt_area_m2 * kmax
     theta_c = medium.cherenkov_angle_rad
-    sin_c, cot_c = np.sin(theta_c), 1.0 / np.tan(theta_c)
+    sin_c, cos_c, cot_c = np.sin(theta_c), np.cos(theta_c), 1.0 / np.tan(theta_c)
     a, b = medium.muon_loss_a_gev_per_m, medium.muon_loss_b_per_m
     att, scat = medium.attenuation_length_m, medium.effective_scattering_length_m
     peak_norm = _cascade_peak_norm(np.cos(theta_c))
@@ -363,10 +368,10 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     r = cols.module_radius_m[module]
     k_mod = cols.sensor_count[module]
     rel = geometry.module_position[module] - vertex[event]
-    dist = np.sqrt(np.sum(rel**2, axis=1))
+    dist = np.sqrt(_dot(rel, rel))
     d_lo = np.maximum(dist - r, _MIN_DISTANCE_M)
     ue = u[event]
-    along = np.sum(rel * ue, axis=1)
+    along = _dot(rel, ue)
     rho = np.sqrt(np.maximum(dist**2 - along**2, 0.0))
     rho_lo = np.maximum(rho - r, 0.0)
     em_lo = along - r - (rho + r) * cot_c
@@ -380,7 +385,7 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
         / (2 * np.pi * np.maximum(rho_lo, _MIN_DISTANCE_M)) * response.pmt_area_m2 * k_mod,
         0.0,
     )
-    cos_eta = np.sum(rel * sources.direction[event], axis=1) / np.maximum(dist, 1e-9)
+    cos_eta = _dot(rel, sources.direction[event]) / np.maximum(dist, 1e-9)
     delta = np.where(dist - r > 1.0, 2.0 * r / np.maximum(dist - r, 1e-9), 10.0)
     c0 = np.cos(theta_c)
     peak = np.exp(-((np.maximum(np.abs(cos_eta - c0) - delta, 0.0) / 0.2) ** 2))
@@ -412,11 +417,53 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     event, module, stochastic = event[sel], module[sel], stochastic[sel]
     bound, n_bound, direct_mode = bound[sel], n_bound[sel], direct_mode[sel]
 
-    # 5. Exact expectations per sensor of the selected modules.
+    # 5. Per (sensor, component) bounds of the selected modules: the module's bound per
+    #    sensor times a bound of the sensor's acceptance for the photon directions it can
+    #    see (exact for single-PMT modules).
+    sel_track, sel_casc = track_bound[sel], casc_bound[sel]
+    rel_m, dist_m, along_m, rho_m, r_m = rel[sel], dist[sel], along[sel], rho[sel], r[sel]
     pair, position = _expand(cols.sensor_start[module], cols.sensor_count[module])
     sensor = cols.sensor_order[position]
+    pmt_dir = geometry.direction[sensor]
+    per_sensor = 1.0 / cols.sensor_count[module][pair]
+    u_sel = u[event]
+    perp_vec = rel_m - along_m[:, None] * u_sel
+    track_dir = cos_c * u_sel + sin_c * perp_vec / np.maximum(rho_m, 1e-9)[:, None]
+    delta_t = np.where(r_m > 0, np.minimum(0.5 * np.pi * r_m / np.maximum(rho_m - r_m, 1e-9), np.pi), 0.0)
+    acc_t = _acceptance_bound(track_dir[pair], delta_t[pair], pmt_dir,
+                              np.exp(-(rho_m + r_m) / (sin_c * scat))[pair],
+                              np.exp(-np.maximum(rho_m - r_m, 0.0) / (sin_c * scat))[pair],
+                              response.acceptance_exponent)
+    casc_dir = rel_m / np.maximum(dist_m, 1e-9)[:, None]
+    delta_c = np.where(r_m > 0, np.minimum(0.5 * np.pi * r_m / np.maximum(dist_m - r_m, 1e-9), np.pi), 0.0)
+    acc_c = _acceptance_bound(casc_dir[pair], delta_c[pair], pmt_dir,
+                              np.exp(-np.maximum(dist_m + r_m, _MIN_DISTANCE_M) / scat)[pair],
+                              np.exp(-np.maximum(dist_m - r_m, _MIN_DISTANCE_M) / scat)[pair],
+                              response.acceptance_exponent)
+    cat_bound = np.column_stack([sel_track[pair] * per_sensor * acc_t,
+                                 sel_casc[pair] * per_sensor * acc_c]).ravel()  # sensor-major
+    n_cat = np.zeros(len(cat_bound), dtype=np.int64)
+    cat_direct = np.repeat(direct_mode[pair], 2)
+    dim_pairs = np.flatnonzero(~direct_mode)
+    if len(dim_pairs):
+        # The module's bound photo-electrons go to (sensor, component) with probability B_sc/B.
+        cum = np.cumsum(np.where(cat_direct, 0.0, cat_bound))
+        cat_start = 2 * (np.cumsum(cols.sensor_count[module]) - cols.sensor_count[module])
+        cat_end = cat_start + 2 * cols.sensor_count[module]
+        base = np.where(cat_start > 0, cum[np.maximum(cat_start - 1, 0)], 0.0)
+        photon_pair = np.repeat(dim_pairs, n_bound[dim_pairs])
+        target = base[photon_pair] + rng.random(len(photon_pair)) * bound[photon_pair]
+        category = np.searchsorted(cum, target, side="right")
+        kept = category < cat_end[photon_pair]
+        n_cat += np.bincount(category[kept], minlength=len(cat_bound))
+
+    # 6. Exact expectations where needed: sensors with a bound photo-electron, and every
+    #    sensor of bright modules.
+    need = (n_cat.reshape(-1, 2) > 0).any(axis=1) | direct_mode[pair]
+    rows = np.flatnonzero(need)
+    pair, sensor = pair[rows], sensor[rows]
     s_event = event[pair]
-    pos, pmt_dir = geometry.position[sensor], geometry.direction[sensor]
+    pos, pmt_dir = geometry.position[sensor], pmt_dir[rows]
     casc_npe, casc_distance = expected_npe_cascade(
         pos, pmt_dir, vertex[s_event], sources.direction[s_event],
         sources.cascade_em_energy_gev[s_event], medium, response.pmt_area_m2, response.acceptance_exponent,
@@ -433,24 +480,13 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
                            medium, response.pmt_area_m2, response.acceptance_exponent),
         0.0,
     )
-
-    # 6. Counts per (sensor, component): thinning, or direct Poisson for bright modules.
-    mu = np.column_stack([track_npe, casc_npe]).ravel()  # sensor-major, (track, cascade)
-    bright = direct_mode
-    counts = np.zeros(len(mu), dtype=np.int64)
-    bright_cat = np.repeat(bright[pair], 2)
-    counts[bright_cat] = rng.poisson(mu[bright_cat])
-    dim_pairs = np.flatnonzero(~bright)
-    if len(dim_pairs):
-        cum = np.cumsum(mu)
-        cat_start = 2 * (np.cumsum(cols.sensor_count[module]) - cols.sensor_count[module])
-        cat_end = cat_start + 2 * cols.sensor_count[module]
-        base = np.where(cat_start > 0, cum[np.maximum(cat_start - 1, 0)], 0.0)
-        photon_pair = np.repeat(dim_pairs, n_bound[dim_pairs])
-        target = base[photon_pair] + rng.random(len(photon_pair)) * bound[photon_pair]
-        category = np.searchsorted(cum, target, side="right")
-        kept = category < cat_end[photon_pair]
-        counts += np.bincount(category[kept], minlength=len(mu))
+    mu = np.column_stack([track_npe, casc_npe]).ravel()
+    cat_rows = (2 * rows[:, None] + np.arange(2)).ravel()
+    n_cat, cat_bound, cat_direct = n_cat[cat_rows], cat_bound[cat_rows], cat_direct[cat_rows]
+    # Thinning: each bound photo-electron is real with probability μ/B_sc.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        keep_p = np.where(cat_bound > 0, np.minimum(mu / cat_bound, 1.0), 0.0)
+    counts = np.where(cat_direct, rng.poisson(np.where(cat_direct, mu, 0.0)), rng.binomial(n_cat, keep_p))
 
     # 7. Photo-electrons; very bright sensors get max_pe_per_sensor carrying the charge.
     cap = response.max_pe_per_sensor
@@ -469,3 +505,16 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
         distance_m=distance[pe_cat],
         scale=scale[pe_cat],
     )
+
+
+def _acceptance_bound(photon_dir: np.ndarray, delta_rad: np.ndarray, pmt_dir: np.ndarray,
+                      weight_low: np.ndarray, weight_high: np.ndarray, exponent: float) -> np.ndarray:
+    """Return an upper bound of pmt_acceptance(arrival_cos_alpha) for photons within delta_rad of photon_dir.
+
+    arrival_cos_alpha = -(photon · pmt) · w with w ∈ [weight_low, weight_high]; the
+    acceptance grows with it.
+    """
+    cos_direct = np.clip(-_dot(photon_dir, pmt_dir), -1.0, 1.0)
+    cos_best = np.where(delta_rad > 0, np.cos(np.maximum(np.arccos(cos_direct) - delta_rad, 0.0)), cos_direct)
+    effective = np.where(cos_best >= 0, cos_best * weight_high, cos_best * weight_low)
+    return np.clip(0.5 * (1.0 + effective), 0.0, 1.0) ** exponent * _SLACK

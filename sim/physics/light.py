@@ -29,6 +29,11 @@ _CASCADE_PEAK_FRACTION = 0.8
 _MIN_DISTANCE_M = 1.0  # regularises the flux for sensors touching the emitter
 
 
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Return the dot products of the vectors along the last axis (broadcasting)."""
+    return np.einsum("...i,...i->...", a, b)
+
+
 def pmt_acceptance(cos_alpha: np.ndarray, exponent: float = 1.5) -> np.ndarray:
     """Return the relative PMT acceptance ((1 + cos α)/2)^exponent, 0 from behind, 1 head-on."""
     return np.clip(0.5 * (1.0 + np.asarray(cos_alpha)), 0.0, 1.0) ** exponent
@@ -42,7 +47,7 @@ def arrival_cos_alpha(photon_dir: np.ndarray, pmt_dir: np.ndarray, distance_m: n
     they are antiparallel. Scattering randomises directions: the direct term's weight
     is exp(-d/λ_e), the rest averages to 0.
     """
-    cos_direct = -np.sum(photon_dir * pmt_dir, axis=-1)
+    cos_direct = -_dot(photon_dir, pmt_dir)
     return cos_direct * np.exp(-np.asarray(distance_m) / medium.effective_scattering_length_m)
 
 
@@ -77,9 +82,9 @@ def expected_npe_cascade(
     by hadronic_light_factor), shaped like the distances. Arrays broadcast; last axis of vectors is (x, y, z).
     """
     rel = sensor_pos - vertex
-    distance = np.maximum(np.sqrt(np.sum(rel**2, axis=-1)), _MIN_DISTANCE_M)
+    distance = np.maximum(np.sqrt(_dot(rel, rel)), _MIN_DISTANCE_M)
     photon_dir = rel / distance[..., None]
-    cos_eta = np.sum(photon_dir * direction, axis=-1)
+    cos_eta = _dot(photon_dir, direction)
     density = cascade_angular_density(cos_eta, distance, medium)
     acceptance = pmt_acceptance(arrival_cos_alpha(photon_dir, sensor_dir, distance, medium), acceptance_exponent)
     flux = np.exp(-distance / medium.attenuation_length_m) / distance**2  # per sr -> per m²

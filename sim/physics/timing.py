@@ -22,6 +22,11 @@ from sim.physics.medium import Medium
 _MIN_SHAPE = 1e-3  # keeps Γ(d/λ) finite for sensors right at the emitter
 
 
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Return the dot products of the vectors along the last axis (broadcasting)."""
+    return np.einsum("...i,...i->...", a, b)
+
+
 def pandel_shape_rate(distance_m: np.ndarray, medium: Medium) -> tuple[np.ndarray, float]:
     """Return the Pandel gamma shape d/λ and rate ρ = 1/τ + c_medium/λ_a [1/ns]."""
     shape = np.maximum(np.asarray(distance_m, dtype=float) / medium.pandel_lambda_m, _MIN_SHAPE)
@@ -99,9 +104,9 @@ def track_geometry(
     """
     theta_c = medium.cherenkov_angle_rad
     rel = sensor_pos - track_pos
-    along = np.sum(rel * track_dir, axis=-1)
+    along = _dot(rel, track_dir)
     perp_vec = rel - along[..., None] * track_dir
-    perp = np.sqrt(np.maximum(np.sum(perp_vec**2, axis=-1), 1e-12))
+    perp = np.sqrt(np.maximum(_dot(perp_vec, perp_vec), 1e-12))
     emission = along - perp / np.tan(theta_c)
     distance = perp / np.sin(theta_c)
     delay = emission / 0.299792458 + distance / medium.light_speed_m_per_ns
