@@ -1,44 +1,80 @@
-"""``nurec simulate``: simulate a dataset (serial for now; chunked/Dask runner to come)."""
+"""``nurec simulate``: simulate a dataset, chunk by chunk, in-process or through Dask."""
 
 from __future__ import annotations
 
 import argparse
-import time
+import sys
 
-from nurec.io.parquet import DatasetWriter
-from sim.config import SimulationConfig
-from sim.simulate import chunk_sizes, dataset_metadata, simulate_chunk
+from nurec.geometry import GeometryError
+from nurec.io.parquet import DatasetError
+from nurec.parallel import ParallelOptions
+from sim.config import ConfigError, SimulationConfig
+from sim.runner import run_simulation
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("simulate", help="simulate neutrino events into a dataset directory")
-    parser.add_argument("--detector", default="icecube86")
-    parser.add_argument("--flavor", nargs="+", default=["numu"], choices=["nue", "numu", "nutau"])
-    parser.add_argument("--interaction", nargs="+", default=["cc"], type=str.lower, choices=["cc", "nc"])
-    parser.add_argument("--events", type=int, default=1000, help="triggered events to write")
-    parser.add_argument("--energy-range", nargs=2, type=float, default=[1e3, 1e5], metavar=("EMIN", "EMAX"))
-    parser.add_argument("--spectral-index", type=float, default=2.0)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--overwrite", action="store_true")
+    parser = subparsers.add_parser(
+        "simulate", help="simulate neutrino events into a dataset directory",
+        description="Simulate triggered neutrino events into a directory of Parquet chunks. Options "
+                    "given on the command line override those of --config.",
+    )
+    parser.add_argument("--config", help="TOML file with a [simulation] table (sim.config.SimulationConfig)")
+    parser.add_argument("--detector", help="built-in detector name or geometry table (default icecube86)")
+    parser.add_argument("--flavor", nargs="+", choices=["nue", "numu", "nutau"], help="default numu")
+    parser.add_argument("--interaction", nargs="+", type=str.lower, choices=["cc", "nc"], help="default cc")
+    parser.add_argument("--events", type=int, help="triggered events to write (default 1000)")
+    parser.add_argument("--energy-range", nargs=2, type=float, metavar=("EMIN", "EMAX"),
+                        help="neutrino energy range [GeV] (default 1e3 1e5)")
+    parser.add_argument("--spectral-index", type=float, help="generate E^-index (default 2)")
+    parser.add_argument("--directions", choices=["isotropic", "upgoing"], help="default isotropic")
+    parser.add_argument("--no-noise", action="store_true", help="no dark-count / 40K noise hits")
+    parser.add_argument("--seed", type=int, help="random seed (default 1)")
+    parser.add_argument("--chunk-events", type=int, help="events per chunk / part file (default 10000)")
+    parser.add_argument("--out", required=True, help="output dataset directory")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
+    parser.add_argument("--workers", type=int,
+                        help="local Dask worker processes (default: one per core; 0 = in-process)")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="use an existing Dask scheduler")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
 
+def config_from_args(args: argparse.Namespace) -> SimulationConfig:
+    """Return the simulation settings: --config file (or defaults) overridden by given options."""
+    config = SimulationConfig.from_toml(args.config) if args.config else SimulationConfig()
+    changes = {}
+    if args.detector is not None:
+        changes["detector"] = args.detector
+    if args.flavor is not None:
+        changes["flavors"] = tuple(args.flavor)
+    if args.interaction is not None:
+        changes["interactions"] = tuple(i.upper() for i in args.interaction)
+    if args.events is not None:
+        changes["n_events"] = args.events
+    if args.energy_range is not None:
+        changes["energy_min_gev"], changes["energy_max_gev"] = args.energy_range
+    if args.spectral_index is not None:
+        changes["spectral_index"] = args.spectral_index
+    if args.directions is not None:
+        changes["directions"] = args.directions
+    if args.no_noise:
+        changes["noise"] = False
+    if args.seed is not None:
+        changes["seed"] = args.seed
+    if args.chunk_events is not None:
+        changes["chunk_events"] = args.chunk_events
+    return config.with_updates(**changes)
+
+
 def run(args: argparse.Namespace) -> int:
-    config = SimulationConfig(
-        detector=args.detector, flavors=tuple(args.flavor),
-        interactions=tuple(i.upper() for i in args.interaction), n_events=args.events,
-        energy_min_gev=args.energy_range[0], energy_max_gev=args.energy_range[1],
-        spectral_index=args.spectral_index, seed=args.seed,
-    ).validate()
-    start = time.perf_counter()
-    n_generated = 0
-    with DatasetWriter(args.out, {}, overwrite=args.overwrite) as writer:
-        for index in range(len(chunk_sizes(config))):
-            events, generated = simulate_chunk(config, index)
-            n_generated += generated
-            writer.metadata = dataset_metadata(config, n_generated)
-            writer.write(events, index)
-    elapsed = time.perf_counter() - start
-    print(f"wrote {config.n_events} events ({n_generated} generated) to {args.out} in {elapsed:.1f} s")
+    try:
+        config = config_from_args(args)
+        options = ParallelOptions(workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
+        summary = run_simulation(config, args.out, options, overwrite=args.overwrite)
+    except (ConfigError, GeometryError, DatasetError, OSError, RuntimeError) as err:
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"nurec simulate: error: {message}", file=sys.stderr)
+        return 1
+    print(f"wrote {summary.n_events} events ({summary.n_generated} generated, {summary.n_chunks} chunks) "
+          f"to {summary.out_dir} in {summary.seconds:.1f} s ({summary.events_per_second:.0f} events/s)")
     return 0

@@ -75,7 +75,15 @@ class DatasetWriter:
     def __enter__(self) -> DatasetWriter:
         prepare_output_dir(self.out_dir, self.overwrite)
         self._created_dir = not any(self.out_dir.iterdir()) if self.out_dir.exists() else True
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.out_dir / ".nurec-write-test.tmp"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as err:
+            if self._created_dir:
+                shutil.rmtree(self.out_dir, ignore_errors=True)
+            raise DatasetError(f"{self.out_dir}: cannot write there ({err.strerror or err})") from err
         return self
 
     def write(self, events: ak.Array, index: int | None = None) -> None:
