@@ -466,7 +466,12 @@ class BackgroundServer:
     def start(self) -> BackgroundServer:
         """Start serving; return self once the port is open."""
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result(timeout=120)
+        try:
+            asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result(timeout=120)
+        except BaseException:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            raise
         return self
 
     def begin_drain(self) -> Any:
@@ -475,7 +480,7 @@ class BackgroundServer:
 
     def stop(self) -> None:
         """Drain, stop and end the thread."""
-        if self._thread.is_alive():
+        if self._thread.is_alive() and self.server.batcher is not None:
             self.begin_drain().result(timeout=60)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)

@@ -146,3 +146,16 @@ def test_interrupted_stream_resends_unanswered_messages_to_the_restarted_server(
         first.stop()
         if second is not None:
             second.stop()
+
+
+def test_client_reconstruct_keeps_the_source_keys_of_a_converted_dataset(fleet, events, tmp_path):
+    from nurec.io.sources import EVENT_KEYS_FILE
+
+    data_dir = write_dataset(tmp_path / "converted", events[:6], {"detector": {"name": "icecube-mini"}})
+    keys = pd.DataFrame({"event_id": events.event_id[:6].to_numpy(), "event_no": 1000 + events.event_id[:6].to_numpy()})
+    keys.to_parquet(data_dir / EVENT_KEYS_FILE)
+    out = tmp_path / "predictions.csv"
+    assert main(["client", "reconstruct", str(data_dir), "--target", fleet[0].target, "--out", str(out),
+                 "--no-progress"]) == 0
+    table = read_predictions(out)
+    assert (table["event_no"] == table["event_id"] + 1000).all() and len(table) == 6

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -73,7 +74,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from nurec.io.predictions import write_predictions
-    from nurec.io.sources import iter_events
+    from nurec.io.sources import EVENT_KEYS_FILE, attach_source_keys, iter_events
 
     detector = _detector(args)
     start = time.perf_counter()
@@ -90,6 +91,8 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     predictions = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     if predictions.empty:
         raise ValueError(f"{args.data_dir}: no events to reconstruct")
+    if (Path(args.data_dir) / EVENT_KEYS_FILE).exists():  # a converted dataset: keep the source's keys
+        predictions = attach_source_keys(predictions, args.data_dir)
     elapsed = time.perf_counter() - start
     metadata = {"source": str(args.data_dir), "targets": args.target, "detector": detector,
                 "model": info, "served": True}
