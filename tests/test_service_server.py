@@ -316,3 +316,10 @@ def test_event_that_crashes_the_method_fails_alone(client, events):
     assert [r.error.code for r in response.results] == [pb.OK, pb.OK, pb.INTERNAL, pb.OK]
     assert "poisoned batch" in response.results[2].error.message
     assert response.results[2].fit_status.startswith("failed: reconstruction failed")
+
+
+def test_packed_and_raw_encodings_give_identical_results(client, events):
+    raw = client.reconstruct_messages(encode_events(events[:8], encoding="raw"))
+    packed = client.reconstruct_messages(encode_events(events[:8], encoding="packed"))
+    assert [r.dir_x for r in raw.results] == [r.dir_x for r in packed.results]
+    assert all(r.error.code == pb.OK for r in packed.results)
