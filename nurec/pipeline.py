@@ -83,13 +83,15 @@ def reconstruct_all(
     options: dict[str, dict] | None = None,
     skip_unready: bool = True,
     progress: Progress | None = print_progress,
+    extra_metadata: dict | None = None,
 ) -> tuple[list[MethodRun], dict[str, str]]:
     """Return (runs of the methods that ran, {method: reason} for those skipped) on ``events``.
 
     With ``budget_s`` the methods share that much reconstruction time: each gets the
     remaining budget divided by the methods still to run (at least ``min_method_budget_s``)
     and runs on a subsample if it is slower. Predictions are written to
-    ``out_dir/<method>.parquet`` when ``out_dir`` is given.
+    ``out_dir/<method>.parquet`` when ``out_dir`` is given, with ``extra_metadata`` added
+    to each file's provenance.
     """
     say = progress or (lambda _msg: None)
     runs, skipped = [], {}
@@ -112,7 +114,8 @@ def reconstruct_all(
         if remaining is not None:
             remaining -= rate["wall_s"] + run.load_s
         if out_dir is not None:
-            write_predictions(run.predictions, Path(out_dir) / f"{name}.parquet", run.metadata())
+            write_predictions(run.predictions, Path(out_dir) / f"{name}.parquet",
+                              {**run.metadata(), **(extra_metadata or {})})
         runs.append(run)
     return runs, skipped
 
@@ -179,6 +182,9 @@ class PipelinePreset:
     gnn_training: dict = field(default_factory=dict)  # TrainConfig fields
     gnn_model: dict = field(default_factory=dict)  # ModelSpec fields ([model] table)
     method_budget_s: float | None = None
+    baseline_energy_events: int = 4000  # nurec.baselines.train_all defaults
+    baseline_direction_events: int = 1200
+    baseline_epochs: int = 20
 
     def dataset_config(self, split: str) -> SimulationConfig:
         """Return the simulation settings of the ``split`` ("train", "val" or "test") data set."""
@@ -203,7 +209,7 @@ PRESETS: dict[str, PipelinePreset] = {
     "small": PipelinePreset(
         name="small", n_train=4000, n_val=800, n_test=1000, energy_min_gev=1.0e3, energy_max_gev=1.0e5,
         gnn_training={"epochs": 6, "time_limit_min": 3.0, "batch_size": 128, "patience": 3},
-        method_budget_s=60.0,
+        method_budget_s=40.0, baseline_energy_events=2000, baseline_direction_events=300, baseline_epochs=8,
     ),
     # The scale of the bundled default model (issue 4): 100 GeV - 1 PeV, all flavours, a held-out test
     # set of 10,000 events reconstructed in full by every method.
@@ -255,6 +261,20 @@ def simulate_dataset(config: SimulationConfig, out_dir: Path, say: Progress) -> 
     return "done"
 
 
+def dataset_sha256(data_dir: Path) -> str:
+    """Return the sha256 of a data set's chunk files in manifest order (identifies the exact events)."""
+    import hashlib
+
+    from nurec.io.parquet import read_manifest
+
+    digest = hashlib.sha256()
+    for chunk in read_manifest(data_dir)["chunks"]:
+        with open(data_dir / chunk["file"], "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 def train_gnn(preset: PipelinePreset, run_dir: Path, say: Progress, progress: bool = True) -> str:
     """Train the GNN on the train/validation sets into run_dir/models/gnn (resuming a checkpoint); return the status."""
     out = run_dir / "models" / "gnn"
@@ -276,38 +296,51 @@ def train_gnn(preset: PipelinePreset, run_dir: Path, say: Progress, progress: bo
     return "done"
 
 
-@dataclass(frozen=True)
-class BaselineTrainer:
-    """A learned baseline's training function and the option that points its method at the result.
-
-    ``target`` is "module:function" called as function(train_dir, val_dir, out_dir, seed=...);
-    the method is then built with ``{option: out_dir}``.
-    """
-
-    method: str
-    target: str
-    option: str = "model"
+# Learned baselines: artifact name in nurec/baselines/artifacts card -> (method, option naming the file).
+BASELINE_ARTIFACTS = {
+    "charge_energy": ("charge-energy", "calibration"),
+    "cnn_energy": ("cnn-energy", "model"),
+    "bdt_uncertainty": ("bdt-uncertainty", "model"),
+}
+BASELINE_STEPS = {"energy": ("charge_energy", "cnn_energy"), "bdt": ("bdt_uncertainty",)}
 
 
-BASELINE_TRAINERS: tuple[BaselineTrainer, ...] = ()
-
-
-def train_baseline(trainer: BaselineTrainer, preset: PipelinePreset, run_dir: Path) -> str:
-    """Train one learned baseline into run_dir/models/<method> unless done; return the status."""
-    import importlib
-
-    out = run_dir / "models" / trainer.method
-    if (out / "done.json").exists():
-        return "present"
-    module_name, function_name = trainer.target.split(":")
+def _artifact(run_dir: Path, name: str) -> Path | None:
     try:
-        function = getattr(importlib.import_module(module_name), function_name)
-    except (ImportError, AttributeError) as err:
-        return f"skipped: trainer {trainer.target} not available ({err})"
+        from nurec.baselines.artifacts import artifact_path
+    except ImportError:
+        return None
+    try:
+        return artifact_path(name, run_dir / "models" / "baselines")
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def train_baselines(step: str, preset: PipelinePreset, run_dir: Path, command: str | None) -> str:
+    """Train the learned baselines of ``step`` ("energy": charge + CNN, "bdt") with their library trainers.
+
+    The trainers (nurec.baselines.train_all) simulate their own seeded samples (seeds
+    derived from the preset's, different from the test set's). Returns the step status.
+    """
+    if all(_artifact(run_dir, name) is not None for name in BASELINE_STEPS[step]):
+        return "present"
+    try:
+        from nurec.baselines import train_all
+    except ImportError as err:
+        return f"skipped: no baseline trainer available ({err})"
+    from nurec import __version__
+
+    out = run_dir / "models" / "baselines"
     out.mkdir(parents=True, exist_ok=True)
-    function(run_dir / "data" / "train", run_dir / "data" / "val", out, seed=preset.seed)
-    _write_json_atomic(out / "done.json", {"trainer": trainer.target})
-    return "done"
+    common = {"detector": preset.detector, "nurec_version": __version__,
+              "command": command or f"nurec pipeline --preset {preset.name}"}
+    if step == "energy":
+        metrics = train_all.train_energy(out, preset.detector, preset.baseline_energy_events, preset.seed + 11,
+                                         preset.baseline_epochs, common)
+    else:
+        metrics = train_all.train_bdt(out, preset.detector, preset.baseline_direction_events, preset.seed + 12,
+                                      None, common)
+    return "done: " + ", ".join(f"{k} {v:.3g}" for k, v in metrics.items() if isinstance(v, float))
 
 
 def trained_options(run_dir: Path) -> dict[str, dict]:
@@ -315,9 +348,10 @@ def trained_options(run_dir: Path) -> dict[str, dict]:
     options: dict[str, dict] = {}
     if (run_dir / "models" / "gnn" / "model.pt").exists():
         options["gnn"] = {"model": str(run_dir / "models" / "gnn" / "model.pt")}
-    for trainer in BASELINE_TRAINERS:
-        if (run_dir / "models" / trainer.method / "done.json").exists():
-            options[trainer.method] = {trainer.option: str(run_dir / "models" / trainer.method)}
+    for artifact, (method, option) in BASELINE_ARTIFACTS.items():
+        path = _artifact(run_dir, artifact)
+        if path is not None:
+            options[method] = {option: str(path)}
     return options
 
 
@@ -339,6 +373,7 @@ def run_pipeline(
 
     from nurec.evaluate.report import load_method_predictions
     from nurec.io.parquet import read_dataset, read_metadata
+    from nurec.io.predictions import read_predictions_metadata
 
     say = progress or (lambda _msg: None)
     run_dir = Path(run_dir)
@@ -359,24 +394,35 @@ def run_pipeline(
         config = preset.dataset_config(split)
         plan.append((f"simulate {split} ({config.n_events} events, seed {config.seed})",
                      lambda c=config, s=split: simulate_dataset(c, run_dir / "data" / s, say)))
-    if train:
-        plan.append(("train gnn", lambda: train_gnn(preset, run_dir, say, progress is not None)))
-        for trainer in BASELINE_TRAINERS:
-            plan.append((f"train {trainer.method}", lambda t=trainer: train_baseline(t, preset, run_dir)))
+    if train:  # only what the requested methods need
+        if "gnn" in names:
+            plan.append(("train gnn", lambda: train_gnn(preset, run_dir, say, progress is not None)))
+        if {"charge-energy", "cnn-energy"} & set(names):
+            plan.append(("train charge-energy and cnn-energy",
+                         lambda: train_baselines("energy", preset, run_dir, command)))
+        if "bdt-uncertainty" in names:
+            plan.append(("train bdt-uncertainty", lambda: train_baselines("bdt", preset, run_dir, command)))
     skipped: dict[str, str] = {}
 
     test_events: list[ak.Array] = []
 
+    fingerprint: list[str] = []
+
     def reconstruct(name: str) -> str:
         path = run_dir / "predictions" / f"{name}.parquet"
+        if not fingerprint:
+            fingerprint.append(dataset_sha256(run_dir / "data" / "test"))
         if path.exists():
-            return "present"
+            if read_predictions_metadata(path).get("data_sha256") == fingerprint[0]:
+                return "present"
+            say(f"  {path} was made from other test events; redoing it")
         if not test_events:
             test_events.append(read_dataset(run_dir / "data" / "test"))
         events = test_events[0]
         runs, why = reconstruct_all(events, [name], run_dir / "predictions", budget_s=preset.method_budget_s,
                                     min_method_budget_s=preset.method_budget_s or 0.0,
-                                    options=trained_options(run_dir), progress=progress)
+                                    options=trained_options(run_dir), progress=progress,
+                                    extra_metadata={"data_sha256": fingerprint[0]})
         if why:
             skipped.update(why)
             return f"skipped: {why[name]}"

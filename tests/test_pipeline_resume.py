@@ -6,19 +6,22 @@ import pytest
 
 from nurec.io.parquet import read_metadata
 from nurec.pipeline import PRESETS, PipelinePreset, run_pipeline
+from nurec.registry import available_methods
 
 TINY = PipelinePreset(
     name="tiny", n_train=120, n_val=40, n_test=40, flavors=("numu", "nue"), interactions=("CC",),
     energy_min_gev=1e3, energy_max_gev=1e5, gnn_training={"epochs": 1, "batch_size": 32, "val_fraction": 0.2},
     gnn_model={"network": {"conv_dims": [16, 16], "post_dims": [32], "readout_dims": [32]}},
-    method_budget_s=3.0,
+    method_budget_s=3.0, baseline_energy_events=150, baseline_direction_events=30, baseline_epochs=1,
 )
+# A fast selection of whatever is registered (the pipeline trains only what these need).
+METHODS = [spec.name for spec in available_methods() if spec.name in ("linefit", "charge-energy", "gnn")]
 
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
-    report, steps = run_pipeline(TINY, run_dir, progress=None, command="pytest")
+    report, steps = run_pipeline(TINY, run_dir, METHODS, progress=None, command="pytest")
     return run_dir, report, steps
 
 
@@ -32,7 +35,8 @@ def test_pipeline_writes_separate_seeded_splits_and_the_report(first_run):
     assert metrics["dataset"]["seed"] == TINY.seed + 3 and metrics["dataset"]["n_events"] == 40
     statuses = {s.name: s.status for s in steps}
     assert all(status == "done" for name, status in statuses.items() if name.startswith("simulate"))
-    assert all(s.status == "done" or s.status.startswith("skipped") for s in steps)
+    assert all(s.status.startswith(("done", "skipped")) for s in steps)
+    assert set(metrics["methods"]) | set(metrics["skipped_methods"]) == set(METHODS)
     recorded = json.loads((run_dir / "pipeline.json").read_text())
     assert [s["name"] for s in recorded["steps"]] == [s.name for s in steps]
 
@@ -42,12 +46,12 @@ def test_rerun_skips_finished_steps_and_redoes_an_interrupted_one(first_run):
     chunk = run_dir / "data" / "test" / "part-00000.parquet"
     before = chunk.read_bytes()
     (run_dir / "data" / "test" / "dataset.json").unlink()  # as if killed before the manifest was written
-    _, steps = run_pipeline(TINY, run_dir, progress=None, command="pytest")
+    _, steps = run_pipeline(TINY, run_dir, METHODS, progress=None, command="pytest")
     statuses = {s.name: s.status for s in steps}
     assert statuses[f"simulate test (40 events, seed {TINY.seed + 3})"] == "done"
     assert statuses[f"simulate train (120 events, seed {TINY.seed + 1})"] == "present"
-    assert all(status in ("present", "done") or status.startswith("skipped")
-               for name, status in statuses.items() if not name.startswith("simulate test"))
+    assert all(status == "present" or status.startswith("skipped")
+               for name, status in statuses.items() if not name.startswith(("simulate test", "report")))
     assert chunk.read_bytes() == before  # same seed, same bytes
 
 
