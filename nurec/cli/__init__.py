@@ -21,6 +21,8 @@ COMMAND_MODULES = [
     "nurec.cli.convert",
     "nurec.cli.serve",
     "nurec.cli.client",
+    "nurec.cli.inspect",
+    "nurec.cli.display",
 ]
 
 # Errors a user can fix: printed as one line, no traceback.

@@ -1,0 +1,126 @@
+"""``nurec inspect DIR``: summarise a dataset (events, hits, energies, flavours, detector)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+from nurec.io.parquet import DatasetError
+from nurec.io.sources import detect_format, iter_events, source_metadata
+
+PDG_NAMES = {12: "nu_e", -12: "nu_e_bar", 14: "nu_mu", -14: "nu_mu_bar", 16: "nu_tau", -16: "nu_tau_bar"}
+_NEEDED = ["event_id", "hits.t", "hits.is_noise", "truth.pdg", "truth.interaction", "truth.energy", "truth.is_track"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("inspect", help="summarise a dataset",
+                                   description="Print a summary of a dataset or any supported event source.")
+    parser.add_argument("path", help="dataset directory (or another event source)")
+    parser.add_argument("--format", dest="fmt", help="source format (default: detected)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.set_defaults(func=run)
+
+
+def summarize(path: str, fmt: str | None = None) -> dict[str, Any]:
+    """Return a summary of the events at ``path``, reading them chunk by chunk."""
+    fmt = fmt or detect_format(path)
+    metadata = source_metadata(path, fmt)
+    options = {"columns": _NEEDED} if fmt == "nurec" else {}
+    n_hits, energies = [], []
+    n_events = n_noise = n_total_hits = n_tracks = 0
+    flavours: Counter = Counter()
+    interactions: Counter = Counter()
+    has_truth = False
+    for chunk in iter_events(path, fmt, **options):
+        n_events += len(chunk)
+        counts = ak.to_numpy(ak.num(chunk.hits.t, axis=1))
+        n_hits.append(counts)
+        n_total_hits += int(counts.sum())
+        if "is_noise" in chunk.hits.fields:
+            n_noise += int(ak.sum(chunk.hits.is_noise))
+        if "truth" in chunk.fields and "energy" in chunk.truth.fields:
+            has_truth = True
+            energies.append(ak.to_numpy(chunk.truth.energy))
+            if "pdg" in chunk.truth.fields:
+                flavours.update(ak.to_numpy(chunk.truth.pdg).tolist())
+            if "interaction" in chunk.truth.fields:
+                interactions.update(str(x) for x in ak.to_list(chunk.truth.interaction))
+            if "is_track" in chunk.truth.fields:
+                n_tracks += int(ak.sum(chunk.truth.is_track))
+    hits = np.concatenate(n_hits) if n_hits else np.zeros(0, dtype=int)
+    summary: dict[str, Any] = {
+        "path": str(path),
+        "format": fmt,
+        "events": n_events,
+        "detector": (metadata.get("detector") or {}).get("name") if isinstance(metadata.get("detector"), dict)
+        else metadata.get("detector"),
+        "hits_per_event": {f"p{q}": float(np.percentile(hits, q)) if len(hits) else None for q in (5, 25, 50, 75, 95)},
+        "hits_total": n_total_hits,
+        "noise_fraction": (n_noise / n_total_hits) if n_total_hits else None,
+    }
+    detector = metadata.get("detector")
+    if isinstance(detector, dict):
+        summary["detector_hash"] = detector.get("hash")
+    if "n_generated" in metadata:
+        summary["generated"] = int(metadata["n_generated"])
+        summary["triggered_fraction"] = n_events / metadata["n_generated"] if metadata["n_generated"] else None
+    for key in ("seed", "simulator_version"):
+        if key in metadata:
+            summary[key] = metadata[key]
+    if has_truth:
+        energy = np.concatenate(energies)
+        summary["energy_gev"] = {"min": float(energy.min()), "median": float(np.median(energy)),
+                                 "max": float(energy.max())} if len(energy) else None
+        summary["flavours"] = {PDG_NAMES.get(int(k), str(k)): v for k, v in sorted(flavours.items())}
+        summary["interactions"] = dict(sorted(interactions.items()))
+        summary["track_fraction"] = n_tracks / n_events if n_events else None
+    return summary
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """Return the summary as aligned text lines."""
+    lines = [f"{summary['path']} ({summary['format']})"]
+    lines.append(f"  detector       {summary.get('detector') or 'unknown'}"
+                 + (f" (geometry hash {summary['detector_hash']})" if summary.get("detector_hash") else ""))
+    if "generated" in summary:
+        frac = summary.get("triggered_fraction")
+        lines.append(f"  events         {summary['events']} triggered of {summary['generated']} generated"
+                     + (f" ({100 * frac:.2f}%)" if frac is not None else ""))
+    else:
+        lines.append(f"  events         {summary['events']}")
+    h = summary["hits_per_event"]
+    if h["p50"] is not None:
+        lines.append("  hits/event     " + "  ".join(f"{k} {v:.0f}" for k, v in h.items()))
+    if summary.get("noise_fraction") is not None:
+        lines.append(f"  noise hits     {100 * summary['noise_fraction']:.1f}% of {summary['hits_total']}")
+    if summary.get("energy_gev"):
+        e = summary["energy_gev"]
+        lines.append(f"  energy [GeV]   min {e['min']:.4g}  median {e['median']:.4g}  max {e['max']:.4g}")
+    if summary.get("flavours"):
+        total = sum(summary["flavours"].values())
+        lines.append("  flavours       " + "  ".join(f"{k} {100 * v / total:.1f}%" for k, v in summary["flavours"].items()))
+    if summary.get("interactions"):
+        total = sum(summary["interactions"].values())
+        lines.append("  interactions   " + "  ".join(f"{k} {100 * v / total:.1f}%" for k, v in summary["interactions"].items()))
+    if summary.get("track_fraction") is not None:
+        lines.append(f"  tracks         {100 * summary['track_fraction']:.1f}%")
+    for key in ("seed", "simulator_version"):
+        if key in summary:
+            lines.append(f"  {key:<14} {summary[key]}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        summary = summarize(args.path, args.fmt)
+    except DatasetError as err:
+        print(f"nurec inspect: error: {err}", file=sys.stderr)
+        return 1
+    sys.stdout.write((json.dumps(summary, indent=2) if args.json else format_summary(summary)) + "\n")
+    return 0
