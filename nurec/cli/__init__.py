@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from nurec import __version__
+from nurec.io.parquet import DatasetError
 
 COMMAND_MODULES = [
     "nurec.cli.simulate",
@@ -26,7 +27,7 @@ COMMAND_MODULES = [
 ]
 
 # Errors a user can fix: printed as one line, no traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, PermissionError, KeyError, OSError)
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, OSError, DatasetError)
 
 
 def build_parser() -> argparse.ArgumentParser:
