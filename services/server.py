@@ -264,14 +264,16 @@ class ReconstructionServicer(pb_grpc.ReconstructionServicer):
                 async for request in request_iterator:
                     await window.put(asyncio.ensure_future(
                         self._reconstruct(request, context.time_remaining(), wait_for_room=True)))
-            finally:
-                await window.put(done)
+            except Exception as err:  # reading failed: answer what was read, then end with the error
+                await window.put(err)
+            await window.put(done)
 
         reader = asyncio.ensure_future(read())
         try:
             while (task := await window.get()) is not done:
+                if isinstance(task, Exception):
+                    raise task
                 yield await task
-            await reader  # surface errors from reading the requests
         except RpcFailure as failure:
             code = failure.code
             await context.abort(failure.code, failure.details)
@@ -282,7 +284,7 @@ class ReconstructionServicer(pb_grpc.ReconstructionServicer):
             reader.cancel()
             while not window.empty():
                 task = window.get_nowait()
-                if task is not done:
+                if isinstance(task, asyncio.Future):
                     task.cancel()
             self._finish("ReconstructStream", code, start)
 

@@ -323,3 +323,20 @@ def test_packed_and_raw_encodings_give_identical_results(client, events):
     packed = client.reconstruct_messages(encode_events(events[:8], encoding="packed"))
     assert [r.dir_x for r in raw.results] == [r.dir_x for r in packed.results]
     assert all(r.error.code == pb.OK for r in packed.results)
+
+
+def test_stream_answers_earlier_messages_then_ends_with_the_call_error(server, events):
+    messages = encode_events(events[:3])
+    messages[1].raw.t = b""
+    requests = [pb.ReconstructRequest(events=[m], strict=True) for m in messages]
+    received = []
+    with grpc.insecure_channel(server.target) as channel, pytest.raises(grpc.RpcError) as err:
+        for response in pb_grpc.ReconstructionStub(channel).ReconstructStream(iter(requests), timeout=10):
+            received.append(response)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith("events[0] (event_id 1): hits.t:")
+    assert [r.results[0].event_id for r in received] == [0]
+    with grpc.insecure_channel(server.target) as channel, pytest.raises(grpc.RpcError) as err:
+        list(pb_grpc.ReconstructionStub(channel).ReconstructStream(
+            iter([pb.ReconstructRequest(model="nope", events=messages[:1])]), timeout=10))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
