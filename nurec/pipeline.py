@@ -17,7 +17,7 @@ import awkward as ak
 
 from nurec.evaluate.evaluation import EvaluationSettings
 from nurec.evaluate.report import MethodPredictions, Report, build_report
-from nurec.evaluate.run_methods import MethodRun, print_progress, run_method
+from nurec.evaluate.run_methods import MethodRun, print_progress, run_methods
 from nurec.evaluate.truth import truth_table
 from nurec.io.predictions import write_predictions
 from nurec.registry import available_methods
@@ -39,8 +39,7 @@ class DemoConfig:
     energy_min_gev: float = 1.0e3
     energy_max_gev: float = 1.0e5
     methods: tuple[str, ...] | None = None  # None: every registered method
-    reconstruction_budget_s: float = 45.0  # shared by all methods; slow ones run on a subsample
-    min_method_budget_s: float = 5.0
+    reconstruction_budget_s: float = 60.0  # shared by all methods; slow ones run on a subsample
     batch_size: int = 256
 
     def simulation(self) -> SimulationConfig:
@@ -78,7 +77,6 @@ def reconstruct_all(
     names: Sequence[str],
     out_dir: Path | None = None,
     budget_s: float | None = None,
-    min_method_budget_s: float = 5.0,
     batch_size: int = 256,
     options: dict[str, dict] | None = None,
     skip_unready: bool = True,
@@ -87,34 +85,27 @@ def reconstruct_all(
 ) -> tuple[list[MethodRun], dict[str, str]]:
     """Return (runs of the methods that ran, {method: reason} for those skipped) on ``events``.
 
-    With ``budget_s`` the methods share that much reconstruction time: each gets the
-    remaining budget divided by the methods still to run (at least ``min_method_budget_s``)
-    and runs on a subsample if it is slower. Predictions are written to
+    With ``budget_s`` the methods share that much reconstruction time and a slow one runs
+    on a subsample (nurec.evaluate.run_methods.run_methods). Predictions are written to
     ``out_dir/<method>.parquet`` when ``out_dir`` is given, with ``extra_metadata`` added
     to each file's provenance.
     """
     say = progress or (lambda _msg: None)
+    say(f"reconstructing {len(events)} events with {', '.join(names) or 'no methods'}"
+        + (f" (time budget {budget_s:.0f} s)" if budget_s is not None else "") + " ...")
     runs, skipped = [], {}
-    remaining = budget_s
-    for index, name in enumerate(names):
-        budget = None
-        if remaining is not None:
-            budget = max(min_method_budget_s, remaining / (len(names) - index))
-        say(f"reconstructing {len(events)} events with {name} ...")
-        run = run_method(name, events, (options or {}).get(name), batch_size=batch_size, time_budget_s=budget,
-                         skip_if_first_batch_raises=skip_unready, progress=say, show_bar=progress is not None)
+    for run in run_methods(list(names), events, options, batch_size=batch_size, time_budget_s=budget_s,
+                           skip_if_first_batch_raises=skip_unready, progress=say, show_bar=progress is not None):
         if run.skipped:
-            say(f"  skipped {name}: {run.skipped}")
-            skipped[name] = run.skipped
+            say(f"  skipped {run.name}: {run.skipped}")
+            skipped[run.name] = run.skipped
             continue
         rate = run.throughput
         n_failed = int((run.predictions["fit_status"] != "ok").sum())
-        say(f"  {name}: {rate['n_events']} events in {rate['wall_s']:.1f} s "
+        say(f"  {run.name}: {rate['n_events']} events in {rate['wall_s']:.1f} s "
             f"({rate['events_per_s']:.3g} events/s, {rate['events_per_s_per_core']:.3g} per core), {n_failed} failed")
-        if remaining is not None:
-            remaining -= rate["wall_s"] + run.load_s
         if out_dir is not None:
-            write_predictions(run.predictions, Path(out_dir) / f"{name}.parquet",
+            write_predictions(run.predictions, Path(out_dir) / f"{run.name}.parquet",
                               {**run.metadata(), **(extra_metadata or {})})
         runs.append(run)
     return runs, skipped
@@ -136,7 +127,7 @@ def run_demo(config: DemoConfig, out_dir: str | Path, progress: Progress | None 
         say("no reconstruction methods are registered; the report shows the data set only")
     runs, skipped = reconstruct_all(
         events, names, out_dir / "predictions", budget_s=config.reconstruction_budget_s,
-        min_method_budget_s=config.min_method_budget_s, batch_size=config.batch_size, progress=progress,
+        batch_size=config.batch_size, progress=progress,
     )
     say("writing the report ...")
     command = command or demo_command(config)
@@ -420,7 +411,6 @@ def run_pipeline(
             test_events.append(read_dataset(run_dir / "data" / "test"))
         events = test_events[0]
         runs, why = reconstruct_all(events, [name], run_dir / "predictions", budget_s=preset.method_budget_s,
-                                    min_method_budget_s=preset.method_budget_s or 0.0,
                                     options=trained_options(run_dir), progress=progress,
                                     extra_metadata={"data_sha256": fingerprint[0]})
         if why:

@@ -8,7 +8,7 @@ from nurec.registry import available_methods
 
 def test_demo_writes_report_covering_every_registered_method(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--events", "60", "--budget", "10"]) == 0
+    assert main(["demo", "--out", str(out), "--events", "60", "--budget", "5"]) == 0
     printed = capsys.readouterr().out
     assert "report:" in printed and "demo finished in" in printed
     metrics = json.loads((out / "metrics.json").read_text())

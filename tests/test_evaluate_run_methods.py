@@ -62,9 +62,8 @@ def test_a_batch_that_raises_fails_only_its_events_with_the_reason(events, regis
 
 def test_slow_method_runs_on_a_subsample_within_its_budget(events, registered, monkeypatch):
     monkeypatch.setattr(run_methods.time, "perf_counter", lambda: CLOCK["now"])
-    run = run_methods.run_method("truth-copy", events, {"fail_on": -1}, time_budget_s=2.0, probe_events=4,
-                                 min_events=10)
-    # 0.1 s per event: the budget of 2 s affords 20 events (4 probed + the rest of the 20).
+    run = run_methods.run_method("truth-copy", events, {"fail_on": -1}, time_budget_s=2.0, probe_events=4)
+    # 0.1 s per event: the budget of 2 s affords 20 events (4 probed, then 16 more).
     assert len(run.predictions) == 20
     assert run.subsample
     assert run.throughput["events_per_s"] == pytest.approx(10.0)
@@ -76,3 +75,9 @@ def test_unready_method_is_skipped_with_its_reason(events, registered):
     assert run.skipped == "method raised FileNotFoundError: no trained model at models/x.pt"
     first_batch = run_methods.run_method("truth-copy", events[5:10], skip_if_first_batch_raises=True)
     assert first_batch.skipped.startswith("method raised RuntimeError")
+
+
+def test_budget_gives_fast_methods_all_they_need_and_splits_the_rest():
+    shares = run_methods.share_budget(10.0, {"fast": 1.0, "slow": 100.0, "slower": 200.0})
+    assert shares == {"fast": 1.0, "slow": 4.5, "slower": 4.5}
+    assert run_methods.share_budget(10.0, {"a": 2.0, "b": 3.0}) == {"a": 2.0, "b": 3.0}

@@ -71,7 +71,8 @@ def print_summary(summary: pd.DataFrame, file=None) -> None:
     console = Console(file=file or sys.stdout, width=max(width, 120))
     table = Table(title="Reconstruction quality summary (see the report for definitions)")
     for label in TERMINAL_LABELS:
-        table.add_column(label, justify="left" if label in ("Method", "Version") else "right", overflow="fold")
+        table.add_column(label, justify="left" if label in ("Method", "Version") else "right", overflow="fold",
+                         no_wrap=label == "Method")
     for line in summary_text(summary).splitlines()[2:]:
         table.add_row(*[cell.strip() for cell in line.strip().strip("|").split("|")])
     console.print(table)

@@ -2,6 +2,11 @@
 
 A method that raises on a batch does not stop the run: the events of that batch get
 ``fit_status = "failed: method raised <error>"`` and NaN outputs, and the report counts them.
+
+With a time budget every method first reconstructs a few probe events; the budget is then
+shared out by water-filling (fast methods get what they need to do every event, the rest
+is split evenly among the slow ones), and a slow method runs on the leading events it can
+afford (the events are in random order, so these are a random subsample, the same for all).
 """
 
 from __future__ import annotations
@@ -69,48 +74,26 @@ class MethodRun:
                 "n_events": 0 if self.predictions is None else len(self.predictions)}
 
 
-def run_method(
-    name: str,
-    events: ak.Array,
-    options: dict[str, Any] | None = None,
-    batch_size: int = 256,
-    time_budget_s: float | None = None,
-    probe_events: int = 8,
-    min_events: int = 50,
-    skip_if_first_batch_raises: bool = False,
-    progress: Callable[[str], None] | None = None,
-    show_bar: bool = False,
-) -> MethodRun:
-    """Return the predictions and timing of method ``name`` on ``events``, batch by batch.
+@dataclass
+class _Batches:
+    tables: list[pd.DataFrame] = field(default_factory=list)
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    n_done: int = 0
+    first_error: str | None = None
 
-    With ``time_budget_s`` the method first reconstructs ``probe_events`` events; if the
-    rest would not fit in the budget at the probed speed, it runs on only as many of the
-    following events as fit (at least ``min_events``, in batches of at most a fifth of the
-    budget, stopping at 1.5 times the budget if it slows down) and the run is marked as a
-    subsample. ``skip_if_first_batch_raises`` turns a method that fails outright (e.g.
-    an untrained model) into a skipped one instead of a table of failures.
-    Throughput counts reconstruction only (building the method is ``load_s``).
+
+def _reconstruct_batches(method: Any, name: str, events: ak.Array, batch_size: int,
+                         deadline_s: float | None = None, stop_if_first_raises: bool = False,
+                         bar: tqdm | None = None) -> _Batches:
+    """Return predictions and timing of ``method`` on ``events`` in batches; a raising batch fails its events.
+
+    Stops early once ``deadline_s`` seconds of reconstruction have passed.
     """
-    say = progress or (lambda _msg: None)
-    start = time.perf_counter()
-    try:
-        method = get_method(name, **(options or {}))
-    except Exception as err:  # noqa: BLE001 - any construction error makes the method unavailable
-        return MethodRun(name, None, skipped=_error_reason(err))
-    load_s = time.perf_counter() - start
-    version = str(getattr(method, "version", "unknown"))
-    n_total = len(events)
+    out = _Batches()
     ids = ak.to_numpy(events.event_id)
-    tables: list[pd.DataFrame] = []
-    wall = cpu = 0.0
-    n_target = n_total
-    position = 0
-    first = True
-    bar = tqdm(total=n_total, desc=name, unit="ev", disable=not show_bar, file=sys.stderr, leave=False)
-    step = batch_size
-    while position < n_target:
-        size = min(probe_events if first and time_budget_s is not None else step, n_target - position)
-        batch = events[position : position + size]
+    for start in range(0, len(events), batch_size):
+        batch = events[start : start + batch_size]
         cpu0, wall0 = cpu_seconds(), time.perf_counter()
         try:
             table = method.reconstruct(batch)
@@ -118,35 +101,123 @@ def run_method(
             if missing:
                 raise ValueError(f"predictions lack column '{missing[0]}'")
         except Exception as err:  # noqa: BLE001 - one bad batch must not stop the others
-            if first and skip_if_first_batch_raises:
-                bar.close()
-                return MethodRun(name, None, version, skipped=_error_reason(err), load_s=load_s)
-            table = failed_predictions(ids[position : position + size], name, _error_reason(err))
-        wall += time.perf_counter() - wall0
-        cpu += cpu_seconds() - cpu0
-        tables.append(table)
-        position += size
-        bar.update(size)
-        bar.set_postfix_str(f"{position / wall:.3g} ev/s" if wall > 0 else "")
-        if first and time_budget_s is not None and position < n_total:
-            per_event = wall / position
-            affordable = int(time_budget_s / per_event * (1 + 1e-9)) if per_event > 0 else n_total
-            n_target = int(min(n_total, max(min_events, affordable)))
-            # Batches of at most a fifth of the budget, so a slow method can be stopped in time.
-            step = int(np.clip(0.2 * time_budget_s / per_event, 1, batch_size)) if per_event > 0 else batch_size
-            if n_target < n_total:
-                bar.total = n_target
-                bar.refresh()
-                say(f"{name}: {per_event * 1e3:.0f} ms/event, running {n_target} of {n_total} events "
-                    f"to stay within {time_budget_s:.0f} s")
-        first = False
-        if time_budget_s is not None and wall >= 1.5 * time_budget_s and position < n_target:
-            say(f"{name}: stopped after {position} events, {wall:.0f} s (budget {time_budget_s:.0f} s)")
+            if start == 0 and stop_if_first_raises:
+                out.first_error = _error_reason(err)
+                return out
+            table = failed_predictions(ids[start : start + len(batch)], name, _error_reason(err))
+        out.wall_s += time.perf_counter() - wall0
+        out.cpu_s += cpu_seconds() - cpu0
+        out.tables.append(table)
+        out.n_done += len(batch)
+        if bar is not None:
+            bar.update(len(batch))
+            bar.set_postfix_str(f"{out.n_done / out.wall_s:.3g} ev/s" if out.wall_s > 0 else "")
+        if deadline_s is not None and out.wall_s >= deadline_s and out.n_done < len(events):
             break
-    bar.close()
-    predictions = pd.concat(tables, ignore_index=True) if tables else failed_predictions(ids[:0], name, "")
-    rate = throughput(position, wall, cpu)
-    return MethodRun(name, predictions, version, rate, subsample=position < n_total, load_s=load_s)
+    return out
+
+
+def share_budget(budget_s: float, needs_s: dict[str, float]) -> dict[str, float]:
+    """Return seconds per method: each gets what it needs, at most an even share of what is left (water-filling)."""
+    shares: dict[str, float] = {}
+    remaining = max(float(budget_s), 0.0)
+    ordered = sorted(needs_s, key=lambda n: needs_s[n])
+    for index, name in enumerate(ordered):
+        shares[name] = min(needs_s[name], remaining / (len(ordered) - index))
+        remaining -= shares[name]
+    return shares
+
+
+def run_methods(
+    names: list[str],
+    events: ak.Array,
+    options: dict[str, dict] | None = None,
+    batch_size: int = 256,
+    time_budget_s: float | None = None,
+    probe_events: int = 4,
+    skip_if_first_batch_raises: bool = False,
+    progress: Callable[[str], None] | None = None,
+    show_bar: bool = False,
+) -> list[MethodRun]:
+    """Return one MethodRun per name (in order): predictions and timing on ``events``, or why it was skipped.
+
+    Without ``time_budget_s`` every method reconstructs every event. With it, the methods
+    share that many seconds of reconstruction (see the module docstring) and a method that
+    cannot afford every event runs on the leading ones and is marked as a subsample.
+    ``skip_if_first_batch_raises`` turns a method that fails outright (e.g. an untrained
+    model) into a skipped one instead of a table of failures. Building a method is timed
+    as ``load_s``; throughput counts reconstruction only.
+    """
+    say = progress or (lambda _msg: None)
+    n_total = len(events)
+    built: dict[str, tuple[Any, float]] = {}
+    runs: dict[str, MethodRun] = {}
+    for name in names:
+        start = time.perf_counter()
+        try:
+            built[name] = (get_method(name, **((options or {}).get(name) or {})), 0.0)
+        except Exception as err:  # noqa: BLE001 - any construction error makes the method unavailable
+            runs[name] = MethodRun(name, None, skipped=_error_reason(err))
+            continue
+        built[name] = (built[name][0], time.perf_counter() - start)
+
+    parts: dict[str, list[_Batches]] = {name: [] for name in built}
+    targets = {name: n_total for name in built}
+    deadlines: dict[str, float | None] = {name: None for name in built}
+    first_size = batch_size
+    if time_budget_s is not None:
+        first_size = min(probe_events, n_total)
+        per_event = {}
+        for name, (method, _) in built.items():
+            probe = _reconstruct_batches(method, name, events[:first_size], first_size,
+                                         stop_if_first_raises=skip_if_first_batch_raises)
+            parts[name].append(probe)
+            per_event[name] = probe.wall_s / max(probe.n_done, 1)
+        ready = [n for n in built if parts[n][0].first_error is None]
+        shares = share_budget(time_budget_s - sum(parts[n][0].wall_s for n in ready),
+                              {n: per_event[n] * (n_total - first_size) for n in ready})
+        for name in ready:
+            affordable = shares[name] / per_event[name] if per_event[name] > 0 else n_total
+            targets[name] = int(min(n_total, first_size + int(affordable * (1 + 1e-9))))
+            deadlines[name] = 1.5 * shares[name] + 1.0
+            if targets[name] < n_total:
+                say(f"{name}: {per_event[name] * 1e3:.0f} ms/event, running {targets[name]} of {n_total} events "
+                    f"({shares[name]:.0f} s of the {time_budget_s:.0f} s budget)")
+    for name, (method, load_s) in built.items():
+        done = sum(p.n_done for p in parts[name])
+        if parts[name] and parts[name][0].first_error is not None:
+            runs[name] = MethodRun(name, None, str(getattr(method, "version", "unknown")),
+                                   skipped=parts[name][0].first_error, load_s=load_s)
+            continue
+        bar = tqdm(total=targets[name], initial=done, desc=name, unit="ev", disable=not show_bar,
+                   file=sys.stderr, leave=False)
+        if done < targets[name]:
+            rest = events[done : targets[name]]
+            step = batch_size
+            if time_budget_s is not None and done:
+                per_event_s = parts[name][0].wall_s / done
+                step = int(np.clip(0.2 * (deadlines[name] or 0) / max(per_event_s, 1e-9), 1, batch_size))
+            parts[name].append(_reconstruct_batches(
+                method, name, rest, step, deadline_s=deadlines[name],
+                stop_if_first_raises=skip_if_first_batch_raises and not done, bar=bar))
+        bar.close()
+        if parts[name][-1].first_error is not None:
+            runs[name] = MethodRun(name, None, str(getattr(method, "version", "unknown")),
+                                   skipped=parts[name][-1].first_error, load_s=load_s)
+            continue
+        tables = [t for p in parts[name] for t in p.tables]
+        n_done = sum(p.n_done for p in parts[name])
+        if n_done < targets[name]:
+            say(f"{name}: stopped after {n_done} events (over its time share)")
+        rate = throughput(n_done, sum(p.wall_s for p in parts[name]), sum(p.cpu_s for p in parts[name]))
+        runs[name] = MethodRun(name, pd.concat(tables, ignore_index=True), str(getattr(method, "version", "unknown")),
+                               rate, subsample=n_done < n_total, load_s=load_s)
+    return [runs[name] for name in names]
+
+
+def run_method(name: str, events: ak.Array, options: dict[str, Any] | None = None, **settings: Any) -> MethodRun:
+    """Return the predictions and timing of one method on ``events`` (settings as for run_methods)."""
+    return run_methods([name], events, {name: options or {}}, **settings)[0]
 
 
 def print_progress(message: str) -> None:
