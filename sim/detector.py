@@ -18,7 +18,7 @@ from nurec.io.schema import direction_to_angles
 from sim.config import DetectorResponse
 from sim.generator import Primaries, makes_muon_track, orthonormal_basis
 from sim.noise import sample_noise_hits
-from sim.photons import sample_photoelectrons
+from sim.photons import PhotoElectrons, sample_photoelectrons
 from sim.physics import interaction as xs
 from sim.physics.medium import Medium
 from sim.physics.muon import muon_range_m
@@ -91,8 +91,7 @@ def simulate_hit_columns(
     sources = LightSources(primaries, medium, rng)
     pe = sample_photoelectrons(sources, geometry, medium, response, rng)
     n_pe = len(pe.event)
-    pe_time = (pe.direct_time_ns + sample_pandel_delay_ns(pe.distance_m, medium, rng)
-               + rng.normal(0.0, response.jitter_ns, n_pe))
+    pe_time = photoelectron_times_ns(pe, medium, response, rng)
     pe_charge = pe.scale * np.maximum(rng.normal(1.0, response.spe_charge_sigma, n_pe), 0.05)
     pe_event, pe_sensor = pe.event, pe.sensor
 
@@ -214,6 +213,13 @@ class EventColumns:
         fields["truth"] = contents.RecordArray(truth_fields, list(self.truth), length=len(self))
         fields["weight"] = contents.NumpyArray(self.weight)
         return ak.Array(contents.RecordArray(list(fields.values()), list(fields), length=len(self)))
+
+
+def photoelectron_times_ns(pe: PhotoElectrons, medium: Medium, response: DetectorResponse,
+                           rng: np.random.Generator) -> np.ndarray:
+    """Return photo-electron arrival times [ns]: direct time + Pandel scattering delay + PMT jitter."""
+    delay = sample_pandel_delay_ns(pe.distance_m, medium, rng)
+    return pe.direct_time_ns + delay + rng.normal(0.0, response.jitter_ns, len(pe.event))
 
 
 def merge_pulses(
