@@ -337,7 +337,16 @@ class ReconstructionServer:
             name, variant, method = self._method.name, config.model, self._method
         else:
             name, variant = resolve_method(config.method, config.model)
-            method = get_method(name, **({"model": variant} if variant else {}))
+            try:
+                method = get_method(name, **({"model": variant} if variant else {}))
+            except FileNotFoundError as err:
+                if config.method or FALLBACK_METHOD not in {s.name for s in available_methods()}:
+                    raise
+                # No method was asked for and the bundled GNN model is missing: serve LineFit.
+                log.warning("default model unavailable, serving the fallback method",
+                            extra={"method": name, "error": str(err), "fallback": FALLBACK_METHOD})
+                name, variant = FALLBACK_METHOD, None
+                method = get_method(name)
         if config.threads and "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(config.threads)
         worker = None
