@@ -12,7 +12,7 @@ TINY = PipelinePreset(
     name="tiny", n_train=120, n_val=40, n_test=40, flavors=("numu", "nue"), interactions=("CC",),
     energy_min_gev=1e3, energy_max_gev=1e5, gnn_training={"epochs": 1, "batch_size": 32, "val_fraction": 0.2},
     gnn_model={"network": {"conv_dims": [16, 16], "post_dims": [32], "readout_dims": [32]}},
-    method_budget_s=3.0, baseline_energy_events=150, baseline_direction_events=30, baseline_epochs=1,
+    event_caps={"linefit": 25}, baseline_energy_events=150, baseline_direction_events=30, baseline_epochs=1,
 )
 # A fast selection of whatever is registered (the pipeline trains only what these need).
 METHODS = [spec.name for spec in available_methods() if spec.name in ("linefit", "charge-energy", "gnn")]
@@ -37,6 +37,8 @@ def test_pipeline_writes_separate_seeded_splits_and_the_report(first_run):
     assert all(status == "done" for name, status in statuses.items() if name.startswith("simulate"))
     assert all(s.status.startswith(("done", "skipped")) for s in steps)
     assert set(metrics["methods"]) | set(metrics["skipped_methods"]) == set(METHODS)
+    if "linefit" in metrics["methods"]:  # capped to the first 25 test events, shown as a subsample
+        assert metrics["methods"]["linefit"]["counts"]["n"] == 25 and metrics["methods"]["linefit"]["subsample"]
     recorded = json.loads((run_dir / "pipeline.json").read_text())
     assert [s["name"] for s in recorded["steps"]] == [s.name for s in steps]
 
