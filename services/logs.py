@@ -26,11 +26,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class TextFormatter(logging.Formatter):
+    """Formats a record as one text line, with ``extra`` fields appended as key=value."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        extra = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_"))
+        line = super().format(record)
+        return f"{line} {extra}" if extra else line
+
+
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     """Send the ``nurec`` loggers to stderr as JSON lines (``fmt`` "json") or text."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else
-                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     logger = logging.getLogger("nurec")
     logger.handlers[:] = [handler]
     logger.setLevel(level.upper())
