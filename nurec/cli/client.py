@@ -69,6 +69,13 @@ def _detector(args: argparse.Namespace) -> str:
     return detector.get("name", "") if isinstance(detector, dict) else str(detector or "")
 
 
+def _total_events(args: argparse.Namespace) -> int | None:
+    from nurec.io.sources import source_metadata
+
+    total = source_metadata(args.data_dir, args.format).get("n_events")
+    return int(total) if isinstance(total, int | float) else None
+
+
 def run_reconstruct(args: argparse.Namespace) -> int:
     import pandas as pd
     from tqdm import tqdm
@@ -77,9 +84,10 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     from nurec.io.sources import EVENT_KEYS_FILE, attach_source_keys, iter_events
 
     detector = _detector(args)
+    total = _total_events(args)
     start = time.perf_counter()
     tables = []
-    with _client(args) as client, tqdm(unit="ev", disable=args.no_progress, desc="reconstruct") as bar:
+    with _client(args) as client, tqdm(total=total, unit="ev", disable=args.no_progress, desc="reconstruct") as bar:
         info = client.model_info(args.model)
         streams = args.streams or len(_targets(args))
         for table in client.reconstruct_streams(iter_events(args.data_dir, args.format), streams=streams,
