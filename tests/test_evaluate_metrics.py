@@ -114,6 +114,8 @@ def test_energy_bins_cover_range_and_flag_sparse_bins():
     assert list(table["n"]) == [30, 3]
     assert list(table["low_stats"]) == [False, True]
     assert table["median"].iloc[0] == pytest.approx(14.5)
+    single = m.binned_quantiles(np.array([4.0]), np.array([2e3]), np.array([1e3, 1e4]))
+    assert single["median"].iloc[0] == 4.0 and np.isnan(single["q16"].iloc[0])  # no width from one event
 
 
 def test_throughput_per_core_uses_cpu_time():

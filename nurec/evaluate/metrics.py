@@ -112,6 +112,7 @@ def central_interval(values: np.ndarray, content: float = CONTAINMENT) -> tuple[
 
 
 # ----------------------------------------------------------------------------- energy binning
+MIN_EVENTS_FOR_QUANTILES = 3
 def energy_bin_edges(energy_gev: np.ndarray, bins_per_decade: int = 2) -> np.ndarray:
     """Return log-spaced bin edges [GeV] on whole fractions of a decade that cover the energies."""
     e = np.asarray(energy_gev, dtype=np.float64)
@@ -138,7 +139,8 @@ def binned_quantiles(
 
     Columns: ``e_low_gev, e_high_gev, n, median, median_ci_low, median_ci_high, q16, q84,
     low_stats``. Values that are not finite are not counted. A bin with fewer than
-    ``min_events`` values keeps its numbers but has ``low_stats`` True.
+    ``min_events`` values keeps its numbers but has ``low_stats`` True; quantiles of fewer
+    than MIN_EVENTS_FOR_QUANTILES values are NaN (one value would claim a zero width).
     """
     v = np.asarray(values, dtype=np.float64)
     e = np.asarray(energy_gev, dtype=np.float64)
@@ -150,7 +152,7 @@ def binned_quantiles(
     for i in range(len(edges_gev) - 1):
         in_bin = v[which == i]
         ci = bootstrap_median_ci(in_bin, n_boot=n_boot, seed=seed + i)
-        q16, q84 = central_interval(in_bin)
+        q16, q84 = central_interval(in_bin) if len(in_bin) >= MIN_EVENTS_FOR_QUANTILES else (np.nan, np.nan)
         rows.append(
             {
                 "e_low_gev": float(edges_gev[i]),

@@ -129,11 +129,12 @@ def plot_direction_residuals(results: Sequence[MethodResult]) -> Figure | None:
             values = values[np.isfinite(values)]
             if len(values):
                 ax.hist(np.clip(values, -span, span), bins=bins, histtype="step", color=colors[r.name],
-                        label=r.name, linewidth=1.4)
+                        weights=np.full(len(values), 1.0 / len(values)), label=r.name, linewidth=1.4)
         ax.set_xlabel(f"{title} residual, reco - true [deg]")
-        ax.set_ylabel("events per bin")
+        ax.set_ylabel(f"fraction of events per {bins[1] - bins[0]:.2g} deg")
         ax.grid(True, alpha=0.3)
-    _finish_legend(fig, axes, "values beyond the axis range are piled into the outermost bins")
+    _finish_legend(fig, axes, "each method normalised to its own events (methods may run on subsamples); "
+                   "values beyond the axis range are piled into the outermost bins")
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.16, top=0.86, wspace=0.2)
     return fig
 
@@ -237,7 +238,9 @@ def plot_throughput(results: Sequence[MethodResult]) -> Figure | None:
     ax.invert_yaxis()
     ax.set_xlabel("throughput [events/s per core] (events per CPU-second)")
     ax.grid(True, axis="x", which="both", alpha=0.3)
-    fig.subplots_adjust(left=0.2, right=0.97, bottom=0.3 if len(values) < 3 else 0.16, top=0.95)
+    longest = max(len(n) for n in names)
+    fig.subplots_adjust(left=min(0.45, 0.05 + 0.013 * longest), right=0.97,
+                        bottom=0.3 if len(values) < 3 else 0.16, top=0.95)
     return fig
 
 
