@@ -7,6 +7,8 @@ timed in-process at several batch sizes. Every case runs for ``--duration-s``.
 
     python benchmarks/bench_serve.py                    # default method (gnn, else linefit)
     python benchmarks/bench_serve.py --method linefit --duration-s 3
+    # the cost of serving alone (a test method that computes nothing):
+    PYTHONPATH=tests python benchmarks/bench_serve.py --plugin service_plugin --method centroid --model null
 
 Targets (issue 5): at concurrency 64 the served throughput is >= 80% of the in-process
 best; p99 latency <= max_queue_delay + 3 x one batch's compute time.

@@ -87,7 +87,18 @@ def make_centroid(model: str | None = None) -> CentroidDirection | NullMethod:
     return CentroidDirection(seconds_per_batch=0.3 if model == "slow" else 0.0)
 
 
-register_method("centroid", "service_testing:make_centroid", "test: early-to-late hit centroid direction")
+CENTROID_REGISTRATION = ("centroid", "service_testing:make_centroid", "test: early-to-late hit centroid direction")
+"""How tests/service_plugin.py registers the test method in server subprocesses and benchmarks.
+
+The pytest process itself does not register it globally (other tests list every
+registered method); tests that need it in the registry use the ``centroid_registered``
+fixture pattern (monkeypatch the registry).
+"""
+
+
+def register_centroid() -> None:
+    """Register the test method "centroid" in the nurec registry."""
+    register_method(*CENTROID_REGISTRATION)
 
 
 def free_port() -> int:

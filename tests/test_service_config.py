@@ -70,17 +70,21 @@ def test_model_info_reads_the_model_card():
     assert dict(info.metrics) == {"median_angular_error_deg": 3.5, "energy.resolution": 0.3}
 
 
-def test_busy_ports_are_one_line_errors_naming_the_setting(capsys):
+def test_busy_ports_are_one_line_errors_naming_the_setting(capsys, monkeypatch):
     import socket
 
+    import nurec.registry as registry
     from nurec.cli import main
+
+    monkeypatch.setattr(registry, "_METHODS", dict(registry._METHODS))
+    from service_testing import register_centroid
+
+    register_centroid()
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        import service_testing  # noqa: F401  (registers the test method)
-
         for flag in ("--port", "--metrics-port"):
             other = "--metrics-port" if flag == "--port" else "--port"
             args = ["serve", "--method", "centroid", "--worker", "thread", "--host", "127.0.0.1",

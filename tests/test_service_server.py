@@ -148,7 +148,7 @@ def test_strict_request_fails_with_invalid_argument_naming_the_field(server, eve
 
 
 def test_too_many_hits_is_invalid_argument(events):
-    with BackgroundServer(serve_config(max_hits=10)) as running:
+    with BackgroundServer(serve_config(max_hits=10), CentroidDirection()) as running:
         response = _call(running.target, events[:3])
     n_hits = [len(h) for h in events.hits[:3].t.to_list()]
     for result, n in zip(response.results, n_hits, strict=True):
@@ -289,7 +289,7 @@ def test_threads_are_not_leaked_by_streams(server, events):
 
 
 def test_oversized_message_is_refused_and_server_keeps_serving(events):
-    with BackgroundServer(serve_config(max_message_mb=1)) as running:
+    with BackgroundServer(serve_config(max_message_mb=1), CentroidDirection()) as running:
         big = encode_events(events[:1])
         n_hits = 40_000  # 9 fields x 4 bytes x 40k hits = 1.4 MiB > 1 MiB
         big[0].raw.CopyFrom(pb.RawHits(**{f: bytes(4 * n_hits) for f in pb.RawHits.DESCRIPTOR.fields_by_name}))

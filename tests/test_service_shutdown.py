@@ -19,7 +19,7 @@ from nurec.client import ReconstructionClient
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
-SERVE = ("import sys, service_testing; from nurec.cli import main; "
+SERVE = ("import sys, service_plugin; from nurec.cli import main; "
          "sys.exit(main(['serve'] + sys.argv[1:]))")
 
 
