@@ -58,14 +58,22 @@ def test_client_health_and_models_commands(fleet, capsys):
 def test_several_targets_are_balanced_round_robin(fleet, events):
     target, _ = channel_target([s.target for s in fleet])
     assert target.startswith("ipv4:") and target.count(",") == 1
-    before = [s.server.metrics.value("nurec_serve_requests_total", {"rpc": "Reconstruct", "code": "OK"})
-              for s in fleet]
+    def served() -> list[float]:
+        return [s.server.metrics.value("nurec_serve_requests_total", {"rpc": "Reconstruct", "code": "OK"})
+                for s in fleet]
+
     with ReconstructionClient([s.target for s in fleet]) as client:
-        wait_until(lambda: client.health() == "SERVING", what="a ready channel")
+        start = served()
+
+        def both_ready() -> bool:  # until both connections are up, round_robin uses the ready one
+            client.reconstruct(events[:1])
+            return all(a > b for a, b in zip(served(), start, strict=True))
+
+        wait_until(both_ready, what="both servers to take calls")
+        before = served()
         for i in range(10):
             client.reconstruct(events[i:i + 1])
-    after = [s.server.metrics.value("nurec_serve_requests_total", {"rpc": "Reconstruct", "code": "OK"})
-             for s in fleet]
+    after = served()
     assert [a - b for a, b in zip(after, before, strict=True)] == [5, 5]
 
 

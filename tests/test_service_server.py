@@ -197,7 +197,7 @@ def test_expired_deadline_is_not_computed(gated, events):
         computing = pool.submit(_call, running.target, events[:4])
         assert method.entered.wait(10)
         with pytest.raises(grpc.RpcError) as err:
-            _call(running.target, events[4:6], timeout_s=0.2, run_id=777)
+            _call(running.target, events[4:6], timeout_s=1.0, run_id=777)
         assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         method.gate.set()
         computing.result(10)
