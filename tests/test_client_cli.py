@@ -84,7 +84,13 @@ def test_unavailable_calls_are_retried_on_another_server(events):
     try:
         with ReconstructionClient([draining.target, healthy.target], initial_backoff_s=0.01) as client, \
                 ReconstructionClient(draining.target) as direct:
-            wait_until(lambda: client.health() == "SERVING", what="a ready channel")
+            def both_ready() -> bool:
+                client.reconstruct(events[:1])
+                return bool(draining_method.run_ids) and healthy.server.metrics.value(
+                    "nurec_serve_events_received_total") > 0
+
+            wait_until(both_ready, what="both servers to take calls")
+            draining_method.entered.clear()
             draining_method.gate.clear()
             with ThreadPoolExecutor(1) as pool:
                 held = pool.submit(direct.reconstruct_messages, encode_events(events[:1]))
