@@ -9,18 +9,15 @@ accepted event is still computed and answered, then the process exits.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
-import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -28,287 +25,16 @@ from nurec.registry import Reconstructor, available_methods, get_method
 from services._generated import reconstruction_pb2 as pb
 from services._generated import reconstruction_pb2_grpc as pb_grpc
 from services.auth import BearerTokenInterceptor, read_token, server_credentials
-from services.batcher import BatchFailed, DeadlineExpired, Draining, DynamicBatcher, QueueFull
-from services.codec import (
-    DecodeLimits,
-    EventBlock,
-    EventFailure,
-    decode_events,
-    encode_predictions,
-    failure_message,
-)
+from services.batcher import DynamicBatcher
 from services.config import ServeConfig
 from services.metrics import ServerMetrics
+from services.models import FALLBACK_METHOD, ServedModel, resolve_method
+from services.servicer import ReconstructionServicer
 from services.worker import ProcessWorker
 
 log = logging.getLogger("nurec.serve")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Reconstruction"].full_name
-DEFAULT_METHOD = ("gnn", "default")
-FALLBACK_METHOD = "linefit"
-STREAM_WINDOW = 64
-"""Messages of one stream being reconstructed at once; beyond it the server stops reading (backpressure)."""
-
-
-class RpcFailure(Exception):
-    """A call-level error: a gRPC status code and a message naming the field."""
-
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(details)
-        self.code = code
-        self.details = details
-
-
-def resolve_method(method: str | None, model: str | None) -> tuple[str, str | None]:
-    """Return (method name, "model" option) to serve: the bundled GNN if registered, else LineFit."""
-    if method:
-        return method, model
-    names = {spec.name for spec in available_methods()}
-    if DEFAULT_METHOD[0] in names:
-        return DEFAULT_METHOD[0], model or DEFAULT_METHOD[1]
-    if FALLBACK_METHOD in names:
-        return FALLBACK_METHOD, model
-    raise ValueError(f"method: no default method registered ({DEFAULT_METHOD[0]} or {FALLBACK_METHOD}); "
-                     f"available: {', '.join(sorted(names)) or 'none'}")
-
-
-def _card(method: Reconstructor) -> dict[str, Any]:
-    """Return the model card of a method as a dict (empty if it has none)."""
-    for attribute in ("card", "model_card", "metadata"):
-        card = getattr(method, attribute, None)
-        if callable(card) and not isinstance(card, Mapping):
-            card = card()
-        if card is None:
-            continue
-        if dataclasses.is_dataclass(card):
-            return dataclasses.asdict(card)
-        if hasattr(card, "to_dict"):
-            return dict(card.to_dict())
-        if isinstance(card, Mapping):
-            return dict(card)
-    return {}
-
-
-def _names(value: Any) -> list[str]:
-    """Return names from a string, a {"name": ...} mapping, or a list of either."""
-    if isinstance(value, str):
-        return [value] if value else []
-    if isinstance(value, Mapping):
-        return [str(value["name"])] if "name" in value else []
-    if isinstance(value, list | tuple):
-        return [name for item in value for name in _names(item)]
-    return []
-
-
-def _numbers(data: Any, prefix: str = "") -> dict[str, float]:
-    """Return the numeric leaves of nested metrics as {"a.b": value}."""
-    if isinstance(data, Mapping):
-        out: dict[str, float] = {}
-        for key, value in data.items():
-            out.update(_numbers(value, f"{prefix}{key}."))
-        return out
-    if isinstance(data, bool) or not isinstance(data, int | float | np.number):
-        return {}
-    return {prefix.rstrip("."): float(data)}
-
-
-def describe_model(name: str, variant: str | None, method: Reconstructor) -> pb.ModelInfo:
-    """Return the ModelInfo of a served method from its registry entry and model card."""
-    card = _card(method)
-    spec = {s.name: s for s in available_methods()}.get(name)
-    detectors = _names(card.get("detectors") or card.get("detector"))
-    inputs = _names(card.get("inputs") or card.get("features") or getattr(method, "features", None))
-    return pb.ModelInfo(
-        name=name, variant=variant or "", version=str(getattr(method, "version", "")),
-        description=str(card.get("description") or (spec.description if spec else "")),
-        detectors=detectors, inputs=inputs, metrics=_numbers(card.get("metrics", {})),
-    )
-
-
-class ServedModel:
-    """A loaded method, its description, and the function the batcher calls (in the worker thread).
-
-    With a ProcessWorker the method's ``reconstruct`` runs in that process; this process
-    keeps its own copy of the method only to describe it.
-    """
-
-    def __init__(self, name: str, variant: str | None, method: Reconstructor, config: ServeConfig,
-                 worker: ProcessWorker | None = None) -> None:
-        self.name = name
-        self.method = method
-        self.worker = worker
-        self.info = describe_model(name, variant, method)
-        self.version = self.info.version
-        self.limits = DecodeLimits(max_hits=config.max_hits, default_detector=config.detector,
-                                   model_detectors=tuple(self.info.detectors), model_name=name)
-
-    def compute(self, block: EventBlock) -> list[pb.EventReconstruction]:
-        """Return one result message per event of ``block`` (events of each detector run together)."""
-        detectors = np.unique(block.detector)
-        if len(detectors) <= 1:
-            return self._compute_group(block)
-        results: list[Any] = [None] * len(block)
-        for detector in detectors:
-            index = np.flatnonzero(block.detector == detector)
-            for i, result in zip(index, self._compute_group(block.take(index)), strict=True):
-                results[i] = result
-        return results
-
-    def _compute_group(self, block: EventBlock) -> list[pb.EventReconstruction]:
-        try:
-            # Event ids are renumbered within the batch: different clients may reuse ids.
-            numbered = dataclasses.replace(block, event_id=np.arange(len(block)))
-            table = (self.worker.reconstruct_block(numbered) if self.worker is not None
-                     else self.method.reconstruct(numbered.to_awkward()))
-            row_ids = table["event_id"].to_numpy()
-            if len(table) != len(block) or not np.array_equal(np.sort(row_ids), np.arange(len(block))):
-                raise BatchFailed(f"method returned {len(table)} rows for {len(block)} events")
-            table = table.iloc[np.argsort(row_ids)]
-            return encode_predictions(table, block.event_id, self.version)
-        except Exception as err:
-            if len(block) == 1:
-                log.warning("event failed", extra={"event_id": int(block.event_id[0]), "error": repr(err)})
-                failure = EventFailure(pb.INTERNAL, "", f"reconstruction failed: {err}")
-                return [failure_message(block.event_id[0], self.name, self.version, failure)]
-            # Isolate the event that breaks the batch: its neighbours still get results.
-            log.warning("batch failed, retrying event by event", extra={"events": len(block), "error": repr(err)})
-            return [r for i in range(len(block)) for r in self._compute_group(block.take([i]))]
-
-
-class ReconstructionServicer(pb_grpc.ReconstructionServicer):
-    """Validates and adapts calls; the batcher and the method do the work."""
-
-    def __init__(self, server: ReconstructionServer) -> None:
-        self._server = server
-
-    @property
-    def _metrics(self) -> ServerMetrics:
-        return self._server.metrics
-
-    def _model(self, name: str) -> ServedModel:
-        model = self._server.models.get(name or self._server.default_model)
-        if model is None:
-            raise RpcFailure(grpc.StatusCode.NOT_FOUND, f"model: unknown model '{name}' "
-                             f"(served: {', '.join(self._server.models)})")
-        return model
-
-    async def _reconstruct(self, request: pb.ReconstructRequest, timeout_s: float | None,
-                           wait_for_room: bool) -> pb.ReconstructResponse:
-        if self._server.draining:
-            raise RpcFailure(grpc.StatusCode.UNAVAILABLE, "server is draining; retry on another server")
-        model = self._model(request.model)
-        n_events = len(request.events)
-        self._metrics.received.inc(n_events)
-        if n_events > self._server.config.max_queue:
-            raise RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, f"events: {n_events} events exceed the "
-                             f"server's max_queue of {self._server.config.max_queue}; split the request")
-        block, positions, failures = decode_events(request.events, model.limits)
-        if failures:
-            self._metrics.events.labels("invalid").inc(len(failures))
-            self._metrics.errors.labels("INVALID_ARGUMENT").inc(len(failures))
-            if request.strict:
-                index = min(failures)
-                raise RpcFailure(grpc.StatusCode.INVALID_ARGUMENT,
-                                 f"events[{index}] (event_id {request.events[index].event_id}): "
-                                 f"{failures[index].message}")
-        self._server.busy += 1
-        try:
-            computed = await self._server.batcher.submit(block, timeout_s, wait_for_room=wait_for_room)
-        except QueueFull as err:
-            raise RpcFailure(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err)) from None
-        except Draining as err:
-            raise RpcFailure(grpc.StatusCode.UNAVAILABLE, f"{err}; retry on another server") from None
-        except DeadlineExpired as err:
-            raise RpcFailure(grpc.StatusCode.DEADLINE_EXCEEDED, str(err)) from None
-        except BatchFailed as err:
-            raise RpcFailure(grpc.StatusCode.INTERNAL, str(err)) from None
-        finally:
-            self._server.busy -= 1
-        self._metrics.events.labels("ok").inc(len(computed))
-        if not failures:
-            return pb.ReconstructResponse(results=computed)
-        results: list[Any] = [None] * n_events
-        for position, result in zip(positions.tolist(), computed, strict=True):
-            results[position] = result
-        for position, failure in failures.items():
-            results[position] = failure_message(request.events[position].event_id, model.name,
-                                                model.version, failure)
-        return pb.ReconstructResponse(results=results)
-
-    def _finish(self, rpc: str, code: grpc.StatusCode, start: float) -> None:
-        self._metrics.requests.labels(rpc, code.name).inc()
-        if code != grpc.StatusCode.OK:
-            self._metrics.errors.labels(code.name).inc()
-        self._metrics.total_seconds.labels(rpc).observe(time.perf_counter() - start)
-
-    async def Reconstruct(self, request, context):
-        start, code = time.perf_counter(), grpc.StatusCode.OK
-        try:
-            return await self._reconstruct(request, context.time_remaining(), wait_for_room=False)
-        except RpcFailure as failure:
-            code = failure.code
-            await context.abort(failure.code, failure.details)
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
-            raise
-        finally:
-            self._finish("Reconstruct", code, start)
-
-    async def ReconstructStream(self, request_iterator, context):
-        start, code = time.perf_counter(), grpc.StatusCode.OK
-        window: asyncio.Queue = asyncio.Queue(maxsize=STREAM_WINDOW)
-        done = object()
-
-        async def read() -> None:
-            try:
-                async for request in request_iterator:
-                    await window.put(asyncio.ensure_future(
-                        self._reconstruct(request, context.time_remaining(), wait_for_room=True)))
-            except Exception as err:  # reading failed: answer what was read, then end with the error
-                await window.put(err)
-            await window.put(done)
-
-        reader = asyncio.ensure_future(read())
-        try:
-            while (task := await window.get()) is not done:
-                if isinstance(task, Exception):
-                    raise task
-                yield await task
-        except RpcFailure as failure:
-            code = failure.code
-            await context.abort(failure.code, failure.details)
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
-            raise
-        finally:
-            reader.cancel()
-            while not window.empty():
-                task = window.get_nowait()
-                if isinstance(task, asyncio.Future):
-                    task.cancel()
-            self._finish("ReconstructStream", code, start)
-
-    async def ListModels(self, request, context):
-        start = time.perf_counter()
-        models = [self._info(m) for m in self._server.models.values()]
-        self._finish("ListModels", grpc.StatusCode.OK, start)
-        return pb.ListModelsResponse(models=models)
-
-    async def GetModelInfo(self, request, context):
-        start, code = time.perf_counter(), grpc.StatusCode.OK
-        try:
-            return self._info(self._model(request.name))
-        except RpcFailure as failure:
-            code = failure.code
-            await context.abort(failure.code, failure.details)
-        finally:
-            self._finish("GetModelInfo", code, start)
-
-    def _info(self, model: ServedModel) -> pb.ModelInfo:
-        info = pb.ModelInfo()
-        info.CopyFrom(model.info)
-        info.is_default = model.name == self._server.default_model
-        return info
 
 
 class ReconstructionServer:

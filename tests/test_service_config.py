@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.config import ServeConfig, ServeConfigError, load_config
-from services.server import resolve_method
+from services.models import resolve_method
 
 
 def test_settings_layer_file_then_environment_then_arguments(tmp_path):
@@ -56,7 +56,7 @@ def test_default_method_is_the_bundled_gnn_when_registered(monkeypatch):
 
 
 def test_model_info_reads_the_model_card():
-    from services.server import describe_model
+    from services.models import describe_model
 
     class Carded:
         version = "v7"

@@ -1,0 +1,167 @@
+"""The Reconstruction servicer: validates and adapts calls; the batcher and the method do the work."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from services._generated import reconstruction_pb2 as pb
+from services._generated import reconstruction_pb2_grpc as pb_grpc
+from services.batcher import BatchFailed, DeadlineExpired, Draining, QueueFull
+from services.codec import decode_events, failure_message
+from services.metrics import ServerMetrics
+from services.models import ServedModel
+
+if TYPE_CHECKING:
+    from services.server import ReconstructionServer
+
+STREAM_WINDOW = 64
+"""Messages of one stream being reconstructed at once; beyond it the server stops reading (backpressure)."""
+
+
+class RpcFailure(Exception):
+    """A call-level error: a gRPC status code and a message naming the field."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code = code
+        self.details = details
+
+
+class ReconstructionServicer(pb_grpc.ReconstructionServicer):
+    """Validates and adapts calls; the batcher and the method do the work."""
+
+    def __init__(self, server: ReconstructionServer) -> None:
+        self._server = server
+
+    @property
+    def _metrics(self) -> ServerMetrics:
+        return self._server.metrics
+
+    def _model(self, name: str) -> ServedModel:
+        model = self._server.models.get(name or self._server.default_model)
+        if model is None:
+            raise RpcFailure(grpc.StatusCode.NOT_FOUND, f"model: unknown model '{name}' "
+                             f"(served: {', '.join(self._server.models)})")
+        return model
+
+    async def _reconstruct(self, request: pb.ReconstructRequest, timeout_s: float | None,
+                           wait_for_room: bool) -> pb.ReconstructResponse:
+        if self._server.draining:
+            raise RpcFailure(grpc.StatusCode.UNAVAILABLE, "server is draining; retry on another server")
+        model = self._model(request.model)
+        n_events = len(request.events)
+        self._metrics.received.inc(n_events)
+        if n_events > self._server.config.max_queue:
+            raise RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, f"events: {n_events} events exceed the "
+                             f"server's max_queue of {self._server.config.max_queue}; split the request")
+        block, positions, failures = decode_events(request.events, model.limits)
+        if failures:
+            self._metrics.events.labels("invalid").inc(len(failures))
+            self._metrics.errors.labels("INVALID_ARGUMENT").inc(len(failures))
+            if request.strict:
+                index = min(failures)
+                raise RpcFailure(grpc.StatusCode.INVALID_ARGUMENT,
+                                 f"events[{index}] (event_id {request.events[index].event_id}): "
+                                 f"{failures[index].message}")
+        self._server.busy += 1
+        try:
+            computed = await self._server.batcher.submit(block, timeout_s, wait_for_room=wait_for_room)
+        except QueueFull as err:
+            raise RpcFailure(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err)) from None
+        except Draining as err:
+            raise RpcFailure(grpc.StatusCode.UNAVAILABLE, f"{err}; retry on another server") from None
+        except DeadlineExpired as err:
+            raise RpcFailure(grpc.StatusCode.DEADLINE_EXCEEDED, str(err)) from None
+        except BatchFailed as err:
+            raise RpcFailure(grpc.StatusCode.INTERNAL, str(err)) from None
+        finally:
+            self._server.busy -= 1
+        self._metrics.events.labels("ok").inc(len(computed))
+        if not failures:
+            return pb.ReconstructResponse(results=computed)
+        results: list[Any] = [None] * n_events
+        for position, result in zip(positions.tolist(), computed, strict=True):
+            results[position] = result
+        for position, failure in failures.items():
+            results[position] = failure_message(request.events[position].event_id, model.name,
+                                                model.version, failure)
+        return pb.ReconstructResponse(results=results)
+
+    def _finish(self, rpc: str, code: grpc.StatusCode, start: float) -> None:
+        self._metrics.requests.labels(rpc, code.name).inc()
+        if code != grpc.StatusCode.OK:
+            self._metrics.errors.labels(code.name).inc()
+        self._metrics.total_seconds.labels(rpc).observe(time.perf_counter() - start)
+
+    async def Reconstruct(self, request, context):
+        start, code = time.perf_counter(), grpc.StatusCode.OK
+        try:
+            return await self._reconstruct(request, context.time_remaining(), wait_for_room=False)
+        except RpcFailure as failure:
+            code = failure.code
+            await context.abort(failure.code, failure.details)
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        finally:
+            self._finish("Reconstruct", code, start)
+
+    async def ReconstructStream(self, request_iterator, context):
+        start, code = time.perf_counter(), grpc.StatusCode.OK
+        window: asyncio.Queue = asyncio.Queue(maxsize=STREAM_WINDOW)
+        done = object()
+
+        async def read() -> None:
+            try:
+                async for request in request_iterator:
+                    await window.put(asyncio.ensure_future(
+                        self._reconstruct(request, context.time_remaining(), wait_for_room=True)))
+            except Exception as err:  # reading failed: answer what was read, then end with the error
+                await window.put(err)
+            await window.put(done)
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while (task := await window.get()) is not done:
+                if isinstance(task, Exception):
+                    raise task
+                yield await task
+        except RpcFailure as failure:
+            code = failure.code
+            await context.abort(failure.code, failure.details)
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        finally:
+            reader.cancel()
+            while not window.empty():
+                task = window.get_nowait()
+                if isinstance(task, asyncio.Future):
+                    task.cancel()
+            self._finish("ReconstructStream", code, start)
+
+    async def ListModels(self, request, context):
+        start = time.perf_counter()
+        models = [self._info(m) for m in self._server.models.values()]
+        self._finish("ListModels", grpc.StatusCode.OK, start)
+        return pb.ListModelsResponse(models=models)
+
+    async def GetModelInfo(self, request, context):
+        start, code = time.perf_counter(), grpc.StatusCode.OK
+        try:
+            return self._info(self._model(request.name))
+        except RpcFailure as failure:
+            code = failure.code
+            await context.abort(failure.code, failure.details)
+        finally:
+            self._finish("GetModelInfo", code, start)
+
+    def _info(self, model: ServedModel) -> pb.ModelInfo:
+        info = pb.ModelInfo()
+        info.CopyFrom(model.info)
+        info.is_default = model.name == self._server.default_model
+        return info
