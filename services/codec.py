@@ -140,6 +140,33 @@ def _field_sizes(event: pb.Event) -> tuple[dict[str, int], EventFailure | None]:
     return sizes, None
 
 
+def _check_event(event: pb.Event, limits: DecodeLimits, known: set[str]) -> tuple[int, bool, str, EventFailure | None]:
+    """Return (hits, whether PMT directions are missing, detector, failure or None) of one event."""
+    detector = event.detector or limits.default_detector
+    sizes, failure = _field_sizes(event)
+    if failure is not None:
+        return 0, False, detector, failure
+    n = sizes["sensor_id"]
+    no_dirs = all(sizes[d] == 0 for d in DIR_FIELDS)
+    if n == 0 and any(sizes.values()):
+        return n, no_dirs, detector, invalid("hits.sensor_id", f"0 values, expected {max(sizes.values())} (one per hit)")
+    for name, size in sizes.items():
+        if size != n and not (no_dirs and name in DIR_FIELDS):
+            return n, no_dirs, detector, invalid(
+                f"hits.{name}", f"{size} values, expected {n} (one per hit, as hits.sensor_id)")
+    if n == 0:
+        return n, no_dirs, detector, invalid("hits", "no hits")
+    if n > limits.max_hits:
+        return n, no_dirs, detector, invalid("hits", f"{n} hits exceed the server limit of {limits.max_hits} (max_hits)")
+    if detector not in known:
+        return n, no_dirs, detector, invalid(
+            "detector", f"unknown detector '{detector}' (known: {', '.join(sorted(known))})")
+    if limits.model_detectors and detector not in limits.model_detectors:
+        return n, no_dirs, detector, invalid(
+            "detector", f"model '{limits.model_name}' serves {', '.join(limits.model_detectors)}, not '{detector}'")
+    return n, no_dirs, detector, None
+
+
 def decode_events(events: Sequence[pb.Event], limits: DecodeLimits) -> tuple[EventBlock, np.ndarray, dict[int, EventFailure]]:
     """Return (valid events as a block, their positions in ``events``, failures by position)."""
     failures: dict[int, EventFailure] = {}
@@ -149,24 +176,7 @@ def decode_events(events: Sequence[pb.Event], limits: DecodeLimits) -> tuple[Eve
     detectors: list[str] = []
     known = set(available_detectors())
     for i, event in enumerate(events):
-        sizes, failure = _field_sizes(event)
-        if failure is None:
-            n = sizes["sensor_id"]
-            no_dirs = all(sizes[d] == 0 for d in DIR_FIELDS)
-            for name, size in sizes.items():
-                if size != n and not (no_dirs and name in DIR_FIELDS):
-                    failure = invalid(f"hits.{name}", f"{size} values, expected {n} (one per hit, as hits.sensor_id)")
-                    break
-        if failure is None and n == 0:
-            failure = invalid("hits", "no hits")
-        if failure is None and n > limits.max_hits:
-            failure = invalid("hits", f"{n} hits exceed the server limit of {limits.max_hits} (max_hits)")
-        detector = event.detector or limits.default_detector
-        if failure is None and detector not in known:
-            failure = invalid("detector", f"unknown detector '{detector}' (known: {', '.join(sorted(known))})")
-        if failure is None and limits.model_detectors and detector not in limits.model_detectors:
-            failure = invalid("detector", f"model '{limits.model_name}' serves "
-                              f"{', '.join(limits.model_detectors)}, not '{detector}'")
+        n, no_dirs, detector, failure = _check_event(event, limits, known)
         if failure is not None:
             failures[i] = failure
             continue

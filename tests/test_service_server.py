@@ -340,3 +340,11 @@ def test_stream_answers_earlier_messages_then_ends_with_the_call_error(server, e
         list(pb_grpc.ReconstructionStub(channel).ReconstructStream(
             iter([pb.ReconstructRequest(model="nope", events=messages[:1])]), timeout=10))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_missing_sensor_ids_are_named(client, events):
+    messages = encode_events(events[:1])
+    messages[0].raw.sensor_id = b""
+    (result,) = client.reconstruct_messages(messages).results
+    assert result.error.field == "hits.sensor_id"
+    assert result.error.message == f"hits.sensor_id: 0 values, expected {len(events.hits[0])} (one per hit)"
