@@ -236,6 +236,7 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     a, b = medium.muon_loss_a_gev_per_m, medium.muon_loss_b_per_m
     att, scat = medium.attenuation_length_m, medium.effective_scattering_length_m
     peak_norm = _cascade_peak_norm(np.cos(theta_c))
+    c0 = np.cos(theta_c)
     density_max = 0.8 / peak_norm + 1.0 / (4 * np.pi)  # largest cascade_angular_density [1/sr]
     r_max = cols.max_radius_m
 
@@ -341,8 +342,24 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
         (2.0 + r_col) ** 2 * np.exp((r_col + 1.0) / att) * np.pi * np.exp(-np.sqrt(qq + 1.0) / att)
         / np.sqrt(qq + 1.0),
     )
+    # Angular density: cos η = (a + b h)/sqrt(q + h²) along the column has its extremes at
+    # the ends or at h = b q / a; widen by the sensors' offsets from the axis.
+    cdir = sources.direction[pair_e]
+    a_c = (cols.xy[pair_c, 0] - vertex[pair_e, 0]) * cdir[:, 0] + (cols.xy[pair_c, 1] - vertex[pair_e, 1]) * cdir[:, 1]
+    b_c = cdir[:, 2]
+    h_ends = np.column_stack([z_first - vz_pair, z_last - vz_pair])
+    safe_a = np.where(np.abs(a_c) > 1e-9, a_c, 1e-9)
+    h_mid = np.clip(b_c * qq / safe_a, h_ends[:, 0], h_ends[:, 1])
+    h_all = np.column_stack([h_ends, h_mid])
+    cos_eta = (a_c[:, None] + b_c[:, None] * h_all) / np.sqrt(np.maximum(qq[:, None] + h_all**2, 1e-12))
+    d_near = np.sqrt(qq + dz_gap**2)
+    delta = np.where(d_near - r_col > 1.0, 2.0 * r_col / np.maximum(d_near - r_col, 1e-9), 10.0)
+    gap = np.maximum(np.maximum(cos_eta.min(axis=1) - delta - c0, c0 - cos_eta.max(axis=1) - delta), 0.0)
+    d_far = np.sqrt(qq + np.max(h_ends**2, axis=1)) + r_col
+    density = (0.8 * np.exp(-d_lo / scat) * np.exp(-((gap / 0.2) ** 2)) / peak_norm
+               + (1.0 - 0.8 * np.exp(-np.maximum(d_far, _MIN_DISTANCE_M) / scat)) / (4 * np.pi))
     col_casc = np.minimum(n_in * h_max, h_max + integral / spacing) * (
-        PHOTONS_PER_GEV * sources.cascade_em_energy_gev[pair_e] * response.pmt_area_m2 * kmax * density_max)
+        PHOTONS_PER_GEV * sources.cascade_em_energy_gev[pair_e] * response.pmt_area_m2 * kmax * density)
     col_bound = (col_track + col_casc) * _SLACK
     # Columns: bright ones are visited; dim ones only if a bound photo-electron lands.
     bright_col = col_bound > BRIGHT_BOUND_NPE
@@ -387,7 +404,6 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     )
     cos_eta = _dot(rel, sources.direction[event]) / np.maximum(dist, 1e-9)
     delta = np.where(dist - r > 1.0, 2.0 * r / np.maximum(dist - r, 1e-9), 10.0)
-    c0 = np.cos(theta_c)
     peak = np.exp(-((np.maximum(np.abs(cos_eta - c0) - delta, 0.0) / 0.2) ** 2))
     w_max = 0.8 * np.exp(-d_lo / scat)
     w_min = 0.8 * np.exp(-np.maximum(dist + r, _MIN_DISTANCE_M) / scat)
