@@ -98,7 +98,7 @@ def _map_dask(func, tasks, options: ParallelOptions, n_workers: int, finished, b
         else:
             cluster = stack.enter_context(LocalCluster(
                 n_workers=n_workers, threads_per_worker=1, processes=options.processes,
-                dashboard_address=None, silence_logs=40,
+                dashboard_address=":0", silence_logs=40,  # no fixed port to clash on
             ))
             client = stack.enter_context(Client(cluster))
         bar.reset(total=bar.total)  # rates count from when the workers are up

@@ -48,7 +48,7 @@ def test_runner_on_an_existing_scheduler_and_worker_on_localhost(in_process, tmp
     from dask.distributed import LocalCluster
 
     # A scheduler and a worker talking TCP on localhost (in this process, for speed).
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None,
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0",
                       protocol="tcp://", host="127.0.0.1") as cluster:
         assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
         out = tmp_path / "remote"
