@@ -1,3 +1,13 @@
 """nurec: neutrino event reconstruction for IceCube- and KM3NeT-like detectors."""
 
 __version__ = "0.1.0"
+
+
+def load_model(model: str = "default", **options):
+    """Return the GNN reconstructor of the bundled default model, a model file or a run directory.
+
+    Imported lazily so that ``import nurec`` does not import torch.
+    """
+    from nurec.models.reconstruct import load_model as _load_model
+
+    return _load_model(model, **options)

@@ -1,0 +1,1 @@
+"""Graphs from events: node features (features.py), batched kNN (knn.py), batches (build.py)."""

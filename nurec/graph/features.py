@@ -1,0 +1,193 @@
+"""Node features of events: awkward events -> flat numpy arrays, vectorised over all hits.
+
+A node is one pulse, or (``per_sensor=True``) one sensor with its pulses summarised
+(first time, total charge, pulse count, charge-weighted time spread). Events with more
+nodes than ``max_nodes`` keep the brightest (or earliest) ones; the choice is part of the
+config stored with every model. Times are relative to the charge-weighted mean time of
+the kept nodes, so the arbitrary trigger-time offset never reaches the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+NODE_SELECTIONS = ("brightest", "earliest")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """How events become nodes.
+
+    ``max_nodes``: cap per event (0 = no cap). ``node_selection``: which nodes survive
+    the cap. ``per_sensor``: one node per sensor instead of per pulse. ``pmt_direction``:
+    add the PMT pointing (use for multi-PMT detectors such as KM3NeT).
+    """
+
+    per_sensor: bool = True
+    max_nodes: int = 128
+    node_selection: str = "brightest"
+    pmt_direction: bool = False
+
+    def validate(self) -> FeatureConfig:
+        """Return self if valid, else raise ValueError naming the setting."""
+        if self.node_selection not in NODE_SELECTIONS:
+            raise ValueError(f"features.node_selection: '{self.node_selection}' is not one of {NODE_SELECTIONS}")
+        if self.max_nodes < 0:
+            raise ValueError(f"features.max_nodes: must be >= 0, got {self.max_nodes}")
+        return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Return the node feature names, in column order."""
+        names = ["x", "y", "z", "t", "log10_charge"]
+        if self.per_sensor:
+            names += ["log10_n_pulses", "t_spread"]
+        if self.pmt_direction:
+            names += ["dir_x", "dir_y", "dir_z"]
+        return names
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the settings as JSON-able data."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
+        """Build from a mapping; unknown keys are an error."""
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"features: unknown setting '{sorted(unknown)[0]}'")
+        return cls(**data).validate()
+
+
+GLOBAL_FEATURE_NAMES = ["log10_n_pulses", "log10_n_sensors", "log10_total_charge", "log10_n_nodes"]
+"""Per-event features given to the readout (counted before the node cap)."""
+
+SPACE_TIME_COLUMNS = 4
+"""The first four node features (x, y, z, t) span the space-time of the first kNN."""
+
+PHOTON_SPEED_M_PER_NS = 0.299792458 / 1.356
+"""Light speed in ice, c / n_group with n_group = 1.356 (Price & Bergstrom, Appl. Opt. 36 (1997)
+4181; sea water's 1.38 differs by 2%). Times are scaled by it so that space-time distances
+between nodes are physical: 1 unit of time is the light travel time over 1 unit of length."""
+
+
+@dataclass
+class FlatGraphs:
+    """Node features of many events as flat arrays.
+
+    ``nodes`` (n_nodes, n_features) float32, raw (not standardised); ``counts`` nodes
+    per event; ``globals`` (n_events, len(GLOBAL_FEATURE_NAMES)) float32.
+    """
+
+    nodes: np.ndarray
+    counts: np.ndarray
+    globals: np.ndarray
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """Return the start of each event's nodes, plus the total at the end."""
+        return np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
+
+    def take(self, index: np.ndarray) -> FlatGraphs:
+        """Return the graphs of events ``index`` (vectorised gather)."""
+        index = np.asarray(index, dtype=np.int64)
+        offsets = self.offsets
+        counts = self.counts[index]
+        starts = np.repeat(offsets[index], counts)
+        within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        return FlatGraphs(self.nodes[starts + within], counts, self.globals[index])
+
+
+def _segment_sum(values: np.ndarray, segment: np.ndarray, n: int) -> np.ndarray:
+    return np.bincount(segment, weights=values, minlength=n)
+
+
+def events_to_graphs(events: ak.Array, config: FeatureConfig) -> FlatGraphs:
+    """Return the node features of every event (events with 0 hits get 0 nodes)."""
+    hits = events.hits
+    n_pulses = ak.to_numpy(ak.num(hits, axis=1)).astype(np.int64)
+    n_events = len(n_pulses)
+    event_of_hit = np.repeat(np.arange(n_events), n_pulses)
+    cols = {name: ak.to_numpy(ak.flatten(hits[name])).astype(np.float64)
+            for name in ("x", "y", "z", "t", "charge", "dir_x", "dir_y", "dir_z")}
+    sensor = ak.to_numpy(ak.flatten(hits.sensor_id)).astype(np.int64)
+    charge = cols["charge"]
+
+    # Unique (event, sensor) pairs: sensors per event, and the per-sensor summaries.
+    order = np.lexsort((cols["t"], sensor, event_of_hit))
+    key_sorted = np.stack([event_of_hit[order], sensor[order]])
+    new_group = np.ones(len(order), dtype=bool)
+    if len(order) > 1:
+        new_group[1:] = np.any(key_sorted[:, 1:] != key_sorted[:, :-1], axis=0)
+    group_of_sorted = np.cumsum(new_group) - 1
+    n_groups = int(group_of_sorted[-1] + 1) if len(order) else 0
+    group_event = key_sorted[0][new_group]
+    n_sensors = np.bincount(group_event, minlength=n_events)
+    total_charge = _segment_sum(charge, event_of_hit, n_events)
+
+    if config.per_sensor:
+        first = order[new_group]  # earliest pulse of each sensor
+        q = _segment_sum(charge[order], group_of_sorted, n_groups)
+        n_in = np.bincount(group_of_sorted, minlength=n_groups).astype(np.float64)
+        qt = _segment_sum(charge[order] * cols["t"][order], group_of_sorted, n_groups)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t_mean = np.where(q > 0, qt / q, cols["t"][first])
+        node = {name: cols[name][first] for name in ("x", "y", "z", "t", "dir_x", "dir_y", "dir_z")}
+        node["charge"] = q
+        node["n_pulses"] = n_in
+        node["t_spread"] = t_mean - cols["t"][first]
+        node_event = group_event
+    else:
+        node = dict(cols)
+        node_event = event_of_hit
+
+    # Node cap: rank nodes within each event by brightness (or time) and keep the first.
+    node_count = np.bincount(node_event, minlength=n_events)
+    if config.max_nodes and node_count.max(initial=0) > config.max_nodes:
+        primary = -node["charge"] if config.node_selection == "brightest" else node["t"]
+        secondary = node["t"] if config.node_selection == "brightest" else -node["charge"]
+        rank_order = np.lexsort((secondary, primary, node_event))
+        starts = np.concatenate([[0], np.cumsum(node_count)[:-1]])
+        rank = np.empty(len(rank_order), dtype=np.int64)
+        rank[rank_order] = np.arange(len(rank_order)) - np.repeat(starts, node_count)
+        keep = rank < config.max_nodes
+        # Keep events' nodes contiguous and in their original order.
+        keep_idx = np.flatnonzero(keep)
+        node = {name: value[keep_idx] for name, value in node.items()}
+        node_event = node_event[keep_idx]
+    else:
+        keep_idx = np.arange(len(node_event))
+    # Contiguous per event (stable sort: already sorted when built from sorted hits).
+    by_event = np.argsort(node_event, kind="stable")
+    node = {name: value[by_event] for name, value in node.items()}
+    node_event = node_event[by_event]
+    counts = np.bincount(node_event, minlength=n_events).astype(np.int64)
+
+    # Times relative to the charge-weighted mean time of the kept nodes.
+    q_event = _segment_sum(node["charge"], node_event, n_events)
+    qt_event = _segment_sum(node["charge"] * node["t"], node_event, n_events)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t_ref = np.where(q_event > 0, qt_event / q_event, 0.0)
+    t_rel = node["t"] - t_ref[node_event]
+
+    columns = [node["x"], node["y"], node["z"], t_rel, np.log10(np.maximum(node["charge"], 1e-3))]
+    if config.per_sensor:
+        columns += [np.log10(node["n_pulses"]), node["t_spread"]]
+    if config.pmt_direction:
+        columns += [node["dir_x"], node["dir_y"], node["dir_z"]]
+    nodes = np.stack(columns, axis=1).astype(np.float32) if columns[0].size else np.zeros(
+        (0, len(config.feature_names)), dtype=np.float32)
+    glob = np.stack(
+        [
+            np.log10(np.maximum(n_pulses, 1)),
+            np.log10(np.maximum(n_sensors, 1)),
+            np.log10(np.maximum(total_charge, 1e-3)),
+            np.log10(np.maximum(counts, 1)),
+        ],
+        axis=1,
+    ).astype(np.float32)
+    return FlatGraphs(nodes, counts, glob)

@@ -1,0 +1,1 @@
+"""Graph neural networks for event reconstruction: layers, architectures, task heads, loading."""

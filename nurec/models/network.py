@@ -1,0 +1,111 @@
+"""A complete network: feature standardisation + backbone (DynEdge or EdgeFormer) + calibration.
+
+Everything a model needs at inference lives in its ``state_dict`` (weights, feature
+means/stds, the kappa calibration factor) and its ``spec`` (plain JSON-able settings),
+so a file holding both loads with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nurec.graph.features import (
+    GLOBAL_FEATURE_NAMES,
+    PHOTON_SPEED_M_PER_NS,
+    FeatureConfig,
+    FlatGraphs,
+)
+from nurec.models.dynedge import DynEdge, DynEdgeConfig
+from nurec.models.edgeformer import EdgeFormer, EdgeFormerConfig
+from nurec.models.tasks import N_OUTPUTS, TaskConfig
+
+ARCHITECTURES = {"dynedge": (DynEdge, DynEdgeConfig), "edgeformer": (EdgeFormer, EdgeFormerConfig)}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model is: architecture name, its sizes, node features and task weights."""
+
+    architecture: str = "dynedge"
+    network: dict[str, Any] = field(default_factory=dict)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    tasks: TaskConfig = field(default_factory=TaskConfig)
+
+    def network_config(self) -> DynEdgeConfig | EdgeFormerConfig:
+        """Return the architecture's size dataclass."""
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"model.architecture: unknown '{self.architecture}' (use {', '.join(ARCHITECTURES)})")
+        return ARCHITECTURES[self.architecture][1].from_dict(self.network)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the spec as JSON-able data."""
+        return {
+            "architecture": self.architecture,
+            "network": self.network_config().to_dict(),
+            "features": self.features.to_dict(),
+            "tasks": self.tasks.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
+        """Build from a mapping (e.g. the [model] table of a training config)."""
+        unknown = set(data) - {"architecture", "network", "features", "tasks"}
+        if unknown:
+            raise ValueError(f"model: unknown setting '{sorted(unknown)[0]}'")
+        spec = cls(
+            architecture=data.get("architecture", "dynedge"),
+            network=dict(data.get("network", {})),
+            features=FeatureConfig.from_dict(dict(data.get("features", {}))),
+            tasks=TaskConfig.from_dict(dict(data.get("tasks", {}))),
+        )
+        spec.network_config()  # validate now
+        return spec
+
+
+class GraphNetwork(nn.Module):
+    """Standardise raw features, run the backbone; outputs (n_events, N_OUTPUTS)."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.spec = spec
+        n_node = len(spec.features.feature_names)
+        n_global = len(GLOBAL_FEATURE_NAMES)
+        backbone_cls = ARCHITECTURES[spec.architecture][0]
+        self.backbone = backbone_cls(spec.network_config(), n_node, n_global, N_OUTPUTS)
+        self.register_buffer("node_mean", torch.zeros(n_node))
+        self.register_buffer("node_std", torch.ones(n_node))
+        self.register_buffer("global_mean", torch.zeros(n_global))
+        self.register_buffer("global_std", torch.ones(n_global))
+        self.register_buffer("kappa_scale", torch.ones(()))
+
+    def set_statistics(self, graphs: FlatGraphs) -> None:
+        """Store the offsets and scales that standardise the node and event features of ``graphs``.
+
+        Features get mean 0 and standard deviation 1, except space-time: x, y, z share one
+        length scale (their pooled standard deviation) and time is scaled by the light travel
+        time over that length, so distances in the first kNN stay physical and isotropic.
+        """
+        for prefix, values in (("node", graphs.nodes), ("global", graphs.globals)):
+            values = np.asarray(values, dtype=np.float64)
+            mean, std = values.mean(axis=0), np.maximum(values.std(axis=0), 1e-3)
+            if prefix == "node":
+                length = float(np.sqrt(np.mean(std[:3] ** 2)))
+                std[:3] = length
+                mean[3], std[3] = 0.0, length / PHOTON_SPEED_M_PER_NS
+            getattr(self, f"{prefix}_mean").copy_(torch.as_tensor(mean))
+            getattr(self, f"{prefix}_std").copy_(torch.as_tensor(std))
+
+    def forward(self, nodes: torch.Tensor, counts: torch.Tensor, global_features: torch.Tensor) -> torch.Tensor:
+        """Return the raw outputs for raw (unstandardised) features."""
+        nodes = (nodes - self.node_mean) / self.node_std
+        global_features = (global_features - self.global_mean) / self.global_std
+        return self.backbone(nodes, counts, global_features)
+
+    def n_parameters(self) -> int:
+        """Return the number of trainable parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)

@@ -1,0 +1,123 @@
+"""Inference: ``load_model("default" | path)`` -> a reconstructor with ``reconstruct(events)``."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+import pandas as pd
+import torch
+
+from nurec.graph.features import FlatGraphs, events_to_graphs
+from nurec.io.schema import empty_predictions, event_problems, finish_predictions, validate_events
+from nurec.models.network import GraphNetwork
+from nurec.models.serialize import load_network
+from nurec.models.tasks import containment_radius_deg, kappa_of
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
+DEFAULT_MODEL_FILE = DEFAULT_MODEL_DIR / "model.pt"
+METHOD_NAME = "gnn"
+
+
+def resolve_model_path(model: str | os.PathLike) -> Path:
+    """Return the file of a model given as "default", a model file, or a training run directory."""
+    if str(model) == "default":
+        if not DEFAULT_MODEL_FILE.exists():
+            raise FileNotFoundError(f"{DEFAULT_MODEL_FILE}: the bundled default model is missing")
+        return DEFAULT_MODEL_FILE
+    path = Path(model)
+    if path.is_dir():
+        for name in ("model.pt", "best.pt", "last.pt"):
+            if (path / name).exists():
+                return path / name
+        raise FileNotFoundError(f"{path}: no model.pt, best.pt or last.pt in this directory")
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such model file")
+    return path
+
+
+@torch.inference_mode()
+def predict_outputs(network: GraphNetwork, graphs: FlatGraphs, batch_size: int = 512) -> np.ndarray:
+    """Return the raw network outputs (n_events, 5) for graphs, in batches of events of similar size."""
+    n = len(graphs.counts)
+    outputs = np.zeros((n, 5), dtype=np.float32)
+    order = np.argsort(graphs.counts, kind="stable")
+    for start in range(0, n, batch_size):
+        index = order[start : start + batch_size]
+        batch = graphs.take(index)
+        out = network(torch.from_numpy(batch.nodes), torch.from_numpy(batch.counts),
+                      torch.from_numpy(batch.globals))
+        outputs[index] = out.numpy()
+    return outputs
+
+
+def outputs_to_columns(outputs: np.ndarray, kappa_scale: float) -> dict[str, np.ndarray]:
+    """Return prediction columns (direction, energy, uncertainty, p_track, kappa) from raw outputs."""
+    vector = torch.from_numpy(np.asarray(outputs[:, :3], dtype=np.float32))
+    kappa = kappa_of(vector).numpy().astype(np.float64)
+    direction = outputs[:, :3].astype(np.float64) / kappa[:, None]
+    calibrated = kappa * kappa_scale
+    return {
+        "dir_x": direction[:, 0],
+        "dir_y": direction[:, 1],
+        "dir_z": direction[:, 2],
+        "energy": np.power(10.0, outputs[:, 3].astype(np.float64)),
+        "angular_uncertainty_deg": containment_radius_deg(calibrated),
+        "p_track": 1.0 / (1.0 + np.exp(-outputs[:, 4].astype(np.float64))),
+        "kappa": calibrated,
+    }
+
+
+class GnnReconstructor:
+    """Reconstruct events with a trained graph network (method "gnn")."""
+
+    name = METHOD_NAME
+
+    def __init__(self, network: GraphNetwork, metadata: dict[str, Any], version: str, batch_size: int = 512,
+                 threads: int | None = None):
+        self.network = network.eval()
+        self.metadata = metadata
+        self.version = version
+        self.batch_size = batch_size
+        self.features = network.spec.features
+        if threads:
+            torch.set_num_threads(threads)
+
+    def reconstruct(self, events: ak.Array) -> pd.DataFrame:
+        """Return one prediction row per event; unusable events come back as failed rows."""
+        validate_events(events)
+        table = empty_predictions(ak.to_numpy(events.event_id), self.name)
+        table["kappa"] = np.nan
+        problems = event_problems(events)
+        good = np.array([p is None for p in problems], dtype=bool)
+        for i in np.flatnonzero(~good):
+            table.loc[i, "fit_status"] = f"failed: {problems[i]}"
+        if good.any():
+            graphs = events_to_graphs(events[good], self.features)
+            outputs = predict_outputs(self.network, graphs, self.batch_size)
+            columns = outputs_to_columns(outputs, float(self.network.kappa_scale))
+            rows = np.flatnonzero(good)
+            finite = np.all(np.isfinite(outputs), axis=1)
+            for name, values in columns.items():
+                table.loc[rows, name] = np.where(finite, values, np.nan)
+            for i in rows[~finite]:
+                table.loc[i, "fit_status"] = "failed: network output is not finite"
+        return finish_predictions(table)
+
+
+def file_digest(path: Path) -> str:
+    """Return the first 12 hex digits of the SHA-256 of a file."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+def load_model(model: str | os.PathLike = "default", batch_size: int = 512, threads: int | None = None
+               ) -> GnnReconstructor:
+    """Return a GNN reconstructor for the bundled default model, a model file or a run directory."""
+    path = resolve_model_path(model)
+    network, metadata = load_network(path)
+    name = metadata.get("name", path.stem)
+    return GnnReconstructor(network, metadata, f"{name}-{file_digest(path)}", batch_size, threads)

@@ -1,0 +1,84 @@
+"""Training data: events with truth -> graphs + targets, and a train/validation split by event id."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import awkward as ak
+import numpy as np
+
+from nurec.graph.features import FeatureConfig, FlatGraphs, events_to_graphs
+from nurec.io.schema import SchemaError, event_problems
+from nurec.io.sources import iter_events
+
+
+@dataclass
+class TrainingSet:
+    """Graphs of usable events with their targets.
+
+    ``targets`` columns: direction of travel x, y, z; log10 energy [GeV]; is_track.
+    """
+
+    graphs: FlatGraphs
+    targets: np.ndarray
+    event_id: np.ndarray
+    run_id: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.event_id)
+
+    def subset(self, index: np.ndarray) -> TrainingSet:
+        """Return the events ``index``."""
+        return TrainingSet(self.graphs.take(index), self.targets[index], self.event_id[index], self.run_id[index])
+
+
+def read_events(path: str | os.PathLike, max_events: int = 0) -> ak.Array:
+    """Return up to ``max_events`` events (0 = all) of an event source, in file order."""
+    chunks, n = [], 0
+    for chunk in iter_events(path):
+        if max_events:
+            chunk = chunk[: max_events - n]
+        chunks.append(chunk)
+        n += len(chunk)
+        if max_events and n >= max_events:
+            break
+    if not chunks:
+        raise ValueError(f"{path}: no events")
+    return chunks[0] if len(chunks) == 1 else ak.concatenate(chunks)
+
+
+def make_training_set(events: ak.Array, features: FeatureConfig) -> TrainingSet:
+    """Return graphs and targets of the events that have usable hits (others are skipped)."""
+    if "truth" not in events.fields:
+        raise SchemaError("truth: training needs simulated events with a truth record")
+    good = np.array([p is None for p in event_problems(events)], dtype=bool)
+    events = events[good]
+    truth = events.truth
+    direction = np.stack([ak.to_numpy(truth[f]) for f in ("dir_x", "dir_y", "dir_z")], axis=1)
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    targets = np.column_stack(
+        [direction, np.log10(ak.to_numpy(truth.energy)), ak.to_numpy(truth.is_track).astype(np.float64)]
+    ).astype(np.float32)
+    return TrainingSet(
+        events_to_graphs(events, features), targets,
+        ak.to_numpy(events.event_id).astype(np.int64), ak.to_numpy(events.run_id).astype(np.int64),
+    )
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """Return the splitmix64 hash of uint64 values (a fixed, well-mixed bijection)."""
+    x = x.astype(np.uint64)
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def is_validation(event_id: np.ndarray, run_id: np.ndarray, val_fraction: float) -> np.ndarray:
+    """Return True for events in the validation split: a hash of (run_id, event_id), not their order."""
+    with np.errstate(over="ignore"):
+        key = event_id.astype(np.uint64) ^ _splitmix64(run_id.astype(np.uint64))
+    unit = (_splitmix64(key) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    return unit < val_fraction

@@ -1,0 +1,68 @@
+"""Events -> node features: per-sensor summaries, the node cap, relative times, gathering."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nurec.graph.features import FeatureConfig, events_to_graphs
+from nurec.io.parquet import events_from_hits_dataframe
+
+
+def make_events() -> "ak.Array":  # noqa: F821
+    hits = pd.DataFrame(
+        {
+            "event_id": [1, 1, 1, 1, 2, 2, 2],
+            "sensor_id": [5, 5, 7, 5, 3, 4, 8],
+            "x": [0.0, 0.0, 10.0, 0.0, 1.0, 2.0, 3.0],
+            "y": [0.0] * 7,
+            "z": [0.0, 0.0, 0.0, 0.0, -1.0, -2.0, -3.0],
+            "t": [110.0, 100.0, 130.0, 120.0, 50.0, 10.0, 30.0],
+            "charge": [1.0, 2.0, 4.0, 1.0, 0.5, 3.0, 1.5],
+        }
+    )
+    return events_from_hits_dataframe(hits)
+
+
+def test_per_sensor_nodes_summarise_pulses_of_each_sensor():
+    config = FeatureConfig(per_sensor=True, max_nodes=0)
+    graphs = events_to_graphs(make_events(), config)
+    assert graphs.counts.tolist() == [2, 3]
+    event1 = graphs.nodes[:2]
+    names = config.feature_names
+    charge = 10 ** event1[:, names.index("log10_charge")]
+    assert sorted(charge.round(5).tolist()) == [4.0, 4.0]  # sensor 5: 2+1+1 pe, sensor 7: 4 pe
+    sensor5 = event1[np.argmin(event1[:, 0])]
+    assert 10 ** sensor5[names.index("log10_n_pulses")] == pytest.approx(3.0)
+    # First time 100 ns, charge-weighted mean time (2*100 + 110 + 120) / 4 = 107.5 ns.
+    assert sensor5[names.index("t_spread")] == pytest.approx(7.5)
+    # Times are relative to the charge-weighted mean of the node first times: (4*100 + 4*130) / 8.
+    assert sensor5[names.index("t")] == pytest.approx(100.0 - 115.0)
+
+
+def test_node_cap_keeps_the_brightest_or_the_earliest_pulses():
+    events = make_events()
+    bright = events_to_graphs(events, FeatureConfig(per_sensor=False, max_nodes=2, node_selection="brightest"))
+    early = events_to_graphs(events, FeatureConfig(per_sensor=False, max_nodes=2, node_selection="earliest"))
+    assert bright.counts.tolist() == early.counts.tolist() == [2, 2]
+    q_bright = sorted((10 ** bright.nodes[2:, 4]).round(5).tolist())
+    assert q_bright == [1.5, 3.0]  # event 2: charges 0.5, 3, 1.5
+    x_early = sorted(early.nodes[2:, 0].tolist())
+    assert x_early == [2.0, 3.0]  # event 2: times 50, 10, 30 -> sensors at x=2 and x=3
+    assert bright.globals[1, 0] == pytest.approx(np.log10(3))  # pulse count before the cap
+
+
+def test_take_gathers_the_nodes_of_chosen_events():
+    graphs = events_to_graphs(make_events(), FeatureConfig(per_sensor=False, max_nodes=0))
+    picked = graphs.take(np.array([1, 0]))
+    assert picked.counts.tolist() == [3, 4]
+    assert np.array_equal(picked.nodes[:3], graphs.nodes[4:7])
+    assert np.array_equal(picked.nodes[3:], graphs.nodes[:4])
+
+
+def test_event_without_hits_gets_no_nodes():
+    events = make_events()
+    import awkward as ak
+
+    empty = ak.with_field(events[:1], events.hits[:1][:, :0], "hits")
+    graphs = events_to_graphs(ak.concatenate([empty, events[1:]]), FeatureConfig())
+    assert graphs.counts.tolist() == [0, 3]
