@@ -68,3 +68,8 @@ def get_method(name: str, **options: Any) -> Reconstructor:
 
 
 # Built-in methods. Each line makes a method available to CLI, service and evaluation.
+register_method(
+    "gnn", "nurec.models.reconstruct:load_model",
+    "graph neural network (DynEdge-style): direction with calibrated uncertainty, energy, track probability",
+    trained=True,
+)

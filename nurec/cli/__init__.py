@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "nurec.cli.client",
     "nurec.cli.inspect",
     "nurec.cli.display",
+    "nurec.cli.train",
 ]
 
 # Errors a user can fix: printed as one line, no traceback.
