@@ -50,8 +50,10 @@ CANDIDATE_NPE = 1e-6
 # stays below this; P(Exp(1) > 12) = 6e-6, and such a pair would still be below
 # CANDIDATE_NPE x e^{-...} at the cut distance.
 STOCHASTIC_CAP = 12.0
-# Above this bound [pe], modules draw Poisson counts directly instead of thinning.
+# Above this bound [pe], modules draw Poisson counts directly instead of thinning...
 BRIGHT_BOUND_NPE = 30.0
+# ...and strings visit all their modules instead of placing bound photo-electrons.
+BRIGHT_COLUMN_NPE = 30.0
 _MIN_DISTANCE_M = 1.0  # the regularisation used by sim.physics.light
 _SLACK = 1.0 + 1e-9  # keeps the bounds above the exact values despite rounding
 
@@ -78,6 +80,8 @@ class ModuleColumns:
     column_radius_m: np.ndarray  # (C,) max distance of a sensor from the column's axis point at its z
     min_spacing_m: np.ndarray  # (C,) smallest z distance between modules of the column (inf if one)
     max_radius_m: float
+    centre: np.ndarray  # (3,) centre of the sensors' bounding box [m]
+    radius_m: float  # all sensors lie within this distance of ``centre``
     sensor_order: np.ndarray  # sensor rows sorted by module
     sensor_start: np.ndarray  # (n_modules,)
     sensor_count: np.ndarray  # (n_modules,)
@@ -132,7 +136,8 @@ def module_columns(geometry: Geometry) -> ModuleColumns:
     np.minimum.at(min_spacing, column[order][1:][same_col], gaps[same_col])
     min_spacing = np.maximum(min_spacing, 1e-3)
     result = ModuleColumns(xy, order, start, count, search_key, radius, column_radius, min_spacing,
-                           float(radius_col.max(initial=0.0)),
+                           float(radius_col.max(initial=0.0)), geometry.center,
+                           float(np.max(np.linalg.norm(geometry.position - geometry.center, axis=1))),
                            sensor_order, sensor_start, sensor_count)
     geometry._cache["sim_columns"] = result
     return result
@@ -163,7 +168,7 @@ def _zero_truncated_poisson(mean: np.ndarray, u: np.ndarray, rng: np.random.Gene
     """Return Poisson(mean) counts given they are ≥ 1, by inverting the cdf at u ∈ (e^-mean, 1)."""
     n = np.ones(len(mean), dtype=np.int64)
     large = mean > 20.0
-    if large.any():
+    if large.any():  # (e^-20: a zero is practically never drawn)
         draw = rng.poisson(mean[large])
         while (draw == 0).any():  # P = e^-20 per draw
             zero = draw == 0
@@ -247,18 +252,27 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     k_casc = PHOTONS_PER_GEV * sources.cascade_em_energy_gev * area_bound * density_max
     d_cut = _cut_distance(k_casc, att, 2, CANDIDATE_NPE)
 
-    # 2. Per (event, column): z-interval of modules within the cut distances.
+    # 2. Per (event, column): z-interval of modules within the cut distances, for events
+    #    whose track segment or vertex comes that close to the detector's bounding sphere.
     vertex, u = sources.vertex, sources.muon_direction
-    dx = cols.xy[None, :, 0] - vertex[:, None, 0]
-    dy = cols.xy[None, :, 1] - vertex[:, None, 1]
+    rel_centre = cols.centre - vertex
+    along_centre = np.clip(_dot(rel_centre, u), 0.0, np.where(is_track, sources.track_length_m, 0.0))
+    track_gap = np.sqrt(_dot(rel_centre - along_centre[:, None] * u, rel_centre - along_centre[:, None] * u))
+    # (a lit module sees an emission point on the segment at ρ/sinθc ≤ cut/sinθc)
+    reach = ((rho_cut >= 0) & (track_gap <= cols.radius_m + (rho_cut + r_max) / sin_c)) | (
+        (d_cut >= 0) & (np.sqrt(_dot(rel_centre, rel_centre)) <= cols.radius_m + d_cut + r_max))
+    events_in = np.flatnonzero(reach)
+    v_in, u_in = vertex[events_in], u[events_in]
+    dx = cols.xy[None, :, 0] - v_in[:, None, 0]
+    dy = cols.xy[None, :, 1] - v_in[:, None, 1]
     q = dx**2 + dy**2
-    vz = vertex[:, 2:3]
+    vz = v_in[:, 2:3]
     lo = np.full(q.shape, np.inf)
     hi = np.full(q.shape, -np.inf)
     # Track: perp²(h) = q - a0² + h²(1 - uz²) - 2 a0 uz h with h = z - vz.
-    rt = np.where(rho_cut >= 0, rho_cut + r_max, -1.0)[:, None]
-    a0 = dx * u[:, None, 0] + dy * u[:, None, 1]
-    uz = u[:, 2:3]
+    rt = np.where(rho_cut >= 0, rho_cut + r_max, -1.0)[events_in, None]
+    a0 = dx * u_in[:, None, 0] + dy * u_in[:, None, 1]
+    uz = u_in[:, 2:3]
     s2 = np.maximum(1.0 - uz**2, 1e-12)
     perp_min2 = np.maximum(q - a0**2 / s2, 0.0)
     ok = (rt >= 0) & (perp_min2 <= rt**2)
@@ -268,7 +282,7 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     # ...and the emission point l - ρ cotθc on the track (ρ ≥ perp_min):
     # along ∈ [perp_min·cotθc - r(1 + cotθc), L + (ρ + r)cotθc + r].
     a_min = np.sqrt(perp_min2) * cot_c - r_max * (1.0 + cot_c)
-    a_max = (sources.track_length_m[:, None] + (rt + r_max) * cot_c + r_max)
+    a_max = (sources.track_length_m[events_in, None] + (rt + r_max) * cot_c + r_max)
     moving = np.abs(uz) > 1e-9
     safe_uz = np.where(moving, uz, 1.0)
     h1, h2 = (a_min - a0) / safe_uz, (a_max - a0) / safe_uz
@@ -278,19 +292,20 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     lo = np.where(ok, t_lo, lo)
     hi = np.where(ok, t_hi, hi)
     # Cascade: |h| ≤ sqrt(R² - q).
-    rc = np.where(d_cut >= 0, d_cut + r_max, -1.0)[:, None]
+    rc = np.where(d_cut >= 0, d_cut + r_max, -1.0)[events_in, None]
     ok_c = (rc >= 0) & (q <= rc**2)
     c_half = np.sqrt(np.maximum(rc**2 - q, 0.0))
     lo = np.where(ok_c, np.minimum(lo, -c_half), lo)
     hi = np.where(ok_c, np.maximum(hi, c_half), hi)
-    pair_e, pair_c = np.nonzero(lo <= hi)
+    pair_l, pair_c = np.nonzero(lo <= hi)
     limit = _COLUMN_STRIDE / 4
-    z_lo = np.clip(lo[pair_e, pair_c] + vz[pair_e, 0] - r_max, -limit, limit) + pair_c * _COLUMN_STRIDE
-    z_hi = np.clip(hi[pair_e, pair_c] + vz[pair_e, 0] + r_max, -limit, limit) + pair_c * _COLUMN_STRIDE
+    z_lo = np.clip(lo[pair_l, pair_c] + vz[pair_l, 0] - r_max, -limit, limit) + pair_c * _COLUMN_STRIDE
+    z_hi = np.clip(hi[pair_l, pair_c] + vz[pair_l, 0] + r_max, -limit, limit) + pair_c * _COLUMN_STRIDE
     first = np.searchsorted(cols.search_key, z_lo, side="left")
     n_in = np.searchsorted(cols.search_key, z_hi, side="right") - first
     has = n_in > 0
-    pair_e, pair_c, first, n_in = pair_e[has], pair_c[has], first[has], n_in[has]
+    pair_l, pair_c, first, n_in = pair_l[has], pair_c[has], first[has], n_in[has]
+    pair_e = events_in[pair_l]
 
     # 3. Per (event, column): a bound on the summed bounds of its modules. For a function
     #    unimodal along the string, Σ_m g(z_m) ≤ max g + ∫ g dz / (smallest module spacing).
@@ -300,7 +315,7 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     # Exp(1) variables, drawn first; the others are drawn given it (step 4).
     stochastic_max = -np.log1p(-rng.random(len(pair_c)) ** (1.0 / n_in))
     l_t = sin_c * att
-    pm2 = perp_min2[pair_e, pair_c]
+    pm2 = perp_min2[pair_l, pair_c]
     p = np.sqrt(pm2)
     # Modules lit by the track see an emission point on the segment at distance ρ/sinθc,
     # so ρ ≥ sinθc · (distance between the track segment and the column's modules).
@@ -318,12 +333,11 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     p_eff = np.where(far, p, np.sqrt(pm2 + 1.0))
     factor = np.where(far, np.exp(r_col / l_t) * p / np.maximum(p - r_col, 1e-9),
                       (2.0 + r_col) * np.exp((r_col + 1.0) / l_t))
-    integral = factor * 2.0 * special.k0e(p_eff / l_t) * np.exp(-p_eff / l_t) / np.sqrt(s2[pair_e, 0])
-    col_track = np.minimum(n_in * g_max, g_max + integral / spacing)
-    col_track = np.where(ok[pair_e, pair_c], col_track, 0.0) * (
-        PHOTONS_PER_GEV * (a + stochastic_max * b * sources.muon_energy_gev[pair_e])
-        * response.pmt_area_m2 * kmax / (2 * np.pi))
-    qq = q[pair_e, pair_c]
+    integral = factor * 2.0 * special.k0e(p_eff / l_t) * np.exp(-p_eff / l_t) / np.sqrt(s2[pair_l, 0])
+    track_k = np.where(ok[pair_l, pair_c], PHOTONS_PER_GEV * (a + stochastic_max * b * sources.muon_energy_gev[pair_e])
+                       * response.pmt_area_m2 * kmax / (2 * np.pi), 0.0)
+    col_track = np.minimum(n_in * g_max, g_max + integral / spacing) * track_k
+    qq = q[pair_l, pair_c]
     sq = np.sqrt(qq)
     vz_pair = vertex[pair_e, 2]
     dz_gap = np.maximum(np.maximum(z_first - vz_pair, vz_pair - z_last), 0.0)
@@ -358,11 +372,11 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     d_far = np.sqrt(qq + np.max(h_ends**2, axis=1)) + r_col
     density = (0.8 * np.exp(-d_lo / scat) * np.exp(-((gap / 0.2) ** 2)) / peak_norm
                + (1.0 - 0.8 * np.exp(-np.maximum(d_far, _MIN_DISTANCE_M) / scat)) / (4 * np.pi))
-    col_casc = np.minimum(n_in * h_max, h_max + integral / spacing) * (
-        PHOTONS_PER_GEV * sources.cascade_em_energy_gev[pair_e] * response.pmt_area_m2 * kmax * density)
+    casc_k = PHOTONS_PER_GEV * sources.cascade_em_energy_gev[pair_e] * response.pmt_area_m2 * kmax * density
+    col_casc = np.minimum(n_in * h_max, h_max + integral / spacing) * casc_k
     col_bound = (col_track + col_casc) * _SLACK
     # Columns: bright ones are visited; dim ones only if a bound photo-electron lands.
-    bright_col = col_bound > BRIGHT_BOUND_NPE
+    bright_col = col_bound > BRIGHT_COLUMN_NPE
     uniform = rng.random(len(col_bound))
     visit = bright_col | (uniform > np.exp(-col_bound))
     thin_cols = np.flatnonzero(visit & ~bright_col)
@@ -370,18 +384,44 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     n_col[thin_cols] = _zero_truncated_poisson(col_bound[thin_cols], uniform[thin_cols], rng)
     visit = np.flatnonzero(visit)
 
-    # 4. Per (event, module) of the visited columns: bounds of the expected photo-electrons.
-    group, position = _expand(first[visit], n_in[visit])
-    col_pair = visit[group]
-    event = pair_e[col_pair]
-    module = cols.module_order[position]
+    # 4. Modules of the visited columns. In bright columns every module gets its bound and
+    #    a Poisson number of bound photo-electrons. In thinned columns the column's
+    #    photo-electrons go to modules by a cheap per-module envelope u ≥ B_module (whose
+    #    sum the column bound covers), and only modules that receive one get their bound B
+    #    and keep each with probability B/u.
+    bright_pairs = visit[bright_col[visit]]
+    thin_pairs = visit[~bright_col[visit]]
+    group, position = _expand(first[thin_pairs], n_in[thin_pairs])
+    cp = thin_pairs[group]
+    h = cols.search_key[position] - pair_c[cp] * _COLUMN_STRIDE - vz_pair[cp]
+    qq_m = qq[cp]
+    along_axis = a0[pair_l[cp], pair_c[cp]] + uz[pair_l[cp], 0] * h
+    perp_axis = np.maximum(np.sqrt(np.maximum(qq_m + h**2 - along_axis**2, 0.0)) - 1e-3, 0.0)  # rounding
+    rho_env = np.maximum(np.maximum(perp_axis, sin_c * seg_dist[cp]) - r_col[cp], 0.0)
+    d_env = np.maximum(np.sqrt(qq_m + h**2) - r_col[cp], _MIN_DISTANCE_M)
+    envelope = (track_k[cp] * np.exp(-rho_env / l_t) / np.maximum(rho_env, _MIN_DISTANCE_M)
+                + casc_k[cp] * np.exp(-d_env / att) / d_env**2) * _SLACK
+    cum = np.cumsum(envelope)
+    pair_start = np.cumsum(n_in[thin_pairs]) - n_in[thin_pairs]
+    base = np.where(pair_start > 0, cum[np.maximum(pair_start - 1, 0)], 0.0)
+    which = np.repeat(np.arange(len(thin_pairs)), n_col[thin_pairs])
+    target = base[which] + rng.random(len(which)) * col_bound[thin_pairs][which]
+    slot = np.searchsorted(cum, target, side="right")
+    slot = slot[slot < (pair_start + n_in[thin_pairs])[which]]
+    landed, n_landed = np.unique(slot, return_counts=True)
     # Stochastic-loss factors: Exp(1) each; in thinned columns one module (at random) takes
     # the column's maximum and the others are Exp(1) truncated below it.
-    cap = stochastic_max[col_pair]
-    top = position == (first[col_pair] + np.floor(rng.random(len(visit)) * n_in[visit]).astype(np.int64)[group])
-    truncated = -np.log1p(-rng.random(len(event)) * -np.expm1(-cap))
-    stochastic = np.where(bright_col[col_pair], rng.standard_exponential(len(event)),
-                          np.where(top, cap, truncated))
+    top = first[thin_pairs] + np.floor(rng.random(len(thin_pairs)) * n_in[thin_pairs]).astype(np.int64)
+    cp_l = cp[landed]
+    cap = stochastic_max[cp_l]
+    truncated = -np.log1p(-rng.random(len(landed)) * -np.expm1(-cap))
+    stochastic_thin = np.where(position[landed] == top[group[landed]], cap, truncated)
+
+    group_b, position_b = _expand(first[bright_pairs], n_in[bright_pairs])
+    col_pair = np.concatenate([cp_l, bright_pairs[group_b]])
+    module = cols.module_order[np.concatenate([position[landed], position_b])]
+    stochastic = np.concatenate([stochastic_thin, rng.standard_exponential(len(position_b))])
+    event = pair_e[col_pair]
     r = cols.module_radius_m[module]
     k_mod = cols.sensor_count[module]
     rel = geometry.module_position[module] - vertex[event]
@@ -394,7 +434,8 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     em_lo = along - r - (rho + r) * cot_c
     em_hi = along + r - rho_lo * cot_c
     length = sources.track_length_m[event]
-    on_track = is_track[event] & (em_hi >= 0) & (em_lo <= length)
+    # Track light is only followed where the column passed the track cut (step 2).
+    on_track = is_track[event] & (em_hi >= 0) & (em_lo <= length) & (track_k[col_pair] > 0)
     muon_e = muon_energy_at_m(sources.muon_energy_gev[event], np.maximum(em_lo, 0.0), medium)
     track_bound = np.where(
         on_track,
@@ -412,32 +453,25 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
                   * np.exp(-d_lo / att) / d_lo**2 * response.pmt_area_m2 * k_mod)
     bound = (track_bound + casc_bound) * _SLACK
 
-    # Bound photo-electrons per module: Poisson directly in bright columns, else the
-    # column's photo-electrons thinned onto its modules with probability B_module/B_column.
-    n_bound = np.zeros(len(event), dtype=np.int64)
-    in_bright = bright_col[col_pair]
-    n_bound[in_bright] = rng.poisson(bound[in_bright])
-    thin_pairs = np.flatnonzero(~in_bright)
-    if len(thin_pairs):
-        cum = np.cumsum(np.where(in_bright, 0.0, bound))
-        pair_start = np.cumsum(n_in[visit]) - n_in[visit]
-        base = np.where(pair_start > 0, cum[np.maximum(pair_start - 1, 0)], 0.0)
-        pair_end = pair_start + n_in[visit]
-        which = np.repeat(np.arange(len(visit)), n_col[visit])
-        target = base[which] + rng.random(len(which)) * col_bound[visit][which]
-        slot = np.searchsorted(cum, target, side="right")
-        landed = slot < pair_end[which]
-        n_bound += np.bincount(slot[landed], minlength=len(event))
-    direct_mode = in_bright & (bound > BRIGHT_BOUND_NPE)
+    n_thin = len(landed)
+    n_bound = np.empty(len(event), dtype=np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        keep = np.where(envelope[landed] > 0, np.minimum(bound[:n_thin] / envelope[landed], 1.0), 0.0)
+    n_bound[:n_thin] = rng.binomial(n_landed, keep)
+    n_bound[n_thin:] = rng.poisson(bound[n_thin:])
+    direct_mode = np.zeros(len(event), dtype=bool)
+    direct_mode[n_thin:] = bound[n_thin:] > BRIGHT_BOUND_NPE
     sel = np.flatnonzero((n_bound > 0) | direct_mode)
     event, module, stochastic = event[sel], module[sel], stochastic[sel]
     bound, n_bound, direct_mode = bound[sel], n_bound[sel], direct_mode[sel]
+    track_bound, casc_bound = track_bound[sel], casc_bound[sel]
+    rel, dist, along, rho, r = rel[sel], dist[sel], along[sel], rho[sel], r[sel]
 
     # 5. Per (sensor, component) bounds of the selected modules: the module's bound per
     #    sensor times a bound of the sensor's acceptance for the photon directions it can
     #    see (exact for single-PMT modules).
-    sel_track, sel_casc = track_bound[sel], casc_bound[sel]
-    rel_m, dist_m, along_m, rho_m, r_m = rel[sel], dist[sel], along[sel], rho[sel], r[sel]
+    sel_track, sel_casc = track_bound, casc_bound
+    rel_m, dist_m, along_m, rho_m, r_m = rel, dist, along, rho, r
     pair, position = _expand(cols.sensor_start[module], cols.sensor_count[module])
     sensor = cols.sensor_order[position]
     pmt_dir = geometry.direction[sensor]
