@@ -11,6 +11,7 @@ afford (the events are in random order, so these are a random subsample, the sam
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 import time
@@ -29,11 +30,44 @@ from nurec.io.schema import PREDICTION_COLUMNS, empty_predictions
 from nurec.registry import get_method
 
 
+def _live_descendants_cpu_s() -> float:
+    """Return CPU seconds of this process's live descendants (and of the children they reaped), from /proc.
+
+    Worker pools started through a forkserver are not children of this process, and a
+    live helper's reaped workers never reach RUSAGE_CHILDREN: reading /proc counts them.
+    Returns 0 where /proc is not available.
+    """
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return 0.0
+    for entry in entries:
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        # After the command name: state, ppid, ..., utime(12), stime(13), cutime(14), cstime(15).
+        parents[int(entry)] = int(fields[1])
+        cpu[int(entry)] = sum(int(v) for v in fields[11:15]) / tick
+    me, total = os.getpid(), 0.0
+    for pid in parents:
+        ancestor, depth = parents[pid], 0
+        while ancestor not in (0, 1, me) and ancestor in parents and depth < 64:
+            ancestor, depth = parents[ancestor], depth + 1
+        if ancestor == me and pid != me:
+            total += cpu[pid]
+    return total
+
+
 def cpu_seconds() -> float:
-    """Return user + system CPU seconds of this process, its threads and its reaped child processes."""
+    """Return user + system CPU seconds of this process, its threads and all its descendant processes."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime + _live_descendants_cpu_s()
 
 
 def failed_predictions(event_ids: np.ndarray, method: str, reason: str) -> pd.DataFrame:
