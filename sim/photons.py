@@ -2,26 +2,35 @@
 
 Exact Poisson sampling of the expected charge of every (event, sensor) pair costs work
 for all ~5000 IceCube DOMs (or ~64000 KM3NeT PMTs) per event, while an event lights up
-a few dozen. This module gets the same distribution with work that scales with the
-light instead:
+a few dozen. This module draws from the same distribution with work that scales with the
+light instead, by nested Poisson thinning: if N ~ Poisson(B) "bound" photo-electrons are
+each kept with probability μ/B (with μ ≤ B), the kept ones are Poisson(μ); split over
+several targets with probabilities μ_i/B, the counts are independent Poisson(μ_i).
 
-1. Per (event, string): a cheap geometric cut. For each event, the distance beyond
-   which no module can expect more than ``CANDIDATE_NPE`` photo-electrons is solved
-   from an upper bound of the expected charge; a vertical string is only visited over
-   the z-interval of its modules closer than that to the track or the cascade.
-2. Per (event, module) pair that survives: an upper bound B ≥ Σ_sensors μ of the
-   expected photo-electrons of the module (acceptance 1, the largest muon energy and
-   the shortest photon path any of its sensors can have). A Poisson number of
-   "bound" photo-electrons N ~ Poisson(B) is drawn; most pairs get none and are done.
-3. For modules with N ≥ 1, the exact expectations μ of each sensor and light component
-   (track, cascade; sim.physics.light) are computed and each bound photo-electron is
-   kept on sensor s / component c with probability μ_sc / B, otherwise dropped.
-   Thinning a Poisson(B) process this way yields independent Poisson(μ_sc) counts:
-   exactly the distribution of sampling every pair directly.
+1. Per event: the distance beyond which no module can expect more than
+   ``CANDIDATE_NPE`` photo-electrons (an upper bound solved for the distance), and a
+   cut on events whose light cannot reach the detector's bounding sphere at all.
+2. Per (event, string): the z-interval of the string's modules within that distance of
+   the track or the cascade (strings = vertical columns of modules, see module_columns).
+3. Per (event, string): an upper bound B_string of the summed bounds of its modules
+   (a unimodal function summed over modules ≤ its maximum + its integral / spacing; the
+   integrals are closed forms: K0 for tracks). Dim strings draw N ~ Poisson(B_string)
+   bound photo-electrons; most draw none and are done.
+4. Those photo-electrons go to modules with probability u_m / B_string, u_m a cheap
+   per-module envelope; a module that receives some gets its bound B_m (acceptance 1,
+   the largest muon energy, the shortest photon path any of its sensors can have) and
+   keeps each with probability B_m / u_m. Bright strings (B_string above
+   ``BRIGHT_COLUMN_NPE``) instead visit every module and draw Poisson(B_m).
+5. Per (sensor, light component) of the modules with bound photo-electrons: bounds
+   B_sc (the module's bound per sensor times a bound of the sensor's acceptance), and the
+   module's photo-electrons are spread over them with probability B_sc / B_m.
+6. Only then are the exact expectations μ_sc of sim.physics.light computed, for sensors
+   that received a bound photo-electron, and each is kept with probability μ_sc / B_sc.
 
-Bright modules (B above ``BRIGHT_BOUND_NPE``) skip the thinning and draw Poisson(μ_sc)
-directly. Pairs whose bound is below ``CANDIDATE_NPE`` are not visited; summed over a
+Bright modules (B_m above ``BRIGHT_BOUND_NPE`` in bright strings) draw Poisson(μ_sc)
+directly. Modules whose bound is below ``CANDIDATE_NPE`` are not visited; summed over a
 detector the light lost this way is well below one photo-electron per event.
+tests/test_physics_light.py checks the sampled charge against the dense expectation.
 """
 
 from __future__ import annotations
