@@ -156,6 +156,52 @@ def module_columns(geometry: Geometry) -> ModuleColumns:
     return result
 
 
+_DELTA_EDGES_RAD = np.array([0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0])
+_SPHERE_POINTS = 20_000
+_SPHERE_GAP_RAD = 0.03  # any direction is within this angle of one of the sphere points
+
+
+def acceptance_sum_table(geometry: Geometry, exponent: float) -> np.ndarray | None:
+    """Return, per δ in _DELTA_EDGES_RAD, a bound of Σ_sensors acceptance of one module.
+
+    For photons from one direction n (each sensor's within δ of it), a sensor's
+    acceptance bound is ((1 + max(min(c + δ, 1), 0))/2)^p with c = -(n · pmt), whatever
+    the scattering weight; the table holds its maximum over n (a fine grid of directions,
+    widened by the grid's gap). None unless every module has the same PMT pattern (then
+    the sensor count is used).
+    """
+    key = ("sim_acceptance_sum", float(exponent))
+    if key in geometry._cache:
+        return geometry._cache[key]
+    cols = module_columns(geometry)
+    counts = cols.sensor_count
+    table = None
+    if len(counts) and np.all(counts == counts[0]):
+        dirs = geometry.direction[cols.sensor_order].reshape(len(counts), counts[0], 3)
+        if np.allclose(dirs, dirs[0], atol=1e-6):
+            i = np.arange(_SPHERE_POINTS) + 0.5
+            z = 1.0 - 2.0 * i / _SPHERE_POINTS
+            phi = np.pi * (1.0 + 5**0.5) * i
+            n = np.column_stack([np.sqrt(1 - z**2) * np.cos(phi), np.sqrt(1 - z**2) * np.sin(phi), z])
+            cos_direct = -(n @ dirs[0].T)
+            table = np.array([
+                np.max(np.sum((0.5 * (1.0 + np.clip(cos_direct + delta + _SPHERE_GAP_RAD, 0.0, 1.0)))
+                              ** exponent, axis=1))
+                for delta in _DELTA_EDGES_RAD
+            ]) * _SLACK
+            table = np.minimum(table, counts[0])
+    geometry._cache[key] = table
+    return table
+
+
+def _acceptance_sum(table: np.ndarray | None, delta_rad: np.ndarray, n_sensors: np.ndarray) -> np.ndarray:
+    """Return the bound of a module's summed acceptance for angular spreads delta_rad."""
+    if table is None:
+        return n_sensors.astype(float)
+    index = np.searchsorted(_DELTA_EDGES_RAD, delta_rad, side="left")
+    return np.where(index < len(table), table[np.minimum(index, len(table) - 1)], n_sensors)
+
+
 def _expand(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Return (group index, position) for ranges [start, start + count) laid end to end."""
     group = np.repeat(np.arange(len(counts)), counts)
@@ -249,6 +295,8 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     cols = module_columns(geometry)
     kmax = int(cols.sensor_count.max())
     area_bound = response.pmt_area_m2 * kmax
+    acc_table = acceptance_sum_table(geometry, response.acceptance_exponent)
+    kmax_array = np.array([kmax])
     theta_c = medium.cherenkov_angle_rad
     sin_c, cos_c, cot_c = np.sin(theta_c), np.cos(theta_c), 1.0 / np.tan(theta_c)
     a, b = medium.muon_loss_a_gev_per_m, medium.muon_loss_b_per_m
@@ -354,8 +402,11 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     factor = np.where(far, np.exp(r_col / l_t) * p / np.maximum(p - r_col, 1e-9),
                       (2.0 + r_col) * np.exp((r_col + 1.0) / l_t))
     integral = factor * 2.0 * special.k0e(p_eff / l_t) * np.exp(-p_eff / l_t) / np.sqrt(s2[pair_l, 0])
+    # Summed acceptance of a module's sensors for light from one direction (spread δ).
+    acc_col_t = _acceptance_sum(acc_table, np.where(r_col > 0, 0.5 * np.pi * r_col / np.maximum(p_lo, 1e-9), 0.0),
+                                kmax_array)
     track_k = np.where(ok[pair_l, pair_c], PHOTONS_PER_GEV * (a + stochastic_max * b * sources.muon_energy_gev[pair_e])
-                       * response.pmt_area_m2 * kmax / (2 * np.pi), 0.0)
+                       * response.pmt_area_m2 * acc_col_t / (2 * np.pi), 0.0)
     col_track = np.minimum(n_in * g_max, g_max + integral / spacing) * track_k
     qq = q[pair_l, pair_c]
     sq = np.sqrt(qq)
@@ -392,7 +443,9 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     d_far = np.sqrt(qq + np.max(h_ends**2, axis=1)) + r_col
     density = (0.8 * np.exp(-d_lo / scat) * np.exp(-((gap / 0.2) ** 2)) / peak_norm
                + (1.0 - 0.8 * np.exp(-np.maximum(d_far, _MIN_DISTANCE_M) / scat)) / (4 * np.pi))
-    casc_k = PHOTONS_PER_GEV * sources.cascade_em_energy_gev[pair_e] * response.pmt_area_m2 * kmax * density
+    acc_col_c = _acceptance_sum(acc_table, np.where(
+        r_col > 0, 0.5 * np.pi * r_col / np.maximum(np.sqrt(qq + dz_gap**2) - r_col, 1e-9), 0.0), kmax_array)
+    casc_k = PHOTONS_PER_GEV * sources.cascade_em_energy_gev[pair_e] * response.pmt_area_m2 * acc_col_c * density
     col_casc = np.minimum(n_in * h_max, h_max + integral / spacing) * casc_k
     col_bound = (col_track + col_casc) * _SLACK
     # Columns: bright ones are visited; dim ones only if a bound photo-electron lands.
@@ -443,7 +496,7 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     stochastic = np.concatenate([stochastic_thin, rng.standard_exponential(len(position_b))])
     event = pair_e[col_pair]
     r = cols.module_radius_m[module]
-    k_mod = cols.sensor_count[module]
+    n_sensors = cols.sensor_count[module]
     rx, ry, rz = mod_x[module] - vx[event], mod_y[module] - vy[event], mod_z[module] - vz_all[event]
     dist = np.sqrt(rx * rx + ry * ry + rz * rz)
     d_lo = np.maximum(dist - r, _MIN_DISTANCE_M)
@@ -451,6 +504,10 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     along = rx * eux + ry * euy + rz * euz
     rho = np.sqrt(np.maximum(dist**2 - along**2, 0.0))
     rho_lo = np.maximum(rho - r, 0.0)
+    delta_t = np.where(r > 0, np.minimum(0.5 * np.pi * r / np.maximum(rho - r, 1e-9), np.pi), 0.0)
+    delta_c = np.where(r > 0, np.minimum(0.5 * np.pi * r / np.maximum(dist - r, 1e-9), np.pi), 0.0)
+    acc_sum_t = _acceptance_sum(acc_table, delta_t, n_sensors)
+    acc_sum_c = _acceptance_sum(acc_table, delta_c, n_sensors)
     em_lo = along - r - (rho + r) * cot_c
     em_hi = along + r - rho_lo * cot_c
     length = sources.track_length_m[event]
@@ -460,7 +517,7 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     track_bound = np.where(
         on_track,
         PHOTONS_PER_GEV * (a + stochastic * b * muon_e) * np.exp(-rho_lo / (sin_c * att))
-        / (2 * np.pi * np.maximum(rho_lo, _MIN_DISTANCE_M)) * response.pmt_area_m2 * k_mod,
+        / (2 * np.pi * np.maximum(rho_lo, _MIN_DISTANCE_M)) * response.pmt_area_m2 * acc_sum_t,
         0.0,
     )
     cos_eta = (rx * cx[event] + ry * cy[event] + rz * cz[event]) / np.maximum(dist, 1e-9)
@@ -470,7 +527,7 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     w_min = 0.8 * np.exp(-np.maximum(dist + r, _MIN_DISTANCE_M) / scat)
     density = w_max * peak / peak_norm + (1.0 - w_min) / (4 * np.pi)
     casc_bound = (PHOTONS_PER_GEV * sources.cascade_em_energy_gev[event] * density
-                  * np.exp(-d_lo / att) / d_lo**2 * response.pmt_area_m2 * k_mod)
+                  * np.exp(-d_lo / att) / d_lo**2 * response.pmt_area_m2 * acc_sum_c)
     bound = (track_bound + casc_bound) * _SLACK
 
     n_thin = len(landed)
@@ -487,6 +544,7 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     track_bound, casc_bound = track_bound[sel], casc_bound[sel]
     rx, ry, rz, eux, euy, euz = rx[sel], ry[sel], rz[sel], eux[sel], euy[sel], euz[sel]
     dist, along, rho, r = dist[sel], along[sel], rho[sel], r[sel]
+    delta_t, delta_c, acc_sum_t, acc_sum_c = delta_t[sel], delta_c[sel], acc_sum_t[sel], acc_sum_c[sel]
 
     # 5. Per (sensor, component) bounds of the selected modules: the module's bound per
     #    sensor times a bound of the sensor's acceptance for the photon directions it can
@@ -494,27 +552,25 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     pair, position = _expand(cols.sensor_start[module], cols.sensor_count[module])
     sensor = cols.sensor_order[position]
     px, py, pz = pmt_x[sensor], pmt_y[sensor], pmt_z[sensor]
-    per_sensor = 1.0 / cols.sensor_count[module][pair]
     # Track photons: cosθc u + sinθc (rel - along u)/ρ; cascade photons: rel/d.
     inv_rho = sin_c / np.maximum(rho, 1e-9)
     tx = cos_c * eux + (rx - along * eux) * inv_rho
     ty = cos_c * euy + (ry - along * euy) * inv_rho
     tz = cos_c * euz + (rz - along * euz) * inv_rho
-    delta_t = np.where(r > 0, np.minimum(0.5 * np.pi * r / np.maximum(rho - r, 1e-9), np.pi), 0.0)
     acc_t = _acceptance_bound(-(tx[pair] * px + ty[pair] * py + tz[pair] * pz), delta_t[pair],
                               np.exp(-(rho + r) / (sin_c * scat))[pair],
                               np.exp(-np.maximum(rho - r, 0.0) / (sin_c * scat))[pair],
                               response.acceptance_exponent)
     inv_d = 1.0 / np.maximum(dist, 1e-9)
-    delta_c = np.where(r > 0, np.minimum(0.5 * np.pi * r / np.maximum(dist - r, 1e-9), np.pi), 0.0)
     acc_c = _acceptance_bound(-(rx * inv_d)[pair] * px - (ry * inv_d)[pair] * py - (rz * inv_d)[pair] * pz,
                               delta_c[pair],
                               np.exp(-np.maximum(dist + r, _MIN_DISTANCE_M) / scat)[pair],
                               np.exp(-np.maximum(dist - r, _MIN_DISTANCE_M) / scat)[pair],
                               response.acceptance_exponent)
     sel_track, sel_casc = track_bound, casc_bound
-    cat_bound = np.column_stack([sel_track[pair] * per_sensor * acc_t,
-                                 sel_casc[pair] * per_sensor * acc_c]).ravel()  # sensor-major
+    # Σ_s B_track/A_t · acc_s ≤ B_track as Σ_s acc_s ≤ A_t (acceptance_sum_table); likewise cascades.
+    cat_bound = np.column_stack([(sel_track / acc_sum_t)[pair] * acc_t,
+                                 (sel_casc / acc_sum_c)[pair] * acc_c]).ravel()  # sensor-major
     n_cat = np.zeros(len(cat_bound), dtype=np.int64)
     cat_direct = np.repeat(direct_mode[pair], 2)
     dim_pairs = np.flatnonzero(~direct_mode)
