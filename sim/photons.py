@@ -626,6 +626,8 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     distance = np.column_stack([geo["distance_m"], casc_distance]).ravel()
     cat_sensor = np.repeat(np.arange(len(sensor)), 2)
     pe_cat = np.repeat(np.arange(len(mu)), kept_counts)
+    # Thinned and bright strings were handled apart: restore the order by event.
+    pe_cat = pe_cat[np.argsort(s_event[cat_sensor[pe_cat]], kind="stable")]
     pe_sensor_pair = cat_sensor[pe_cat]
     return PhotoElectrons(
         event=s_event[pe_sensor_pair],

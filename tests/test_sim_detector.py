@@ -60,3 +60,14 @@ def test_only_triggered_events_are_written_with_time_ordered_hits():
     assert ak.all(t[:, 1:] >= t[:, :-1])
     n_light_modules = [len(set(s)) for s in ak.to_list(events.hits.sensor_id[~events.hits.is_noise])]
     assert min(n_light_modules) >= 4  # SMT8 needs light on several DOMs
+
+
+def test_photoelectrons_come_sorted_by_event_for_the_readout_windows():
+    """simulate_hit_columns finds each event's light window with reduceat: pe must be grouped by event."""
+    config = SimulationConfig(detector="icecube86", energy_min_gev=1e3, energy_max_gev=1e6)
+    geometry = get_geometry("icecube86")
+    rng = np.random.default_rng(12)
+    sources = LightSources(generate_primaries(512, config, geometry, ICE, rng), ICE, rng)
+    pe = sample_photoelectrons(sources, geometry, ICE, ICECUBE_RESPONSE, rng)
+    assert len(np.unique(pe.event)) > 50
+    assert np.all(np.diff(pe.event) >= 0)
