@@ -56,7 +56,7 @@ def _binned_curve(ax, table: list[dict], y: str, color, label: str, band: tuple[
     centre = np.sqrt(frame["e_low_gev"] * frame["e_high_gev"]).to_numpy()
     values = frame[y].to_numpy(float)
     if band:
-        ax.fill_between(centre, frame[band[0]], frame[band[1]], color=color, alpha=0.15, linewidth=0)
+        ax.fill_between(centre, frame[band[0]], frame[band[1]], color=color, alpha=0.1, linewidth=0)
     ax.plot(centre, values, "-", color=color, label=label)
     yerr = None
     if err:
@@ -76,16 +76,24 @@ def _log_energy_axis(ax, table: list[dict] | None = None) -> None:
         ax.set_xlim(min(row["e_low_gev"] for row in table), max(row["e_high_gev"] for row in table))
 
 
-def _finish_legend(fig: Figure, axes, note: str) -> None:
+def _finish_legend(fig: Figure, axes, note: str) -> int:
+    """Put one legend for all axes above them and a note below; return its number of rows."""
     handles, labels = axes[0].get_legend_handles_labels()
     for ax in axes[1:]:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
+    ncol = min(len(labels), 5) or 1
     if handles:
-        fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 5), frameon=False, fontsize=9)
+        fig.legend(handles, labels, loc="upper center", ncol=ncol, frameon=False, fontsize=9)
     fig.text(0.01, 0.01, note, fontsize=7, color="0.35")
+    return -(-len(labels) // ncol)
+
+
+def _top(fig: Figure, rows: int) -> float:
+    """Return the top of the axes leaving room for panel titles and ``rows`` legend rows (0.3 inch each)."""
+    return 1.0 - (0.4 + 0.3 * max(rows, 1)) / fig.get_figheight()
 
 
 def plot_angular_error_vs_energy(results: Sequence[MethodResult]) -> Figure | None:
@@ -107,8 +115,9 @@ def plot_angular_error_vs_energy(results: Sequence[MethodResult]) -> Figure | No
         ax.set_title(f"{cls}s")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("angular error [deg]")
-    _finish_legend(fig, axes, "line: median (bars: 68% bootstrap CI); band: 16-84% quantiles; hollow: bin with few events")
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.16, top=0.86, wspace=0.06)
+    rows = _finish_legend(fig, axes, "line: median (bars: 68% bootstrap CI); band: 16-84% quantiles; "
+                          "hollow: bin with few events")
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.16, top=_top(fig, rows), wspace=0.06)
     return fig
 
 
@@ -133,9 +142,9 @@ def plot_direction_residuals(results: Sequence[MethodResult]) -> Figure | None:
         ax.set_xlabel(f"{title} residual, reco - true [deg]")
         ax.set_ylabel(f"fraction of events per {bins[1] - bins[0]:.2g} deg")
         ax.grid(True, alpha=0.3)
-    _finish_legend(fig, axes, "each method normalised to its own events (methods may run on subsamples); "
+    rows = _finish_legend(fig, axes, "each method normalised to its own events (methods may run on subsamples); "
                    "values beyond the axis range are piled into the outermost bins")
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.16, top=0.86, wspace=0.2)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.16, top=_top(fig, rows), wspace=0.2)
     return fig
 
 
@@ -160,9 +169,9 @@ def plot_energy_resolution(results: Sequence[MethodResult]) -> Figure | None:
             axes[row, col].grid(True, which="both", alpha=0.3)
     axes[0, 0].set_ylabel("resolution of log10(E_reco/E_true) [dex]")
     axes[1, 0].set_ylabel("bias of log10(E_reco/E_true) [dex]")
-    _finish_legend(fig, axes.ravel(), "resolution: half the 16-84% width; bias: median (bars: 68% bootstrap CI); "
+    rows = _finish_legend(fig, axes.ravel(), "resolution: half the 16-84% width; bias: median (bars: 68% bootstrap CI); "
                    "hollow: bin with few events")
-    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.1, top=0.9, wspace=0.18, hspace=0.12)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.1, top=_top(fig, rows), wspace=0.18, hspace=0.12)
     return fig
 
 
@@ -193,8 +202,9 @@ def plot_uncertainty_calibration(results: Sequence[MethodResult]) -> Figure | No
     axes[1].set_ylabel("probability density [1/unit pull]")
     for ax in axes:
         ax.grid(True, alpha=0.3)
-    _finish_legend(fig, axes, "radius for nominal p: r68 * sqrt(ln(1-p) / ln(0.32)) (2D Gaussian); pulls > 5 piled into the last bin")
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.16, top=0.86, wspace=0.22)
+    rows = _finish_legend(fig, axes, "radius for nominal p: r68 * sqrt(ln(1-p) / ln(0.32)) (2D Gaussian); "
+                          "pulls > 5 piled into the last bin")
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.16, top=_top(fig, rows), wspace=0.22)
     return fig
 
 
