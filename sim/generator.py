@@ -100,7 +100,10 @@ def orthonormal_basis(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def generation_radius_m(geometry: Geometry, medium: Medium, margin_m: float | None) -> float:
     """Return the radius of the generation cylinder: sensor sphere radius plus margin."""
     margin = 3.0 * medium.attenuation_length_m if margin_m is None else margin_m
-    return float(np.max(np.linalg.norm(geometry.position - geometry.center, axis=1)) + margin)
+    if "sensor_sphere_radius_m" not in geometry._cache:
+        geometry._cache["sensor_sphere_radius_m"] = float(np.max(np.linalg.norm(geometry.position - geometry.center,
+                                                                                axis=1)))
+    return geometry._cache["sensor_sphere_radius_m"] + margin
 
 
 def track_extension_m(energy_gev: np.ndarray, config: SimulationConfig, medium: Medium) -> np.ndarray:

@@ -439,8 +439,10 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     cos_eta = (a_c[:, None] + b_c[:, None] * h_all) / np.sqrt(np.maximum(qq[:, None] + h_all**2, 1e-12))
     d_near = np.sqrt(qq + dz_gap**2)
     delta = np.where(d_near - r_col > 1.0, 2.0 * r_col / np.maximum(d_near - r_col, 1e-9), 10.0)
-    gap = np.maximum(np.maximum(cos_eta.min(axis=1) - delta - c0, c0 - cos_eta.max(axis=1) - delta), 0.0)
-    d_far = np.sqrt(qq + np.max(h_ends**2, axis=1)) + r_col
+    cos_lo = np.minimum(np.minimum(cos_eta[:, 0], cos_eta[:, 1]), cos_eta[:, 2])
+    cos_hi = np.maximum(np.maximum(cos_eta[:, 0], cos_eta[:, 1]), cos_eta[:, 2])
+    gap = np.maximum(np.maximum(cos_lo - delta - c0, c0 - cos_hi - delta), 0.0)
+    d_far = np.sqrt(qq + np.maximum(h_ends[:, 0] ** 2, h_ends[:, 1] ** 2)) + r_col
     density = (0.8 * np.exp(-d_lo / scat) * np.exp(-((gap / 0.2) ** 2)) / peak_norm
                + (1.0 - 0.8 * np.exp(-np.maximum(d_far, _MIN_DISTANCE_M) / scat)) / (4 * np.pi))
     acc_col_c = _acceptance_sum(acc_table, np.where(
@@ -588,7 +590,7 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
 
     # 6. Exact expectations where needed: sensors with a bound photo-electron, and every
     #    sensor of bright modules.
-    need = (n_cat.reshape(-1, 2) > 0).any(axis=1) | direct_mode[pair]
+    need = (n_cat[0::2] > 0) | (n_cat[1::2] > 0) | direct_mode[pair]
     rows = np.flatnonzero(need)
     pair, sensor = pair[rows], sensor[rows]
     s_event = event[pair]
