@@ -23,6 +23,7 @@ from sim.physics import interaction as xs
 from sim.physics.medium import Medium
 from sim.physics.muon import muon_range_m
 from sim.physics.timing import sample_pandel_delay_ns
+from sim.sorting import order_by_group_then_time
 from sim.trigger import apply_trigger
 
 
@@ -124,7 +125,7 @@ def simulate_hit_columns(
     keep = triggered[p_event]
     p_event, p_sensor, p_time, p_charge, p_noise = (a[keep] for a in pulses)
 
-    order = np.lexsort((p_time, p_event))  # pulses come sorted by (event, sensor)
+    order = order_by_group_then_time(p_event, p_time)
     p_event, p_sensor, p_time, p_charge, p_noise = (a[order] for a in (p_event, p_sensor, p_time, p_charge, p_noise))
     kept_events = np.flatnonzero(triggered)
     counts = np.bincount(p_event, minlength=n)[kept_events]
@@ -232,7 +233,7 @@ def merge_pulses(
     the charges.
     """
     key = event.astype(np.int64) * (int(sensor.max(initial=0)) + 1) + sensor
-    order = np.lexsort((time_ns, key))
+    order = order_by_group_then_time(key, time_ns)
     k, e, s, t, q, z = key[order], event[order], sensor[order], time_ns[order], charge[order], is_noise[order]
     new = np.ones(len(e), dtype=bool)
     new[1:] = (k[1:] != k[:-1]) | (np.diff(t) > window_ns)

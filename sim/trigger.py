@@ -6,6 +6,7 @@ import numpy as np
 
 from nurec.geometry import Geometry
 from sim.config import DetectorResponse
+from sim.sorting import order_by_group_then_time
 
 
 def smt_trigger(
@@ -23,7 +24,7 @@ def smt_trigger(
     n_floors = int(floors.max(initial=0)) + 1
     # Sparse: the first hit of each (event, string, floor), sorted by that key.
     key = (event.astype(np.int64) * len(strings) + string_index[module]) * n_floors + floors[module]
-    order = np.lexsort((time_ns, key))
+    order = order_by_group_then_time(key, time_ns)
     key, t = key[order], time_ns[order]
     first = np.ones(len(key), dtype=bool)
     first[1:] = key[1:] != key[:-1]
@@ -55,7 +56,7 @@ def l1_trigger(
     """
     n_modules = int(module.max(initial=0)) + 1
     key = event.astype(np.int64) * n_modules + module
-    order = np.lexsort((time_ns, key))
+    order = order_by_group_then_time(key, time_ns)
     k, t = key[order], time_ns[order]
     same = (k[1:] == k[:-1]) & (np.diff(t) <= response.coincidence_window_ns)
     l1_key = np.unique(k[1:][same])

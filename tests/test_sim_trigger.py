@@ -62,3 +62,13 @@ def test_l1_trigger_matches_dense_reference():
     module = geometry.sensor_module_index[sensor]
     assert np.array_equal(decision, dense_l1(n_events, event, module, time_ns, KM3NET_RESPONSE))
     assert 0.05 < decision.mean() < 0.95
+
+
+def test_packed_sort_orders_like_lexsort():
+    from sim.sorting import order_by_group_then_time
+
+    rng = np.random.default_rng(3)
+    group = rng.integers(0, 50_000, 200_000)
+    time_ns = rng.uniform(-4000.0, 70_000.0, 200_000)
+    assert np.array_equal(order_by_group_then_time(group, time_ns), np.lexsort((time_ns, group)))
+    assert len(order_by_group_then_time(np.zeros(0, int), np.zeros(0))) == 0
