@@ -559,13 +559,14 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     tx = cos_c * eux + (rx - along * eux) * inv_rho
     ty = cos_c * euy + (ry - along * euy) * inv_rho
     tz = cos_c * euz + (rz - along * euz) * inv_rho
-    acc_t = _acceptance_bound(-(tx[pair] * px + ty[pair] * py + tz[pair] * pz), delta_t[pair],
+    acc_t = _acceptance_bound(-(tx[pair] * px + ty[pair] * py + tz[pair] * pz),
+                              np.cos(delta_t)[pair], np.sin(delta_t)[pair],
                               np.exp(-(rho + r) / (sin_c * scat))[pair],
                               np.exp(-np.maximum(rho - r, 0.0) / (sin_c * scat))[pair],
                               response.acceptance_exponent)
     inv_d = 1.0 / np.maximum(dist, 1e-9)
     acc_c = _acceptance_bound(-(rx * inv_d)[pair] * px - (ry * inv_d)[pair] * py - (rz * inv_d)[pair] * pz,
-                              delta_c[pair],
+                              np.cos(delta_c)[pair], np.sin(delta_c)[pair],
                               np.exp(-np.maximum(dist + r, _MIN_DISTANCE_M) / scat)[pair],
                               np.exp(-np.maximum(dist - r, _MIN_DISTANCE_M) / scat)[pair],
                               response.acceptance_exponent)
@@ -640,18 +641,22 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     )
 
 
-def _acceptance_bound(cos_direct: np.ndarray, delta_rad: np.ndarray, weight_low: np.ndarray,
-                      weight_high: np.ndarray, exponent: float) -> np.ndarray:
-    """Return an upper bound of pmt_acceptance(arrival_cos_alpha) for photons within delta_rad of a direction.
+def _acceptance_bound(cos_direct: np.ndarray, cos_delta: np.ndarray, sin_delta: np.ndarray,
+                      weight_low: np.ndarray, weight_high: np.ndarray, exponent: float) -> np.ndarray:
+    """Return an upper bound of pmt_acceptance(arrival_cos_alpha) for photons within δ of a direction.
 
     ``cos_direct`` = -(photon · pmt) for that direction; arrival_cos_alpha = cos · w with
     w ∈ [weight_low, weight_high]; the acceptance grows with it. cos(max(θ - δ, 0)) is
-    cosθ cosδ + sinθ sinδ when θ > δ, else 1.
+    cosθ cosδ + sinθ sinδ when θ > δ, else 1 (δ given by its cosine and sine).
     """
     c = np.clip(cos_direct, -1.0, 1.0)
-    sin_theta = np.sqrt(np.maximum(1.0 - c * c, 0.0))
-    cos_delta = np.cos(delta_rad)
-    shifted = c * cos_delta + sin_theta * np.sin(delta_rad)
-    cos_best = np.where(delta_rad > 0, np.where(c < cos_delta, shifted, 1.0), c)
+    cos_best = np.where(c < cos_delta, c * cos_delta + np.sqrt(np.maximum(1.0 - c * c, 0.0)) * sin_delta, 1.0)
     effective = np.where(cos_best >= 0, cos_best * weight_high, cos_best * weight_low)
-    return np.clip(0.5 * (1.0 + effective), 0.0, 1.0) ** exponent * _SLACK
+    x = np.clip(0.5 * (1.0 + effective), 0.0, 1.0)
+    if exponent == 2.0:
+        x = x * x
+    elif exponent == 1.5:
+        x = x * np.sqrt(x)
+    else:
+        x = x**exponent
+    return x * _SLACK
