@@ -1,9 +1,11 @@
 """From neutrino interactions to triggered detector events (hits), vectorised over a batch.
 
-Steps: light sources (muon track, cascade at the vertex) → expected photo-electrons per
-sensor (sim.physics.light) → Poisson photo-electrons → arrival times (direct Cherenkov
-time + Pandel scattering delay + PMT jitter) → noise → pulses (photo-electrons on one
-sensor closer than the merge window) → trigger → events in the nurec schema.
+Steps: light sources (muon track, cascade at the vertex) → Poisson photo-electrons with
+the expected charge of sim.physics.light (sampled by sim.photons, which only visits
+strings and modules the light can reach) → arrival times (direct Cherenkov time + Pandel
+scattering delay + PMT jitter) → noise in the readout window → pulses (photo-electrons on
+one sensor closer than the merge window) → trigger → events in the nurec schema, built
+once per chunk from numpy columns (EventColumns).
 """
 
 from __future__ import annotations
