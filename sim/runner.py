@@ -5,6 +5,8 @@ whichever worker ran it to its own part file; the main process records the chunk
 writes the manifest (``dataset.json``) last, with the total number of generated events.
 So the dataset is byte-identical for any number of workers, and a run that fails or is
 interrupted leaves no directory that looks complete (its part files are removed).
+With ``--scheduler`` the workers write the part files themselves, so the output
+directory must be on a filesystem they share with this machine.
 """
 
 from __future__ import annotations

@@ -34,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
     parser.add_argument("--workers", type=int,
                         help="local Dask worker processes (default: one per core; 0 = in-process)")
-    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="use an existing Dask scheduler")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                        help="use an existing Dask scheduler (its workers must see --out)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
