@@ -8,10 +8,21 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from nurec.evaluate.evaluation import NO_PREDICTION, EvaluationSettings
-from nurec.evaluate.report import MethodPredictions, build_report, load_method_predictions
+from nurec.evaluate.evaluation import (
+    NO_PREDICTION,
+    EvaluationSettings,
+    evaluate_method,
+    summary_row,
+)
+from nurec.evaluate.report import (
+    MethodPredictions,
+    build_report,
+    load_method_predictions,
+    summary_text,
+)
 from nurec.evaluate.truth import truth_table
 from nurec.io.predictions import write_predictions
 from nurec.io.schema import empty_predictions, finish_predictions
@@ -156,6 +167,12 @@ def test_prediction_files_carry_version_and_throughput_into_the_report(sample, t
     loaded = load_method_predictions(path)
     assert (loaded.name, loaded.version) == ("smeared", "3.2")
     assert loaded.throughput["events_per_s_per_core"] == 50.0
+    # As `nurec reconstruct` writes it: only the wall-clock rate is known, and the table says so.
+    wall_only = write_predictions(smeared_predictions(truth, "other", 2.0, 0.2, 1), tmp_path / "q.parquet",
+                                  {"method": "other", "version": "1", "events_per_s": 80.0, "wall_s": 2.0})
+    result = evaluate_method("other", "1", truth, load_method_predictions(wall_only).predictions, SETTINGS,
+                             throughput=load_method_predictions(wall_only).throughput)
+    assert summary_text(pd.DataFrame([summary_row(result)])).splitlines()[2].endswith("| 80 (wall) |")
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")

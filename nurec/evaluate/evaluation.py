@@ -234,4 +234,5 @@ def summary_row(result: MethodResult) -> dict[str, Any]:
         "coverage_68": get(calibration, "coverage_68"),
         "auc": classification["auc"],
         "events_per_s_per_core": result.throughput.get("events_per_s_per_core", np.nan),
+        "events_per_s": result.throughput.get("events_per_s", np.nan),
     }

@@ -297,12 +297,20 @@ def summary_html(summary: pd.DataFrame) -> str:
                 css = " class=bad" if row["failed"] else ""
                 cells.append(f"<span{css}>{row['failed']} ({100 * share:.1f}%)</span>")
             elif key == "events_per_s_per_core":
-                value = row[key]
-                cells.append(f"{value:,.0f}" if np.isfinite(value) and value >= 100 else _fmt(value))
+                cells.append(_throughput_cell(row))
             else:
                 cells.append(_fmt(row[key]))
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return f"<table class=summary><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _throughput_cell(row: dict[str, Any]) -> str:
+    """Return events/s per core, or the wall-clock rate marked "(wall)" where only that is known."""
+    per_core, wall = row.get("events_per_s_per_core", np.nan), row.get("events_per_s", np.nan)
+    for value, suffix in ((per_core, ""), (wall, " (wall)")):
+        if value is not None and np.isfinite(value):
+            return (f"{value:,.0f}" if value >= 100 else f"{value:.3g}") + suffix
+    return "&mdash;"
 
 
 def summary_text(summary: pd.DataFrame) -> str:
@@ -319,6 +327,8 @@ def summary_text(summary: pd.DataFrame) -> str:
                              f"{value:.3g} [{row[f'{prefix}_ci_low']:.3g}, {row[f'{prefix}_ci_high']:.3g}]")
             elif key == "failed":
                 cells.append(f"{value} of {row['events']}")
+            elif key == "events_per_s_per_core":
+                cells.append(_throughput_cell(row).replace("&mdash;", "—"))
             elif isinstance(value, float):
                 cells.append("—" if not np.isfinite(value) else (f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"))
             else:
@@ -409,7 +419,8 @@ def render_html(metrics: dict[str, Any], summary: pd.DataFrame, results: Sequenc
         f"Energy resolution is half the 16&ndash;84% width of log10(E_reco/E_true), E_true = truth.{settings['energy_reference']}.",
         "Coverage is the fraction of events whose true angular error is within angular_uncertainty_deg (ideal 0.68).",
         "Failed fits are counted in every method's event total and listed below; they never enter a median.",
-        "Throughput is events per CPU-second (one fully used core).",
+        "Throughput is events per CPU-second (one fully used core, worker processes included); "
+        "\"(wall)\": only the wall-clock rate over all cores is known for that method.",
     ]
     if subsampled:
         notes.append("Run on a subsample of the events (to keep the run short): " + ", ".join(subsampled) + ".")
