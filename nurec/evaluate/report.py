@@ -318,6 +318,7 @@ def summary_text(summary: pd.DataFrame) -> str:
     labels = [label for _, label in SUMMARY_HEADERS]
     lines = ["| " + " | ".join(labels) + " |", "|" + "---|" * len(labels)]
     for row in summary.to_dict(orient="records"):
+        row = {k: np.nan if v is None else v for k, v in row.items()}  # also rows read back from metrics.json
         cells = []
         for key, _ in SUMMARY_HEADERS:
             value = row[key]
