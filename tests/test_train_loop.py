@@ -67,7 +67,9 @@ def config_file(tmp_path, epochs=2):
     path.write_text(
         "[model]\narchitecture = \"dynedge\"\n[model.network]\nconv_dims = [16, 16]\npost_dims = [32]\n"
         "readout_dims = [32]\n[model.features]\nmax_nodes = 48\n"
-        f"[training]\nepochs = {epochs}\nbatch_size = 32\nval_fraction = 0.25\nseed = 5\n"
+        # One thread: multi-threaded BLAS may split a reduction differently from call to call
+        # on a loaded machine, which changes the last bits; the loop itself is deterministic.
+        f"[training]\nepochs = {epochs}\nbatch_size = 32\nval_fraction = 0.25\nseed = 5\nthreads = 1\n"
     )
     return path
 
@@ -81,7 +83,8 @@ def test_training_resumes_from_a_checkpoint_to_the_same_result(dataset, tmp_path
     resumed = train(spec, config, dataset, tmp_path / "resumed", resume=True, progress=False)
     a = torch.load(straight.model_path, weights_only=True)["state_dict"]
     b = torch.load(resumed.model_path, weights_only=True)["state_dict"]
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert a.keys() == b.keys()
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
     with open(tmp_path / "resumed" / "metrics.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["epoch"] for r in rows] == ["1", "2"]

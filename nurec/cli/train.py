@@ -13,6 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", default=None, help="TOML file with [model] and [training] tables")
     parser.add_argument("--out", required=True, help="run directory for checkpoints, metrics and model.pt")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--stop-after-epochs", type=int, default=None, metavar="N",
+                        help="end this call after N more epochs (the schedule still spans all epochs; "
+                             "0 with --resume just writes model.pt from the best checkpoint)")
     parser.add_argument("--name", default=None, help="model name stored in its metadata (default: OUT's name)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     parser.set_defaults(func=run)
@@ -24,5 +27,5 @@ def run(args: argparse.Namespace) -> int:
 
     spec, config = load_config(args.config)
     train(spec, config, args.data, args.out, val_dir=args.val_data, resume=args.resume,
-          progress=not args.no_progress, name=args.name)
+          progress=not args.no_progress, name=args.name, stop_after_epochs=args.stop_after_epochs)
     return 0

@@ -24,13 +24,16 @@ class FeatureConfig:
 
     ``max_nodes``: cap per event (0 = no cap). ``node_selection``: which nodes survive
     the cap. ``per_sensor``: one node per sensor instead of per pulse. ``pmt_direction``:
-    add the PMT pointing (use for multi-PMT detectors such as KM3NeT).
+    add the PMT pointing (use for multi-PMT detectors such as KM3NeT). ``time_window_ns``:
+    if > 0, drop nodes further than this from the event's charge-weighted mean time before
+    the cap (a noise cleaning; events with no node inside keep all).
     """
 
     per_sensor: bool = True
     max_nodes: int = 128
     node_selection: str = "brightest"
     pmt_direction: bool = False
+    time_window_ns: float = 0.0
 
     def validate(self) -> FeatureConfig:
         """Return self if valid, else raise ValueError naming the setting."""
@@ -63,8 +66,12 @@ class FeatureConfig:
         return cls(**data).validate()
 
 
-GLOBAL_FEATURE_NAMES = ["log10_n_pulses", "log10_n_sensors", "log10_total_charge", "log10_n_nodes"]
-"""Per-event features given to the readout (counted before the node cap)."""
+GLOBAL_FEATURE_NAMES = [
+    "log10_n_pulses", "log10_n_sensors", "log10_total_charge", "log10_n_nodes",
+    "cog_x", "cog_y", "cog_z", "linefit_dir_x", "linefit_dir_y", "linefit_dir_z", "linefit_speed",
+]
+"""Per-event features given to the readout: counts and charge (before the node cap), the
+charge-weighted centre of gravity [m] of the kept nodes, and their plane-wave (LineFit) fit."""
 
 SPACE_TIME_COLUMNS = 4
 """The first four node features (x, y, z, t) span the space-time of the first kNN."""
@@ -145,6 +152,9 @@ def events_to_graphs(events: ak.Array, config: FeatureConfig) -> FlatGraphs:
         node = dict(cols)
         node_event = event_of_hit
 
+    if config.time_window_ns > 0:
+        node, node_event = _time_window(node, node_event, n_events, config.time_window_ns)
+
     # Node cap: rank nodes within each event by brightness (or time) and keep the first.
     node_count = np.bincount(node_event, minlength=n_events)
     if config.max_nodes and node_count.max(initial=0) > config.max_nodes:
@@ -174,6 +184,8 @@ def events_to_graphs(events: ak.Array, config: FeatureConfig) -> FlatGraphs:
         t_ref = np.where(q_event > 0, qt_event / q_event, 0.0)
     t_rel = node["t"] - t_ref[node_event]
 
+    cog, linefit_dir, linefit_speed = _plane_wave_fit(node, t_rel, node_event, n_events)
+
     columns = [node["x"], node["y"], node["z"], t_rel, np.log10(np.maximum(node["charge"], 1e-3))]
     if config.per_sensor:
         columns += [np.log10(node["n_pulses"]), node["t_spread"]]
@@ -187,7 +199,50 @@ def events_to_graphs(events: ak.Array, config: FeatureConfig) -> FlatGraphs:
             np.log10(np.maximum(n_sensors, 1)),
             np.log10(np.maximum(total_charge, 1e-3)),
             np.log10(np.maximum(counts, 1)),
+            *cog.T,
+            *linefit_dir.T,
+            linefit_speed,
         ],
         axis=1,
     ).astype(np.float32)
     return FlatGraphs(nodes, counts, glob)
+
+
+def _time_window(node: dict[str, np.ndarray], node_event: np.ndarray, n_events: int, window_ns: float):
+    """Return the nodes within ``window_ns`` of their event's charge-weighted mean time."""
+    q_event = _segment_sum(node["charge"], node_event, n_events)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t_mean = _segment_sum(node["charge"] * node["t"], node_event, n_events) / q_event
+    inside = np.abs(node["t"] - t_mean[node_event]) <= window_ns
+    has_inside = np.bincount(node_event[inside], minlength=n_events) > 0
+    keep = np.flatnonzero(inside | ~has_inside[node_event])
+    return {name: value[keep] for name, value in node.items()}, node_event[keep]
+
+
+LINEFIT_WINDOW_NS = 1000.0
+"""Only nodes within this of the charge-weighted mean time enter the LineFit features (noise)."""
+
+
+def _plane_wave_fit(node: dict[str, np.ndarray], t_rel: np.ndarray, node_event: np.ndarray, n_events: int):
+    """Return (centre of gravity (n, 3) [m], LineFit direction (n, 3), speed [m/ns]) per event.
+
+    The charge-weighted least-squares fit of positions r = r0 + v t (the LineFit of
+    Stokstad & al., AMANDA; IceCube NIM A 736 (2014) 143) has
+    v = sum q (r - <r>)(t - <t>) / sum q (t - <t>)^2, over nodes within LINEFIT_WINDOW_NS
+    of the mean time; events with one such node get zeros.
+    """
+    q = np.where(np.abs(t_rel) <= LINEFIT_WINDOW_NS, node["charge"], 0.0)
+    q_sum = np.maximum(_segment_sum(q, node_event, n_events), 1e-12)
+    positions = np.stack([node["x"], node["y"], node["z"]], axis=1)
+    cog = np.stack([_segment_sum(q * positions[:, i], node_event, n_events) for i in range(3)], axis=1)
+    cog /= q_sum[:, None]
+    t_mean = _segment_sum(q * t_rel, node_event, n_events) / q_sum
+    dt = t_rel - t_mean[node_event]
+    dr = positions - cog[node_event]
+    var_t = _segment_sum(q * dt * dt, node_event, n_events)
+    cov = np.stack([_segment_sum(q * dr[:, i] * dt, node_event, n_events) for i in range(3)], axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        velocity = np.where(var_t[:, None] > 0, cov / var_t[:, None], 0.0)
+    speed = np.linalg.norm(velocity, axis=1)
+    direction = np.where(speed[:, None] > 0, velocity / np.maximum(speed, 1e-12)[:, None], 0.0)
+    return cog, direction, np.minimum(speed, 1.0)

@@ -46,12 +46,12 @@ def predict_outputs(network: GraphNetwork, graphs: FlatGraphs, batch_size: int =
     n = len(graphs.counts)
     outputs = np.zeros((n, 5), dtype=np.float32)
     order = np.argsort(graphs.counts, kind="stable")
+    device = network.node_mean.device
     for start in range(0, n, batch_size):
         index = order[start : start + batch_size]
         batch = graphs.take(index)
-        out = network(torch.from_numpy(batch.nodes), torch.from_numpy(batch.counts),
-                      torch.from_numpy(batch.globals))
-        outputs[index] = out.numpy()
+        out = network(*(torch.from_numpy(a).to(device) for a in (batch.nodes, batch.counts, batch.globals)))
+        outputs[index] = out.cpu().numpy()
     return outputs
 
 
@@ -70,6 +70,9 @@ def outputs_to_columns(outputs: np.ndarray, kappa_scale: float) -> dict[str, np.
         "p_track": 1.0 / (1.0 + np.exp(-outputs[:, 4].astype(np.float64))),
         "kappa": calibrated,
     }
+
+
+OUTPUT_COLUMNS = ("dir_x", "dir_y", "dir_z", "energy", "angular_uncertainty_deg", "p_track", "kappa")
 
 
 class GnnReconstructor:
@@ -91,21 +94,23 @@ class GnnReconstructor:
         """Return one prediction row per event; unusable events come back as failed rows."""
         validate_events(events)
         table = empty_predictions(ak.to_numpy(events.event_id), self.name)
-        table["kappa"] = np.nan
         problems = event_problems(events)
         good = np.array([p is None for p in problems], dtype=bool)
+        status = table["fit_status"].to_numpy(dtype=object)
         for i in np.flatnonzero(~good):
-            table.loc[i, "fit_status"] = f"failed: {problems[i]}"
+            status[i] = f"failed: {problems[i]}"
+        columns = {name: np.full(len(events), np.nan) for name in OUTPUT_COLUMNS}
         if good.any():
-            graphs = events_to_graphs(events[good], self.features)
+            graphs = events_to_graphs(events[good] if not good.all() else events, self.features)
             outputs = predict_outputs(self.network, graphs, self.batch_size)
-            columns = outputs_to_columns(outputs, float(self.network.kappa_scale))
             rows = np.flatnonzero(good)
             finite = np.all(np.isfinite(outputs), axis=1)
-            for name, values in columns.items():
-                table.loc[rows, name] = np.where(finite, values, np.nan)
-            for i in rows[~finite]:
-                table.loc[i, "fit_status"] = "failed: network output is not finite"
+            for name, values in outputs_to_columns(outputs, float(self.network.kappa_scale)).items():
+                columns[name][rows] = np.where(finite, values, np.nan)
+            status[rows[~finite]] = "failed: network output is not finite"
+        for name, values in columns.items():
+            table[name] = values
+        table["fit_status"] = status
         return finish_predictions(table)
 
 

@@ -26,7 +26,7 @@ def model_payload(network: GraphNetwork, metadata: dict[str, Any] | None = None)
         "format_version": MODEL_FORMAT_VERSION,
         "spec_json": json.dumps(network.spec.to_dict(), sort_keys=True),
         "metadata_json": json.dumps(metadata or {}, sort_keys=True, default=str),
-        "state_dict": {k: v.detach().clone() for k, v in network.state_dict().items()},
+        "state_dict": {k: v.detach().cpu().clone() for k, v in network.state_dict().items()},
     }
 
 

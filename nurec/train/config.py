@@ -38,6 +38,7 @@ class TrainConfig:
     eval_batch_size: int = 512
     threads: int = 2
     time_limit_min: float = 0.0
+    device: str = "cpu"
 
     def validate(self) -> TrainConfig:
         """Return self if valid, else raise ValueError naming the setting."""

@@ -54,10 +54,10 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarr
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
-def _tensors(data: TrainingSet, index: np.ndarray) -> tuple[torch.Tensor, ...]:
+def _tensors(data: TrainingSet, index: np.ndarray, device: str) -> tuple[torch.Tensor, ...]:
     graphs = data.graphs.take(index)
-    return (torch.from_numpy(graphs.nodes), torch.from_numpy(graphs.counts),
-            torch.from_numpy(graphs.globals), torch.from_numpy(data.targets[index]))
+    arrays = (graphs.nodes, graphs.counts, graphs.globals, data.targets[index])
+    return tuple(torch.from_numpy(a).to(device) for a in arrays)
 
 
 def evaluate(network: GraphNetwork, data: TrainingSet, batch_size: int) -> dict[str, float]:
@@ -121,10 +121,18 @@ def train(
     """Train a network and write checkpoints, metrics.csv, model.pt and summary.json to ``out_dir``.
 
     ``stop_after_epochs`` ends this call after that many epochs (resume later with
-    ``resume=True``); the schedule still spans ``config.epochs``.
+    ``resume=True``); the schedule still spans ``config.epochs``. Torch's thread count is
+    set to ``config.threads`` for the run and restored afterwards.
     """
+    previous_threads = torch.get_num_threads()
+    try:
+        return _train(spec, config, data_dir, out_dir, val_dir, resume, progress, name, stop_after_epochs)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(spec, config, data_dir, out_dir, val_dir, resume, progress, name, stop_after_epochs) -> TrainResult:
     out_dir = Path(out_dir)
-    torch.set_num_threads(config.threads)
     checkpoint = None
     if resume:
         if not (out_dir / "last.pt").exists():
@@ -138,11 +146,13 @@ def train(
         if (out_dir / "last.pt").exists():
             raise FileExistsError(f"{out_dir}: already holds a training run (use --resume or a new --out)")
     config.validate()
+    torch.set_num_threads(config.threads)
     train_set, val_set = prepare_data(spec, config, data_dir, val_dir)
 
     torch.manual_seed(config.seed)
     network = GraphNetwork(spec)
     network.set_statistics(train_set.graphs)
+    network.to(config.device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     scheduler = _schedule(optimizer, config, steps_per_epoch)
@@ -160,6 +170,7 @@ def train(
     }
     if checkpoint is not None:
         network, _ = network_from_payload(checkpoint, str(out_dir / "last.pt"))
+        network.to(config.device)
         optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate,
                                       weight_decay=config.weight_decay)
         scheduler = _schedule(optimizer, config, steps_per_epoch)
@@ -188,7 +199,7 @@ def train(
         seen, epoch_start = 0, time.perf_counter()
         bar = tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
         for index in bar:
-            nodes, counts, glob, targets = _tensors(train_set, index)
+            nodes, counts, glob, targets = _tensors(train_set, index, config.device)
             losses = task_losses(network(nodes, counts, glob), targets, spec.tasks)
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
@@ -238,7 +249,8 @@ def train(
     summary = {
         "epochs_run": state["epoch"],
         "best_epoch": state["best_epoch"],
-        "stopped": state["stopped"] or "completed all epochs",
+        "stopped": state["stopped"] or ("completed all epochs" if state["epoch"] >= config.epochs
+                                        else f"stopped on request after epoch {state['epoch']} of {config.epochs}"),
         "elapsed_s": round(state["elapsed_s"], 1),
         "kappa_scale": scale,
         "val": {k: v for k, v in calibrated.items() if not isinstance(v, np.ndarray)},
