@@ -12,8 +12,11 @@ import importlib
 import multiprocessing
 import signal
 import sys
+import types
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
@@ -47,6 +50,21 @@ def _ready() -> bool:
     return _METHOD is not None
 
 
+@contextmanager
+def _without_main_module() -> Iterator[None]:
+    """Hide ``__main__`` while the worker starts, so "spawn" does not re-run the caller's script.
+
+    The worker needs only importable modules (the registry target), never the script,
+    stdin or notebook that started the server.
+    """
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
 class ProcessWorker:
     """Runs ``reconstruct`` of a registered method in one worker process; restarts it if it dies."""
 
@@ -60,7 +78,8 @@ class ProcessWorker:
     def _start(self) -> ProcessPoolExecutor:
         pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_start_worker, initargs=self._args)
-        pool.submit(_ready).result()  # load the model before serving
+        with _without_main_module():
+            pool.submit(_ready).result()  # starts the process and loads the model before serving
         return pool
 
     def reconstruct_block(self, block: EventBlock) -> pd.DataFrame:

@@ -95,6 +95,23 @@ def test_served_linefit_identical_to_in_process(events):
                                   check_dtype=False)
 
 
+def test_served_bundled_gnn_matches_in_process():
+    if "gnn" not in {spec.name for spec in available_methods()}:
+        pytest.skip("gnn is not registered yet")
+    try:
+        method = get_method("gnn", model="default")
+    except FileNotFoundError:
+        pytest.skip("the bundled GNN model is not there yet")
+    events = small_events(20, detector="icecube86")
+    expected = method.reconstruct(events)
+    with BackgroundServer(serve_config(method="gnn", model="default", detector="icecube86")) as running, \
+            ReconstructionClient(running.target) as gnn_client:
+        served = gnn_client.reconstruct(events)
+        assert gnn_client.model_info()["version"] == method.version
+    pd.testing.assert_frame_equal(served[list(PREDICTION_COLUMNS)], expected[list(PREDICTION_COLUMNS)],
+                                  check_dtype=False)
+
+
 def test_concurrent_clients_are_batched_and_get_their_own_results(gated, events):
     running, method = gated
     method.gate.clear()

@@ -114,3 +114,27 @@ def test_serve_without_arguments_serves_the_default_model(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+SCRIPT_WITHOUT_MAIN_GUARD = """
+import pandas as pd
+import service_plugin
+from service_testing import CentroidDirection, serve_config, small_events
+from nurec.client import ReconstructionClient
+from services.server import BackgroundServer
+
+events = small_events(12)
+with BackgroundServer(serve_config(worker="process")) as running, ReconstructionClient(running.target) as client:
+    served = client.reconstruct(events)
+expected = CentroidDirection().reconstruct(events)
+pd.testing.assert_frame_equal(served[list(expected.columns)], expected, check_dtype=False)
+print("identical")
+"""
+
+
+def test_process_worker_gives_in_process_results_even_from_a_script_without_main_guard():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(REPO), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-"], input=SCRIPT_WITHOUT_MAIN_GUARD, env=env, text=True,
+                            capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "identical"
