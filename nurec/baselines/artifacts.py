@@ -1,0 +1,74 @@
+"""Trained artifacts shipped in nurec/baselines/trained/: where they are and how to load them safely.
+
+Each artifact file is listed in ``card.json`` next to it with its sha256; loaders refuse
+a file whose hash differs from the card (the only pickle-based file, the BDT, is loaded
+only after this check). Artifacts are made by ``python -m nurec.baselines.train_all``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+TRAINED_DIR = Path(__file__).resolve().parent / "trained"
+CARD_NAME = "card.json"
+
+
+class ArtifactError(FileNotFoundError):
+    """A trained artifact is missing or does not match its card; the message says which and why."""
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """Return the hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_card(directory: str | os.PathLike = TRAINED_DIR) -> dict[str, Any]:
+    """Return the card (training command, metrics, file hashes) of an artifact directory."""
+    path = Path(directory) / CARD_NAME
+    if not path.exists():
+        raise ArtifactError(f"{path}: no model card; run python -m nurec.baselines.train_all --out {directory}")
+    return json.loads(path.read_text())
+
+
+def artifact_path(name: str, directory: str | os.PathLike = TRAINED_DIR, detector: str | None = None) -> Path:
+    """Return the path of artifact ``name`` after checking its sha256 against the card."""
+    directory = Path(directory)
+    card = read_card(directory)
+    entry = card.get("files", {}).get(name)
+    if entry is None:
+        raise ArtifactError(f"{directory / CARD_NAME}: no artifact '{name}' (train it with nurec.baselines.train_all)")
+    if detector is not None and card.get("detector") != detector:
+        raise ArtifactError(
+            f"{directory}: artifacts were trained for detector '{card.get('detector')}', not '{detector}'; "
+            f"train them with python -m nurec.baselines.train_all --detector {detector} --out DIR"
+        )
+    path = directory / entry["file"]
+    if not path.exists():
+        raise ArtifactError(f"{path}: artifact file missing")
+    if sha256_of(path) != entry["sha256"]:
+        raise ArtifactError(f"{path}: sha256 does not match {CARD_NAME}; refusing to load it")
+    return path
+
+
+def update_card(directory: str | os.PathLike, name: str, file_name: str, info: dict[str, Any],
+                common: dict[str, Any] | None = None) -> None:
+    """Record artifact ``name`` (its file, sha256 and ``info``) in the card of ``directory``."""
+    directory = Path(directory)
+    path = directory / CARD_NAME
+    card = json.loads(path.read_text()) if path.exists() else {}
+    card.update(common or {})
+    entry = {"file": file_name, "sha256": sha256_of(directory / file_name), **info}
+    if common and "command" in common:
+        entry["command"] = common["command"]
+    card.setdefault("files", {})[name] = entry
+    tmp = path.with_name(CARD_NAME + ".tmp")
+    tmp.write_text(json.dumps(card, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)

@@ -1,0 +1,162 @@
+"""BDT angular-error estimator: predicts each likelihood fit's angular error from event features.
+
+As in IceCube's point-source samples, a gradient-boosted regressor (scikit-learn
+HistGradientBoostingRegressor) is trained on simulated events to predict
+log(angular error) of the likelihood track fit from event-level features (hit sensors,
+charge, -log L per hit, LineFit-vs-likelihood opening angle, zenith, projected track
+length, paraboloid sigma, ...). The prediction is then scaled by one factor, chosen on
+out-of-fold (cross-validated) predictions, so that 68% of the training events have
+their true error within ``angular_uncertainty_deg`` when each is held out.
+
+Persistence: joblib (pickle) of the regressor, loaded only from a file whose sha256
+matches the card (nurec.baselines.artifacts).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import awkward as ak
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import HistGradientBoostingRegressor
+
+from nurec.baselines.artifacts import TRAINED_DIR, artifact_path
+from nurec.baselines.cleaning import clean_hits
+from nurec.baselines.common import flatten_hits, opening_angle_deg, segment_sum, truth_directions
+from nurec.baselines.likelihood import LikelihoodTrackFit
+from nurec.geometry import DEFAULT_DETECTOR
+
+ARTIFACT = "bdt_uncertainty"
+FEATURES = [
+    "n_sensors", "n_strings", "log10_charge_pe", "neg_logl_per_hit", "log10_linefit_opening_deg",
+    "cos_zenith", "projected_length_m", "log10_paraboloid_sigma_deg", "linefit_speed_m_per_ns",
+]
+COVERAGE = 0.68
+
+
+def event_features(events: ak.Array, fits: pd.DataFrame, medium_name: str) -> pd.DataFrame:
+    """Return the BDT's event-level features (FEATURES columns) from events and likelihood fits."""
+    flat = clean_hits(flatten_hits(events), medium_name)
+    n = flat.n_events
+    direction = fits[["dir_x", "dir_y", "dir_z"]].to_numpy(float)
+    along = np.sum(flat.pos * direction[flat.event], axis=1)
+    lo = np.full(n, np.inf)
+    hi = np.full(n, -np.inf)
+    np.minimum.at(lo, flat.event, np.where(np.isfinite(along), along, np.inf))
+    np.maximum.at(hi, flat.event, np.where(np.isfinite(along), along, -np.inf))
+    # Strings hit: distinct horizontal positions (rounded to 1 m) per event.
+    key = np.column_stack([flat.event, np.round(flat.pos[:, 0]), np.round(flat.pos[:, 1])])
+    unique_keys = np.unique(key, axis=0) if len(key) else np.zeros((0, 3))
+    n_strings = np.bincount(unique_keys[:, 0].astype(int), minlength=n).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        charge = segment_sum(np.where(np.isfinite(flat.q), flat.q, 0.0), flat.event, n)
+        features = pd.DataFrame({
+            "n_sensors": fits["n_hits_used"].to_numpy(float),
+            "n_strings": n_strings,
+            "log10_charge_pe": np.log10(charge),
+            "neg_logl_per_hit": fits["neg_logl_per_hit"].to_numpy(float),
+            "log10_linefit_opening_deg": np.log10(fits["linefit_opening_deg"].to_numpy(float) + 0.01),
+            "cos_zenith": np.cos(fits["zenith"].to_numpy(float)),
+            "projected_length_m": np.where(hi > lo, hi - lo, np.nan),
+            "log10_paraboloid_sigma_deg": np.log10(fits["paraboloid_sigma_deg"].to_numpy(float)),
+            "linefit_speed_m_per_ns": fits["linefit_speed_m_per_ns"].to_numpy(float)
+            if "linefit_speed_m_per_ns" in fits else np.nan,
+        })
+    return features.replace([np.inf, -np.inf], np.nan)[FEATURES]
+
+
+class BdtUncertainty:
+    """Likelihood track fit plus a BDT-predicted, calibrated 68% angular uncertainty."""
+
+    name = "bdt-uncertainty"
+    version = "1.0"
+
+    def __init__(self, detector: str = DEFAULT_DETECTOR, model: str | os.PathLike | None = None,
+                 trained: bool = True, n_jobs: int | None = None, seed: int = 0):
+        self.likelihood = LikelihoodTrackFit(detector=detector, n_jobs=n_jobs)
+        self.medium_name = self.likelihood.setup.medium.name
+        self.seed = seed
+        self.regressors: list[HistGradientBoostingRegressor] = []
+        self.scale = 1.0
+        if model is not None:
+            self.load(model)
+        elif trained:
+            self.load(artifact_path(ARTIFACT, TRAINED_DIR, detector=self.likelihood.setup.geometry.name),
+                      verified=True)
+
+    def fit(self, events: ak.Array, fits: pd.DataFrame | None = None, n_folds: int = 4) -> dict[str, float]:
+        """Train on simulated events (likelihood fits computed if not given); return calibration metrics.
+
+        One regressor is trained per fold of an ``n_folds``-fold split; each event's
+        out-of-fold prediction comes from the regressor that did not see it, and the 68%
+        scale is set on those. New events get the mean (in log space) of all fold
+        regressors, which is at least as sharp as one of them, so the coverage of new
+        events is the calibrated 68% or slightly above.
+        """
+        from scipy.stats import spearmanr
+
+        fits = self.likelihood.reconstruct(events) if fits is None else fits
+        features = event_features(events, fits, self.medium_name)
+        error = opening_angle_deg(fits[["dir_x", "dir_y", "dir_z"]].to_numpy(float), truth_directions(events))
+        ok = np.flatnonzero((fits["fit_status"].to_numpy() == "ok") & np.isfinite(error))
+        target = np.log(np.maximum(error, 1e-3))
+        fold = np.random.default_rng(self.seed).permutation(len(ok)) % n_folds
+        out_of_fold = np.full(len(ok), np.nan)
+        self.regressors = []
+        for k in range(n_folds):
+            train, held_out = ok[fold != k], ok[fold == k]
+            model = self._new_regressor().fit(features.iloc[train], target[train])
+            out_of_fold[fold == k] = np.exp(model.predict(features.iloc[held_out]))
+            self.regressors.append(model)
+        self.scale = float(np.quantile(error[ok] / out_of_fold, COVERAGE))
+        return {"n_events": int(len(ok)), "n_folds": n_folds, "scale": self.scale,
+                "spearman_out_of_fold": float(spearmanr(out_of_fold, error[ok]).statistic),
+                "median_error_deg": float(np.median(error[ok]))}
+
+    def _new_regressor(self) -> HistGradientBoostingRegressor:
+        # Absolute error: the median of log(error) is robust to the few badly failed fits.
+        return HistGradientBoostingRegressor(
+            loss="absolute_error", max_iter=200, learning_rate=0.05, max_leaf_nodes=15,
+            min_samples_leaf=20, l2_regularization=1.0, random_state=self.seed,
+        )
+
+    def predict_uncertainty_deg(self, events: ak.Array, fits: pd.DataFrame) -> np.ndarray:
+        """Return the calibrated 68% angular uncertainty [deg] of each fit (NaN where it failed)."""
+        if not self.regressors:
+            raise ValueError("bdt-uncertainty: not trained; call fit() or pass model=PATH")
+        features = event_features(events, fits, self.medium_name)
+        log_sigma = np.mean([model.predict(features) for model in self.regressors], axis=0)
+        sigma = self.scale * np.exp(log_sigma)
+        return np.where(fits["fit_status"].to_numpy() == "ok", sigma, np.nan)
+
+    def reconstruct(self, events: ak.Array) -> pd.DataFrame:
+        """Return the likelihood fit with ``angular_uncertainty_deg`` from the BDT."""
+        fits = self.likelihood.reconstruct(events)
+        fits["angular_uncertainty_deg"] = self.predict_uncertainty_deg(events, fits)
+        fits["method"] = self.name
+        return fits
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fold regressors, scale and feature list with joblib; return the path."""
+        path = Path(path)
+        joblib.dump({"regressors": self.regressors, "scale": self.scale, "features": FEATURES}, path,
+                    compress=3)
+        return path
+
+    def load(self, path: str | os.PathLike, verified: bool = False) -> BdtUncertainty:
+        """Load a saved model; unless ``verified``, its sha256 must match the card in its folder."""
+        path = Path(path)
+        if not verified:
+            path = artifact_path(ARTIFACT, path.parent)
+        data = joblib.load(path)
+        if list(data["features"]) != FEATURES:
+            raise ValueError(f"{path}: model was trained on other features ({data['features']})")
+        self.regressors, self.scale = list(data["regressors"]), float(data["scale"])
+        return self
+
+
+make_bdt_uncertainty = BdtUncertainty
+"""Registry factory: BdtUncertainty(detector=..., model=PATH or the shipped one, n_jobs=...)."""

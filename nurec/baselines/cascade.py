@@ -1,0 +1,236 @@
+"""Likelihood cascade fit: vertex, time, direction and energy of a point-like shower.
+
+The likelihood has two parts, both from the simulator's own physics functions:
+- charge: Poisson over every sensor that light can reach (hit or not), with the mean
+  μ_i = E · a_i(vertex, direction) + b, a_i the expected photo-electrons per GeV
+  (sim.physics.light.expected_npe_cascade) and b the mean noise charge in the readout
+  window (noise rate × window); the observed n_i is the sensor's summed charge;
+- time: the first pulse on each hit sensor, log(p(t - t0 - d/c_medium | d) + ε) with
+  the Pandel ⊗ jitter pdf (sim.physics.timing.log_arrival_time_pdf) and ε the noise rate.
+
+The energy is profiled out at every step: for fixed geometry the Poisson likelihood is
+maximised by the EM fixed point E ← E · Σ(n_i a_i / μ_i) / Σ a_i (monotone). The
+remaining six parameters (vertex, t0, two tangent-plane direction angles) are fitted
+with Nelder-Mead from a charge-weighted centre-of-gravity seed and several seed
+directions. ``energy`` is the electromagnetic-equivalent deposited energy [GeV].
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import awkward as ak
+import numpy as np
+import pandas as pd
+from scipy import optimize
+
+from nurec.baselines.cleaning import clean_hits
+from nurec.baselines.common import (
+    DetectorSetup,
+    detector_setup,
+    failure_reasons,
+    finish,
+    flatten_hits,
+    orthonormal_pair,
+    segment_sum,
+    start_predictions,
+)
+from nurec.baselines.likelihood import first_pulses
+from nurec.baselines.linefit import linefit_flat
+from nurec.baselines.parallel import map_chunks, split_evenly
+from nurec.geometry import DEFAULT_DETECTOR
+from sim.physics.light import expected_npe_cascade
+from sim.physics.medium import Medium
+from sim.physics.timing import cascade_direct_delay_ns, log_arrival_time_pdf
+
+# Sensors further than this many attenuation lengths from the seed vertex see no light
+# (the same reach the simulator uses, sim.detector.REACH_ATTENUATION_LENGTHS).
+REACH_ATTENUATION_LENGTHS = 12.0
+_SCALE = np.array([10.0, 10.0, 10.0, 10.0, 1.0, 1.0])  # m, m, m, ns, rad, rad
+_ENERGY_ITERATIONS = 12
+
+
+@dataclass(frozen=True)
+class CascadeFitSettings:
+    """Physics and detector constants one cascade fit needs."""
+
+    medium: Medium
+    jitter_ns: float
+    noise_floor_per_ns: float
+    noise_charge_per_sensor: float
+    pmt_area_m2: float
+    acceptance_exponent: float
+    n_directions: int = 3
+    max_iterations: int = 1500
+
+
+def profile_energy_gev(per_gev: np.ndarray, charge: np.ndarray, noise: float) -> float:
+    """Return the energy [GeV] maximising Σ n_i log μ_i - μ_i with μ_i = E a_i + noise."""
+    total = float(per_gev.sum())
+    if total <= 0:
+        return 0.0
+    energy = max(float(charge.sum()) / total, 1e-3)
+    for _ in range(_ENERGY_ITERATIONS):
+        energy = energy * float(np.sum(charge * per_gev / (energy * per_gev + noise))) / total
+    return max(energy, 1e-3)
+
+
+class _CascadeObjective:
+    def __init__(self, sensor_pos, sensor_dir, sensor_charge, pulse_pos, pulse_t, settings):
+        self.sensor_pos, self.sensor_dir, self.sensor_charge = sensor_pos, sensor_dir, sensor_charge
+        self.pulse_pos, self.pulse_t, self.settings = pulse_pos, pulse_t, settings
+        self.n_calls = 0
+        self.last_energy = np.nan
+
+    def set_reference(self, vertex, t0, direction):
+        self.ref_vertex, self.ref_t0 = np.asarray(vertex, float), float(t0)
+        self.ref_dir = direction / np.linalg.norm(direction)
+        self.e1, self.e2 = orthonormal_pair(self.ref_dir)
+
+    def hypothesis(self, x):
+        dx, dy, dz, dt, a, b = np.asarray(x) * _SCALE
+        r = np.hypot(a, b)
+        direction = np.cos(r) * self.ref_dir + np.sinc(r / np.pi) * (a * self.e1 + b * self.e2)
+        return self.ref_vertex + np.array([dx, dy, dz]), self.ref_t0 + dt, direction
+
+    def evaluate(self, vertex, t0, direction) -> tuple[float, float]:
+        s = self.settings
+        per_gev, _ = expected_npe_cascade(self.sensor_pos, self.sensor_dir, vertex, direction, 1.0,
+                                          s.medium, s.pmt_area_m2, s.acceptance_exponent)
+        energy = profile_energy_gev(per_gev, self.sensor_charge, s.noise_charge_per_sensor)
+        mu = energy * per_gev + s.noise_charge_per_sensor
+        charge_term = float(np.sum(mu - self.sensor_charge * np.log(mu)))
+        distance = np.linalg.norm(self.pulse_pos - vertex, axis=1)
+        residual = self.pulse_t - t0 - cascade_direct_delay_ns(distance, s.medium)
+        log_p = log_arrival_time_pdf(residual, distance, s.medium, s.jitter_ns)
+        log_p = np.where(np.isfinite(log_p), log_p, -np.inf)
+        time_term = -float(np.sum(np.logaddexp(log_p, np.log(s.noise_floor_per_ns))))
+        return charge_term + time_term, energy
+
+    def __call__(self, x) -> float:
+        self.n_calls += 1
+        value, self.last_energy = self.evaluate(*self.hypothesis(x))
+        return value if np.isfinite(value) else 1e30
+
+
+def _best_t0(objective: _CascadeObjective, vertex, direction) -> float:
+    distance = np.linalg.norm(objective.pulse_pos - vertex, axis=1)
+    candidates = np.quantile(objective.pulse_t - cascade_direct_delay_ns(distance, objective.settings.medium),
+                             [0.02, 0.1, 0.25, 0.5])
+    values = [objective.evaluate(vertex, t0, direction)[0] for t0 in candidates]
+    return float(candidates[int(np.argmin(values))])
+
+
+def fit_cascade_event(sensor_pos, sensor_dir, sensor_charge, pulse_pos, pulse_t, seed_vertex,
+                      seed_dir, settings: CascadeFitSettings, event_seed: int) -> dict[str, float]:
+    """Return the cascade fit of one event: vertex, t0, direction, EM energy and -log L."""
+    objective = _CascadeObjective(sensor_pos, sensor_dir, sensor_charge, pulse_pos, pulse_t, settings)
+    rng = np.random.default_rng(event_seed)
+    seeds = [seed_dir, -seed_dir]
+    while len(seeds) < settings.n_directions:
+        v = rng.normal(size=3)
+        seeds.append(v / np.linalg.norm(v))
+    best = None
+    simplex = np.vstack([np.zeros(6), np.diag([0.5, 0.5, 0.5, 0.5, 0.3, 0.3])])
+    for direction in seeds[: settings.n_directions]:
+        vertex = best[1] if best is not None else seed_vertex
+        objective.set_reference(vertex, _best_t0(objective, vertex, direction), direction)
+        result = optimize.minimize(objective, np.zeros(6), method="Nelder-Mead",
+                                   options={"maxiter": settings.max_iterations, "xatol": 1e-3,
+                                            "fatol": 1e-2, "initial_simplex": simplex})
+        vertex_fit, t0_fit, dir_fit = objective.hypothesis(result.x)
+        if best is None or result.fun < best[0]:
+            best = (float(result.fun), vertex_fit, t0_fit, dir_fit)
+    value, vertex, t0, direction = best
+    value, energy = objective.evaluate(vertex, t0, direction)
+    return {"neg_logl": value, "dir_x": direction[0], "dir_y": direction[1], "dir_z": direction[2],
+            "vertex_x": vertex[0], "vertex_y": vertex[1], "vertex_z": vertex[2], "vertex_t_ns": t0,
+            "energy": energy, "n_evaluations": objective.n_calls}
+
+
+def _fit_chunk(task: tuple) -> list[dict[str, float]]:
+    settings, items = task
+    return [fit_cascade_event(*item[:7], settings=settings, event_seed=item[7]) for item in items]
+
+
+class CascadeLikelihoodFit:
+    """Point-cascade likelihood fit over all reachable sensors, as a registry method."""
+
+    name = "cascade-likelihood"
+    version = "1.0"
+
+    def __init__(self, detector: str = DEFAULT_DETECTOR, n_directions: int = 3, n_jobs: int | None = None):
+        self.setup: DetectorSetup = detector_setup(detector)
+        response = self.setup.response
+        self.settings = CascadeFitSettings(
+            medium=self.setup.medium, jitter_ns=response.jitter_ns,
+            noise_floor_per_ns=self.setup.noise_rate_per_ns,
+            # Mean noise charge per sensor in the readout window (each noise pulse ≈ 1 pe).
+            noise_charge_per_sensor=self.setup.noise_rate_per_ns * self.setup.readout_window_ns,
+            pmt_area_m2=response.pmt_area_m2, acceptance_exponent=response.acceptance_exponent,
+            n_directions=n_directions,
+        )
+        self.n_jobs = n_jobs
+
+    def reconstruct(self, events: ak.Array) -> pd.DataFrame:
+        """Return one prediction row per event: cascade direction, EM energy, vertex, -logL."""
+        geometry = self.setup.geometry
+        flat = flatten_hits(events)
+        reasons = failure_reasons(events, flat)
+        table = start_predictions(events, self.name, reasons)
+        good = (reasons == "")[flat.event]
+        hits = flat.select(good)
+        rows = np.full(len(hits.t), -1)
+        try:
+            rows = geometry.sensor_lookup(hits.sensor_id)
+        except ValueError:
+            # Unknown sensors fail only their own events.
+            known = np.isin(hits.sensor_id, geometry.sensor_id)
+            bad_events = np.unique(hits.event[~known])
+            reasons[bad_events] = f"hits.sensor_id: not in the {geometry.name} geometry"
+            hits = hits.select(known & (reasons == "")[hits.event])
+            rows = geometry.sensor_lookup(hits.sensor_id)
+        cleaned = clean_hits(hits, self.setup.medium.name)
+        pulses, _ = first_pulses(cleaned)
+        seed = linefit_flat(cleaned)
+        n = flat.n_events
+        q = np.where(cleaned.q > 0, cleaned.q, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cog = segment_sum(q[:, None] * cleaned.pos, cleaned.event, n) / segment_sum(q, cleaned.event, n)[:, None]
+        seed_dir = np.where(np.all(np.isfinite(seed.direction), axis=1, keepdims=True), seed.direction,
+                            np.array([0.0, 0.0, -1.0]))
+        reach = REACH_ATTENUATION_LENGTHS * self.setup.medium.attenuation_length_m
+        event_ids = table["event_id"].to_numpy()
+        todo = np.flatnonzero((reasons == "") & (pulses.counts >= 3))
+        reasons[(reasons == "") & (pulses.counts < 3)] = "hits: fewer than 3 sensors after cleaning"
+        items = []
+        for i in todo:
+            near = np.linalg.norm(geometry.position - cog[i], axis=1) < reach
+            charge = np.bincount(rows[hits.event_slice(i)], weights=hits.q[hits.event_slice(i)],
+                                 minlength=geometry.n_sensors)
+            sl = pulses.event_slice(i)
+            items.append((geometry.position[near], geometry.direction[near], charge[near],
+                          pulses.pos[sl], pulses.t[sl], cog[i], seed_dir[i],
+                          zlib.crc32(np.int64(event_ids[i]).tobytes())))
+        tasks = [(self.settings, items[r.start:r.stop]) for r in split_evenly(len(items), self.n_jobs, max_chunk=16)]
+        results = [row for chunk in map_chunks(_fit_chunk, tasks, self.n_jobs) for row in chunk]
+        columns = ["dir_x", "dir_y", "dir_z", "energy", "vertex_x", "vertex_y", "vertex_z", "vertex_t_ns",
+                   "n_evaluations"]
+        for name in columns:
+            table[name] = np.nan
+        neg_logl = np.full(n, np.nan)
+        for i, row in zip(todo, results, strict=True):
+            for name in columns:
+                table.at[i, name] = row[name]
+            neg_logl[i] = row["neg_logl"]
+        table["neg_logl_per_hit"] = neg_logl / np.maximum(pulses.counts, 1)
+        table["n_hits_used"] = pulses.counts.astype(float)
+        reasons[(reasons == "") & ~np.isfinite(neg_logl)] = "fit: likelihood not finite"
+        failed = reasons != ""
+        table.loc[failed, "fit_status"] = ["failed: " + r for r in reasons[failed]]
+        return finish(table)
+
+
+make_cascade_likelihood = CascadeLikelihoodFit
+"""Registry factory: CascadeLikelihoodFit(detector=..., n_directions=..., n_jobs=...)."""

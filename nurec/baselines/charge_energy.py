@@ -1,0 +1,116 @@
+"""Energy from charge: a calibrated total-charge estimator, the classical energy anchor.
+
+Light yield is proportional to deposited energy (sim.physics.light: 1e5 photons/GeV),
+so log10 E is close to linear in log10 Q_total. The calibration is a quadratic
+polynomial log10 E = c0 + c1 x + c2 x², x = log10 Q (cleaned hits, pe), fitted by least
+squares on simulated events; it is stored as plain JSON coefficients.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pandas as pd
+
+from nurec.baselines.artifacts import TRAINED_DIR, artifact_path
+from nurec.baselines.cleaning import clean_hits
+from nurec.baselines.common import (
+    FlatHits,
+    detector_setup,
+    failure_reasons,
+    finish,
+    flatten_hits,
+    segment_sum,
+    start_predictions,
+)
+from nurec.geometry import DEFAULT_DETECTOR
+
+ARTIFACT = "charge_energy"
+POLY_DEGREE = 2
+
+
+def total_charge_pe(flat: FlatHits) -> np.ndarray:
+    """Return each event's summed charge [pe] of its (already cleaned) hits."""
+    return segment_sum(np.where(np.isfinite(flat.q), flat.q, 0.0), flat.event, flat.n_events)
+
+
+class ChargeEnergy:
+    """Calibrated total-charge energy estimator with fit/predict, as a registry method."""
+
+    name = "charge-energy"
+    version = "1.0"
+
+    def __init__(self, detector: str = DEFAULT_DETECTOR, calibration: str | os.PathLike | None = None,
+                 trained: bool = True):
+        self.detector = detector
+        self.setup = detector_setup(detector)
+        self.coefficients: np.ndarray | None = None
+        self.valid_log10_charge: tuple[float, float] = (-np.inf, np.inf)
+        if calibration is not None:
+            self.load(calibration)
+        elif trained:
+            self.load(artifact_path(ARTIFACT, TRAINED_DIR, detector=self.setup.geometry.name))
+
+    def log10_charge(self, events: ak.Array) -> tuple[np.ndarray, np.ndarray]:
+        """Return (log10 total cleaned charge per event, failure reasons)."""
+        flat = flatten_hits(events)
+        reasons = failure_reasons(events, flat)
+        hits = clean_hits(flat.select((reasons == "")[flat.event]), self.setup.medium.name)
+        with np.errstate(divide="ignore"):
+            x = np.log10(total_charge_pe(hits))
+        return np.where(reasons == "", x, np.nan), reasons
+
+    def fit(self, events: ak.Array, target: str = "energy") -> ChargeEnergy:
+        """Fit the calibration to ``events.truth[target]`` [GeV]; return self."""
+        x, reasons = self.log10_charge(events)
+        y = np.log10(ak.to_numpy(events.truth[target]).astype(float))
+        ok = np.isfinite(x) & np.isfinite(y)
+        self.coefficients = np.polynomial.polynomial.polyfit(x[ok], y[ok], POLY_DEGREE)
+        self.valid_log10_charge = (float(x[ok].min()), float(x[ok].max()))
+        return self
+
+    def predict_log10_energy(self, events: ak.Array) -> tuple[np.ndarray, np.ndarray]:
+        """Return (log10 E [GeV] per event, failure reasons)."""
+        if self.coefficients is None:
+            raise ValueError("charge-energy: not calibrated; call fit() or pass calibration=PATH")
+        x, reasons = self.log10_charge(events)
+        # Outside the training range the quadratic is extrapolated linearly from the edge.
+        lo, hi = self.valid_log10_charge
+        xc = np.clip(x, lo, hi)
+        slope = np.polynomial.polynomial.polyval(xc, np.polynomial.polynomial.polyder(self.coefficients))
+        y = np.polynomial.polynomial.polyval(xc, self.coefficients) + slope * (x - xc)
+        return y, reasons
+
+    def reconstruct(self, events: ak.Array) -> pd.DataFrame:
+        """Return one prediction row per event with ``energy`` [GeV] and ``log10_charge_pe``."""
+        y, reasons = self.predict_log10_energy(events)
+        table = start_predictions(events, self.name, reasons)
+        table["energy"] = 10.0**y
+        table["log10_charge_pe"], _ = self.log10_charge(events)
+        return finish(table)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the calibration as JSON; return the path."""
+        path = Path(path)
+        path.write_text(json.dumps({
+            "method": self.name, "detector": self.setup.geometry.name,
+            "model": "log10 E = polyval(log10 Q_total_cleaned_pe, coefficients) (numpy order, c0 first)",
+            "coefficients": [float(c) for c in self.coefficients],
+            "valid_log10_charge": list(self.valid_log10_charge),
+        }, indent=2))
+        return path
+
+    def load(self, path: str | os.PathLike) -> ChargeEnergy:
+        """Read a calibration written by save(); return self."""
+        data = json.loads(Path(path).read_text())
+        self.coefficients = np.asarray(data["coefficients"], dtype=float)
+        self.valid_log10_charge = tuple(data["valid_log10_charge"])
+        return self
+
+
+make_charge_energy = ChargeEnergy
+"""Registry factory: ChargeEnergy(detector=..., calibration=PATH or the shipped one)."""

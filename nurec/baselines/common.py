@@ -1,0 +1,181 @@
+"""Shared plumbing of the classical methods: flat hit arrays, detector setup, bad-event checks.
+
+Events arrive as awkward arrays; every method works on one flat numpy view of the hits
+(``FlatHits``) with per-event offsets, so per-event sums are segment sums
+(np.add.reduceat / np.bincount) rather than Python loops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import awkward as ak
+import numpy as np
+import pandas as pd
+
+from nurec.geometry import DEFAULT_DETECTOR, Geometry, get_geometry
+from nurec.io.schema import empty_predictions, event_problems, finish_predictions
+from sim.config import RESPONSES, DetectorResponse
+from sim.physics.medium import Medium, get_medium
+
+MIN_HITS = 3
+"""Fewest hits any classical method accepts: a direction needs three points off one line."""
+
+
+@dataclass(frozen=True)
+class DetectorSetup:
+    """What the fits need to know about the detector: geometry, medium and sensor response."""
+
+    geometry: Geometry
+    medium: Medium
+    response: DetectorResponse
+
+    @property
+    def noise_rate_per_ns(self) -> float:
+        """Return the per-sensor noise rate [1/ns]."""
+        return self.response.noise_rate_hz * 1e-9
+
+    @property
+    def readout_window_ns(self) -> float:
+        """Return the readout window length around the light [ns]."""
+        return self.response.readout_before_ns + self.response.readout_after_ns
+
+
+def detector_setup(detector: str | Geometry = DEFAULT_DETECTOR,
+                   response_overrides: dict[str, Any] | None = None) -> DetectorSetup:
+    """Return the geometry, medium and response of a built-in detector name or geometry path."""
+    geometry = detector if isinstance(detector, Geometry) else get_geometry(detector)
+    response = replace(RESPONSES[geometry.family], **(response_overrides or {}))
+    return DetectorSetup(geometry, get_medium(geometry.medium), response)
+
+
+def detector_from_metadata(metadata: dict[str, Any] | None, default: str = DEFAULT_DETECTOR) -> str:
+    """Return the detector name recorded in dataset metadata, else ``default``."""
+    detector = (metadata or {}).get("detector")
+    if isinstance(detector, dict):
+        return str(detector.get("name", default))
+    if isinstance(detector, str):
+        return detector
+    return default
+
+
+@dataclass
+class FlatHits:
+    """The hits of a batch of events as flat float64 arrays with per-event offsets.
+
+    ``event`` is the event index of each hit, ``offsets`` has n_events + 1 entries,
+    ``pos`` and ``pmt_dir`` are (n_hits, 3).
+    """
+
+    offsets: np.ndarray
+    event: np.ndarray
+    pos: np.ndarray
+    t: np.ndarray
+    q: np.ndarray
+    sensor_id: np.ndarray
+    pmt_dir: np.ndarray
+
+    @property
+    def n_events(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def counts(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def select(self, keep: np.ndarray) -> FlatHits:
+        """Return the hits where ``keep`` is True (event indices unchanged)."""
+        counts = np.bincount(self.event[keep], minlength=self.n_events)
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        return FlatHits(offsets, self.event[keep], self.pos[keep], self.t[keep], self.q[keep],
+                        self.sensor_id[keep], self.pmt_dir[keep])
+
+    def event_slice(self, index: int) -> slice:
+        return slice(int(self.offsets[index]), int(self.offsets[index + 1]))
+
+
+def flatten_hits(events: ak.Array) -> FlatHits:
+    """Return the hits of ``events`` as FlatHits (positions, times, charges in float64)."""
+    hits = events.hits
+    counts = ak.to_numpy(ak.num(hits, axis=1)).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+
+    def column(name: str, dtype=np.float64) -> np.ndarray:
+        return ak.to_numpy(ak.flatten(hits[name], axis=1)).astype(dtype)
+
+    pos = np.column_stack([column("x"), column("y"), column("z")])
+    pmt_dir = np.column_stack([column("dir_x"), column("dir_y"), column("dir_z")])
+    return FlatHits(offsets, np.repeat(np.arange(len(counts)), counts), pos, column("t"),
+                    column("charge"), column("sensor_id", np.int64), pmt_dir)
+
+
+def segment_sum(values: np.ndarray, event: np.ndarray, n_events: int) -> np.ndarray:
+    """Return per-event sums of per-hit ``values`` (1-D or (n_hits, k))."""
+    if values.ndim == 1:
+        return np.bincount(event, weights=values, minlength=n_events)
+    return np.stack([np.bincount(event, weights=values[:, k], minlength=n_events)
+                     for k in range(values.shape[1])], axis=1)
+
+
+def failure_reasons(events: ak.Array, flat: FlatHits, min_hits: int = MIN_HITS) -> np.ndarray:
+    """Return per event "" if it can be fitted, else the reason ("<field>: <problem>").
+
+    Checks: at least ``min_hits`` hits, finite positions/times/charges (event_problems),
+    hit times that are not all equal, and a positive total charge.
+    """
+    reasons = np.array([str(p) if p is not None else "" for p in event_problems(events, min_hits)],
+                       dtype=object)
+    n = flat.n_events
+    finite_t = np.where(np.isfinite(flat.t), flat.t, 0.0)
+    t_min = np.full(n, np.inf)
+    t_max = np.full(n, -np.inf)
+    np.minimum.at(t_min, flat.event, finite_t)
+    np.maximum.at(t_max, flat.event, finite_t)
+    q_sum = segment_sum(np.where(np.isfinite(flat.q), flat.q, 0.0), flat.event, n)
+    ok = reasons == ""
+    reasons[ok & (t_max <= t_min)] = "hits.t: all hits at one time"
+    ok = reasons == ""
+    reasons[ok & (q_sum <= 0)] = "hits.charge: no positive charge"
+    return reasons
+
+
+def start_predictions(events: ak.Array, method: str, reasons: np.ndarray) -> pd.DataFrame:
+    """Return an empty prediction table with fit_status set to "failed: <reason>" where needed."""
+    table = empty_predictions(ak.to_numpy(events.event_id), method)
+    failed = reasons != ""
+    table.loc[failed, "fit_status"] = ["failed: " + r for r in reasons[failed]]
+    return table
+
+
+def finish(table: pd.DataFrame) -> pd.DataFrame:
+    """Return the table with NaN outputs for failed events, angles filled and columns ordered."""
+    failed = table["fit_status"].to_numpy() != "ok"
+    numeric = [c for c in table.columns if c not in ("event_id", "method", "fit_status")
+               and pd.api.types.is_float_dtype(table[c])]
+    table.loc[failed, numeric] = np.nan
+    return finish_predictions(table)
+
+
+def orthonormal_pair(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return two unit vectors (…, 3) perpendicular to ``direction`` and to each other."""
+    direction = np.asarray(direction, dtype=float)
+    helper = np.where(np.abs(direction[..., 2:3]) < 0.9, [0.0, 0.0, 1.0], [1.0, 0.0, 0.0])
+    e1 = np.cross(direction, helper)
+    e1 /= np.linalg.norm(e1, axis=-1, keepdims=True)
+    e2 = np.cross(direction, e1)
+    return e1, e2
+
+
+def opening_angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Return the angle [deg] between direction vectors (…, 3); NaN where either is NaN."""
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    cos = np.sum(a * b, axis=-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def truth_directions(events: ak.Array) -> np.ndarray:
+    """Return the true directions of travel (n, 3) from ``events.truth``."""
+    truth = events.truth
+    return np.column_stack([ak.to_numpy(truth[k]).astype(float) for k in ("dir_x", "dir_y", "dir_z")])

@@ -1,0 +1,74 @@
+import shutil
+
+import awkward as ak
+import numpy as np
+import pytest
+import torch
+
+from nurec.baselines.artifacts import TRAINED_DIR, ArtifactError, artifact_path, read_card
+from nurec.baselines.charge_energy import ChargeEnergy
+from nurec.baselines.train_all import energy_sample_config
+from nurec.evaluate.metrics import log_energy_ratio, resolution_and_bias
+from nurec.registry import get_method
+from sim.config import SimulationConfig
+from sim.simulate import simulate_events
+
+
+@pytest.fixture(scope="module")
+def held_out_events():
+    """Events like the energy training sample, from a seed the training never used."""
+    return simulate_events(energy_sample_config("icecube86", 400, seed=9001))[0]
+
+
+def test_cnn_beats_total_charge_on_held_out_events(held_out_events):
+    true_energy = ak.to_numpy(held_out_events.truth.energy)
+    cnn = get_method("cnn-energy").reconstruct(held_out_events)
+    charge = get_method("charge-energy").reconstruct(held_out_events)
+    cnn_resolution, cnn_bias = resolution_and_bias(log_energy_ratio(cnn.energy, true_energy))
+    charge_resolution, _ = resolution_and_bias(log_energy_ratio(charge.energy, true_energy))
+    assert cnn_resolution < charge_resolution, (cnn_resolution, charge_resolution)
+    assert abs(cnn_bias) < 0.2
+
+
+def test_charge_energy_fit_save_load_predicts_the_same(held_out_events, tmp_path):
+    estimator = ChargeEnergy(trained=False).fit(held_out_events)
+    path = estimator.save(tmp_path / "calibration.json")
+    loaded = ChargeEnergy(calibration=path)
+    first, _ = estimator.predict_log10_energy(held_out_events)
+    np.testing.assert_allclose(loaded.predict_log10_energy(held_out_events)[0], first)
+    true_log10 = np.log10(ak.to_numpy(held_out_events.truth.energy))
+    # Fitted on these events: unbiased on them; NC and through-going muons limit the correlation.
+    assert abs(np.median(first - true_log10)) < 0.1
+    assert np.corrcoef(first, true_log10)[0, 1] > 0.3
+
+
+def test_shipped_artifacts_are_small_and_cnn_loads_weights_only():
+    card = read_card()
+    assert "train_all" in card["command"]
+    for name, entry in card["files"].items():
+        assert (TRAINED_DIR / entry["file"]).stat().st_size < 5_000_000, name
+    state = torch.load(artifact_path("cnn_energy"), weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+
+
+def test_tampered_artifact_is_refused(tmp_path):
+    copy = tmp_path / "trained"
+    shutil.copytree(TRAINED_DIR, copy)
+    with open(copy / read_card(copy)["files"]["bdt_uncertainty"]["file"], "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(ArtifactError, match="sha256"):
+        get_method("bdt-uncertainty", model=copy / "bdt_uncertainty.joblib")
+
+
+def test_trained_methods_refuse_other_detectors():
+    with pytest.raises(ArtifactError, match="trained for detector 'icecube86'"):
+        get_method("cnn-energy", detector="orca6")
+
+
+def test_cascade_fit_recovers_deposited_energy():
+    config = SimulationConfig(detector="icecube86", flavors=("nue",), interactions=("CC",), n_events=8, seed=44)
+    events, _ = simulate_events(config)
+    predictions = get_method("cascade-likelihood", n_jobs=2, n_directions=1).reconstruct(events)
+    ratio = log_energy_ratio(predictions.energy, ak.to_numpy(events.truth.visible_energy))
+    assert (predictions.fit_status == "ok").all()
+    assert abs(np.median(ratio)) < 0.15
