@@ -73,3 +73,18 @@ register_method(
     "graph neural network (DynEdge-style): direction with calibrated uncertainty, energy, track probability",
     trained=True,
 )
+# Classical baselines (nurec/baselines); trained ones ship their artifacts in nurec/baselines/trained.
+register_method("linefit", "nurec.baselines.linefit:make_linefit",
+                "improved LineFit: charge-weighted, Huber-robust least-squares plane-wave direction")
+register_method("likelihood", "nurec.baselines.likelihood:make_likelihood",
+                "SPE likelihood track fit (Pandel ⊗ jitter pdf + noise floor), LineFit seed, iterative restarts")
+register_method("likelihood-mpe", "nurec.baselines.likelihood:make_likelihood_mpe",
+                "MPE likelihood track fit (first-photon pdf of N photo-electrons), LineFit seed")
+register_method("cascade-likelihood", "nurec.baselines.cascade:make_cascade_likelihood",
+                "point-cascade likelihood: Poisson charges over all reachable sensors + time pdf; EM energy")
+register_method("charge-energy", "nurec.baselines.charge_energy:make_charge_energy",
+                "calibrated total-charge energy estimator", trained=True)
+register_method("bdt-uncertainty", "nurec.baselines.bdt_uncertainty:make_bdt_uncertainty",
+                "SPE likelihood track fit with a BDT-predicted, calibrated 68% angular uncertainty", trained=True)
+register_method("cnn-energy", "nurec.baselines.cnn_energy:make_cnn_energy",
+                "CNN on detector images (strings x depth / z x t) predicting log10 E", trained=True)

@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "nurec.cli.inspect",
     "nurec.cli.display",
     "nurec.cli.train",
+    "nurec.cli.reconstruct",
 ]
 
 # Errors a user can fix: printed as one line, no traceback.
