@@ -33,7 +33,7 @@ def test_cnn_beats_total_charge_on_held_out_events(held_out_events):
 def test_charge_energy_fit_save_load_predicts_the_same(held_out_events, tmp_path):
     estimator = ChargeEnergy(trained=False).fit(held_out_events)
     path = estimator.save(tmp_path / "calibration.json")
-    loaded = ChargeEnergy(calibration=path)
+    loaded = get_method("charge-energy", model=path)
     first, _ = estimator.predict_log10_energy(held_out_events)
     np.testing.assert_allclose(loaded.predict_log10_energy(held_out_events)[0], first)
     true_log10 = np.log10(ak.to_numpy(held_out_events.truth.energy))

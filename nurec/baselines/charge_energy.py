@@ -44,14 +44,15 @@ class ChargeEnergy:
     name = "charge-energy"
     version = "1.0"
 
-    def __init__(self, detector: str = DEFAULT_DETECTOR, calibration: str | os.PathLike | None = None,
+    def __init__(self, detector: str = DEFAULT_DETECTOR, model: str | os.PathLike | None = None,
                  trained: bool = True):
+        """``model``: a calibration JSON written by save(); default: the shipped one."""
         self.detector = detector
         self.setup = detector_setup(detector)
         self.coefficients: np.ndarray | None = None
         self.valid_log10_charge: tuple[float, float] = (-np.inf, np.inf)
-        if calibration is not None:
-            self.load(calibration)
+        if model is not None:
+            self.load(model)
         elif trained:
             self.load(artifact_path(ARTIFACT, TRAINED_DIR, detector=self.setup.geometry.name))
 
@@ -76,7 +77,7 @@ class ChargeEnergy:
     def predict_log10_energy(self, events: ak.Array) -> tuple[np.ndarray, np.ndarray]:
         """Return (log10 E [GeV] per event, failure reasons)."""
         if self.coefficients is None:
-            raise ValueError("charge-energy: not calibrated; call fit() or pass calibration=PATH")
+            raise ValueError("charge-energy: not calibrated; call fit() or pass model=PATH")
         x, reasons = self.log10_charge(events)
         # Outside the training range the quadratic is extrapolated linearly from the edge.
         lo, hi = self.valid_log10_charge
@@ -113,4 +114,4 @@ class ChargeEnergy:
 
 
 make_charge_energy = ChargeEnergy
-"""Registry factory: ChargeEnergy(detector=..., calibration=PATH or the shipped one)."""
+"""Registry factory: ChargeEnergy(detector=..., model=calibration JSON or the shipped one)."""

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from nurec.baselines.artifacts import TRAINED_DIR, artifact_path, read_card
+from nurec.baselines.artifacts import TRAINED_DIR, artifact_path
 from nurec.baselines.cleaning import clean_hits
 from nurec.baselines.common import (
     detector_setup,
@@ -236,8 +236,8 @@ class CnnEnergy:
     def load(self, path: str | os.PathLike) -> CnnEnergy:
         """Load a state_dict with torch.load(weights_only=True); return self."""
         path = Path(path)
-        if path.parent != TRAINED_DIR and (path.parent / "card.json").exists():
-            read_card(path.parent)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such CNN weights file")
         self.model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         self.model.eval()
         return self

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from nurec.geometry import DEFAULT_DETECTOR, Geometry, get_geometry
-from nurec.io.schema import empty_predictions, event_problems, finish_predictions
+from nurec.io.schema import empty_predictions, event_problems, finish_predictions, validate_events
 from sim.config import RESPONSES, DetectorResponse
 from sim.physics.medium import Medium, get_medium
 
@@ -96,7 +96,11 @@ class FlatHits:
 
 
 def flatten_hits(events: ak.Array) -> FlatHits:
-    """Return the hits of ``events`` as FlatHits (positions, times, charges in float64)."""
+    """Return the hits of ``events`` as FlatHits (positions, times, charges in float64).
+
+    Raises SchemaError naming the field if ``events`` does not follow the event schema.
+    """
+    validate_events(events)
     hits = events.hits
     counts = ak.to_numpy(ak.num(hits, axis=1)).astype(np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)])
