@@ -312,7 +312,7 @@ def train_gnn(preset: PipelinePreset, run_dir: Path, say: Progress, progress: bo
 
 # Learned baselines: artifact name in nurec/baselines/artifacts card -> (method, option naming the file).
 BASELINE_ARTIFACTS = {
-    "charge_energy": ("charge-energy", "calibration"),
+    "charge_energy": ("charge-energy", "model"),
     "cnn_energy": ("cnn-energy", "model"),
     "bdt_uncertainty": ("bdt-uncertainty", "model"),
 }
