@@ -86,6 +86,16 @@ def _numbers(data: Any, prefix: str = "") -> dict[str, float]:
     return {prefix.rstrip("."): float(data)}
 
 
+def _card_metrics(card: Mapping[str, Any]) -> dict[str, float]:
+    """Return the card's "metrics", else the validation numbers of a training summary ("val.*")."""
+    if card.get("metrics"):
+        return _numbers(card["metrics"])
+    summary = card.get("summary")
+    if isinstance(summary, Mapping) and isinstance(summary.get("val"), Mapping):
+        return _numbers(summary["val"], "val.")
+    return {}
+
+
 def describe_model(name: str, variant: str | None, method: Reconstructor) -> pb.ModelInfo:
     """Return the ModelInfo of a served method from its registry entry and model card."""
     card = _card(method)
@@ -95,7 +105,7 @@ def describe_model(name: str, variant: str | None, method: Reconstructor) -> pb.
     return pb.ModelInfo(
         name=name, variant=variant or "", version=str(getattr(method, "version", "")),
         description=str(card.get("description") or (spec.description if spec else "")),
-        detectors=detectors, inputs=inputs, metrics=_numbers(card.get("metrics", {})),
+        detectors=detectors, inputs=inputs, metrics=_card_metrics(card),
     )
 
 

@@ -92,3 +92,14 @@ def test_busy_ports_are_one_line_errors_naming_the_setting(capsys, monkeypatch):
             assert main(args) == 1
             setting = flag.lstrip("-").replace("-", "_")
             assert f"nurec serve: error: {setting}: cannot listen on" in capsys.readouterr().err
+
+
+def test_model_info_falls_back_to_validation_numbers_of_a_training_summary():
+    from services.models import describe_model
+
+    class Trained:
+        version = "v1"
+        metadata = {"summary": {"best_epoch": 8, "val": {"median_angle_deg": 4.2, "track_auc": 0.9}}}
+
+    assert dict(describe_model("gnn", "default", Trained()).metrics) == {
+        "val.median_angle_deg": 4.2, "val.track_auc": 0.9}
