@@ -61,3 +61,14 @@ def test_run_directory_refuses_a_different_preset(first_run):
     run_dir, _, _ = first_run
     with pytest.raises(ValueError, match="different preset"):
         run_pipeline(PRESETS["small"], run_dir, progress=None)
+
+
+def test_full_preset_simulates_what_the_bundled_gnn_was_trained_on():
+    # nurec/models/default/MODEL_CARD.md: nurec simulate --detector icecube86 --flavor nue numu nutau
+    # --interaction cc nc --events 60000 --energy-range 100 1e6 --spectral-index 1.5 --seed 2026 (test: 12000, 2027)
+    full = PRESETS["full"]
+    train, test = full.dataset_config("train"), full.dataset_config("test")
+    assert (train.detector, train.flavors, train.interactions) == ("icecube86", ("nue", "numu", "nutau"), ("CC", "NC"))
+    assert (train.n_events, train.seed, test.n_events, test.seed) == (60_000, 2026, 12_000, 2027)
+    assert (train.energy_min_gev, train.energy_max_gev, train.spectral_index) == (100.0, 1e6, 1.5)
+    assert full.n_val == 0 and full.gnn_config == "default" and full.gnn_training == {}
