@@ -9,10 +9,10 @@ end to end (events -> predictions table) and network only, plus training events/
 
 Quality (``--quality DIR``): median angular error per true-energy decade for numu CC
 tracks and for cascades, log10 E resolution, track/cascade AUC and the 68% coverage of
-``angular_uncertainty_deg`` on a dataset, for the GNN and any ``--baselines``
-(evaluated on the first ``--baseline-events`` events, the GNN on the same ones too).
+``angular_uncertainty_deg`` on a dataset, for the GNN and any ``--baselines`` (each on all
+events or on the first N with NAME:N; the GNN is then also shown on those N).
 
-    python benchmarks/bench_gnn.py --quality data/gnn/test --baselines linefit likelihood
+    python benchmarks/bench_gnn.py --quality data/gnn/test --baselines linefit likelihood:400
 """
 
 from __future__ import annotations
@@ -159,15 +159,20 @@ def quality(args: argparse.Namespace) -> None:
     seconds = time.perf_counter() - start
     for line in quality_rows("gnn", truth, gnn, seconds):
         print(line, flush=True)
-    n_base = min(args.baseline_events, len(events))
-    if args.baselines and n_base < len(events):
-        for line in quality_rows(f"gnn (first {n_base})", truth.iloc[:n_base], gnn.iloc[:n_base], seconds * n_base / len(events)):
-            print(line, flush=True)
-    for name in args.baselines:
+    done = set()
+    for spec in args.baselines:
+        name, _, count = spec.partition(":")
+        n_base = min(int(count) if count else len(events), len(events))
+        if n_base < len(events) and n_base not in done:
+            done.add(n_base)
+            share = seconds * n_base / len(events)
+            for line in quality_rows(f"gnn (first {n_base})", truth.iloc[:n_base], gnn.iloc[:n_base], share):
+                print(line, flush=True)
         method = get_method(name)
         start = time.perf_counter()
         pred = method.reconstruct(events[:n_base])
-        for line in quality_rows(name, truth.iloc[:n_base], pred, time.perf_counter() - start):
+        label = name if n_base == len(events) else f"{name} (first {n_base})"
+        for line in quality_rows(label, truth.iloc[:n_base], pred, time.perf_counter() - start):
             print(line, flush=True)
 
 
@@ -181,8 +186,8 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=4)
     parser.add_argument("--quality", default=None, help="dataset directory for the quality table")
     parser.add_argument("--max-events", type=int, default=0)
-    parser.add_argument("--baselines", nargs="*", default=[])
-    parser.add_argument("--baseline-events", type=int, default=1000)
+    parser.add_argument("--baselines", nargs="*", default=[], metavar="NAME[:N]",
+                        help="registered methods to compare, each on all events or its first N")
     args = parser.parse_args()
     if args.quality:
         quality(args)

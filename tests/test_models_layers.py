@@ -52,3 +52,20 @@ def test_graph_pool_and_dense_padding_follow_graph_boundaries():
     dense, padding = to_dense(h, counts)
     assert dense[:, :, 0].tolist() == [[1.0, 2.0, 3.0], [10.0, 0.0, 0.0]]
     assert padding.tolist() == [[False, False, False], [False, True, True]]
+
+
+def test_linefit_seed_starts_the_direction_at_the_plane_wave_fit():
+    from nurec.graph.features import GLOBAL_FEATURE_NAMES, FeatureConfig
+    from nurec.models.network import GraphNetwork, ModelSpec
+
+    spec = ModelSpec(network={"conv_dims": [8], "post_dims": [8], "readout_dims": [8]},
+                     features=FeatureConfig(max_nodes=16), linefit_seed=True)
+    network = GraphNetwork(spec)
+    torch.nn.init.zeros_(network.backbone.head.weight)
+    torch.nn.init.zeros_(network.backbone.head.bias)
+    counts = torch.tensor([3, 2])
+    glob = torch.zeros(2, len(GLOBAL_FEATURE_NAMES))
+    seed = torch.tensor([[0.0, 0.6, 0.8], [1.0, 0.0, 0.0]])
+    glob[:, GLOBAL_FEATURE_NAMES.index("linefit_dir_x"):GLOBAL_FEATURE_NAMES.index("linefit_dir_z") + 1] = seed
+    out = network(torch.randn(5, len(spec.features.feature_names)), counts, glob)
+    assert torch.allclose(out[:, :3], network.seed_kappa * seed)

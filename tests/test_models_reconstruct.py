@@ -102,7 +102,6 @@ def test_importing_nurec_does_not_import_torch():
     assert out.strip() == "False"
 
 
-@pytest.mark.skipif(not DEFAULT_MODEL_FILE.exists(), reason="bundled default model not yet trained")
 def test_bundled_default_model_loads_and_predicts(events):
     import nurec
 

@@ -29,12 +29,18 @@ ARCHITECTURES = {"dynedge": (DynEdge, DynEdgeConfig), "edgeformer": (EdgeFormer,
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What a model is: architecture name, its sizes, node features and task weights."""
+    """What a model is: architecture name, its sizes, node features and task weights.
+
+    ``linefit_seed``: add the event's LineFit direction, times a learned concentration, to
+    the direction output, so the network starts from the plane-wave fit and learns a
+    correction (it also sees the fit among its inputs, so it can overrule it).
+    """
 
     architecture: str = "dynedge"
     network: dict[str, Any] = field(default_factory=dict)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     tasks: TaskConfig = field(default_factory=TaskConfig)
+    linefit_seed: bool = False
 
     def network_config(self) -> DynEdgeConfig | EdgeFormerConfig:
         """Return the architecture's size dataclass."""
@@ -49,12 +55,13 @@ class ModelSpec:
             "network": self.network_config().to_dict(),
             "features": self.features.to_dict(),
             "tasks": self.tasks.to_dict(),
+            "linefit_seed": self.linefit_seed,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
         """Build from a mapping (e.g. the [model] table of a training config)."""
-        unknown = set(data) - {"architecture", "network", "features", "tasks"}
+        unknown = set(data) - {"architecture", "network", "features", "tasks", "linefit_seed"}
         if unknown:
             raise ValueError(f"model: unknown setting '{sorted(unknown)[0]}'")
         spec = cls(
@@ -62,6 +69,7 @@ class ModelSpec:
             network=dict(data.get("network", {})),
             features=FeatureConfig.from_dict(dict(data.get("features", {}))),
             tasks=TaskConfig.from_dict(dict(data.get("tasks", {}))),
+            linefit_seed=bool(data.get("linefit_seed", False)),
         )
         spec.network_config()  # validate now
         return spec
@@ -82,6 +90,9 @@ class GraphNetwork(nn.Module):
         self.register_buffer("global_mean", torch.zeros(n_global))
         self.register_buffer("global_std", torch.ones(n_global))
         self.register_buffer("kappa_scale", torch.ones(()))
+        if spec.linefit_seed:
+            self.seed_kappa = nn.Parameter(torch.tensor(2.0))
+            self.seed_columns = [GLOBAL_FEATURE_NAMES.index(f"linefit_dir_{c}") for c in "xyz"]
 
     def set_statistics(self, graphs: FlatGraphs) -> None:
         """Store the offsets and scales that standardise the node and event features of ``graphs``.
@@ -102,9 +113,13 @@ class GraphNetwork(nn.Module):
 
     def forward(self, nodes: torch.Tensor, counts: torch.Tensor, global_features: torch.Tensor) -> torch.Tensor:
         """Return the raw outputs for raw (unstandardised) features."""
+        seed = global_features[:, self.seed_columns] if self.spec.linefit_seed else None
         nodes = (nodes - self.node_mean) / self.node_std
         global_features = (global_features - self.global_mean) / self.global_std
-        return self.backbone(nodes, counts, global_features)
+        out = self.backbone(nodes, counts, global_features)
+        if seed is not None:
+            out = torch.cat([out[:, :3] + self.seed_kappa * seed, out[:, 3:]], dim=1)
+        return out
 
     def n_parameters(self) -> int:
         """Return the number of trainable parameters."""

@@ -21,6 +21,9 @@ from nurec.models.tasks import containment_radius_deg, kappa_of
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
 DEFAULT_MODEL_FILE = DEFAULT_MODEL_DIR / "model.pt"
 METHOD_NAME = "gnn"
+SMALL_BATCH_NODES = 2048
+"""Batches with fewer nodes than this run on one thread: at batch 1 on a busy 2-core machine,
+thread hand-offs made each call several times slower (5 vs 22 events/s, benchmarks/bench_gnn.py)."""
 
 
 def resolve_model_path(model: str | os.PathLike) -> Path:
@@ -47,11 +50,17 @@ def predict_outputs(network: GraphNetwork, graphs: FlatGraphs, batch_size: int =
     outputs = np.zeros((n, 5), dtype=np.float32)
     order = np.argsort(graphs.counts, kind="stable")
     device = network.node_mean.device
-    for start in range(0, n, batch_size):
-        index = order[start : start + batch_size]
-        batch = graphs.take(index)
-        out = network(*(torch.from_numpy(a).to(device) for a in (batch.nodes, batch.counts, batch.globals)))
-        outputs[index] = out.cpu().numpy()
+    threads = torch.get_num_threads()
+    try:
+        for start in range(0, n, batch_size):
+            index = order[start : start + batch_size]
+            batch = graphs.take(index)
+            # Tiny batches run faster on one thread: thread hand-offs cost more than they save.
+            torch.set_num_threads(1 if len(batch.nodes) < SMALL_BATCH_NODES else threads)
+            out = network(*(torch.from_numpy(a).to(device) for a in (batch.nodes, batch.counts, batch.globals)))
+            outputs[index] = out.cpu().numpy()
+    finally:
+        torch.set_num_threads(threads)
     return outputs
 
 
