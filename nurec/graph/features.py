@@ -15,7 +15,12 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
+from nurec.baselines.cleaning import CLEANING, clean_hits
+from nurec.baselines.common import FlatHits
+from nurec.baselines.linefit import linefit_flat
+
 NODE_SELECTIONS = ("brightest", "earliest")
+LINEFIT_KINDS = ("plane_wave", "improved")
 
 
 @dataclass(frozen=True)
@@ -26,7 +31,10 @@ class FeatureConfig:
     the cap. ``per_sensor``: one node per sensor instead of per pulse. ``pmt_direction``:
     add the PMT pointing (use for multi-PMT detectors such as KM3NeT). ``time_window_ns``:
     if > 0, drop nodes further than this from the event's charge-weighted mean time before
-    the cap (a noise cleaning; events with no node inside keep all).
+    the cap (a noise cleaning; events with no node inside keep all). ``linefit``: which
+    LineFit gives the event's ``linefit_dir_*``/``linefit_speed`` features: "plane_wave"
+    (charge-weighted fit of the kept nodes) or "improved" (the baseline LineFit of
+    nurec.baselines.linefit on all pulses after its noise cleaning for ``linefit_medium``).
     """
 
     per_sensor: bool = True
@@ -34,11 +42,17 @@ class FeatureConfig:
     node_selection: str = "brightest"
     pmt_direction: bool = False
     time_window_ns: float = 0.0
+    linefit: str = "plane_wave"
+    linefit_medium: str = "ice"
 
     def validate(self) -> FeatureConfig:
         """Return self if valid, else raise ValueError naming the setting."""
         if self.node_selection not in NODE_SELECTIONS:
             raise ValueError(f"features.node_selection: '{self.node_selection}' is not one of {NODE_SELECTIONS}")
+        if self.linefit not in LINEFIT_KINDS:
+            raise ValueError(f"features.linefit: '{self.linefit}' is not one of {LINEFIT_KINDS}")
+        if self.linefit_medium not in CLEANING:
+            raise ValueError(f"features.linefit_medium: '{self.linefit_medium}' is not one of {sorted(CLEANING)}")
         if self.max_nodes < 0:
             raise ValueError(f"features.max_nodes: must be >= 0, got {self.max_nodes}")
         return self
@@ -185,6 +199,8 @@ def events_to_graphs(events: ak.Array, config: FeatureConfig) -> FlatGraphs:
     t_rel = node["t"] - t_ref[node_event]
 
     cog, linefit_dir, linefit_speed = _plane_wave_fit(node, t_rel, node_event, n_events)
+    if config.linefit == "improved":
+        linefit_dir, linefit_speed = _improved_linefit(cols, sensor, n_pulses, config.linefit_medium)
 
     columns = [node["x"], node["y"], node["z"], t_rel, np.log10(np.maximum(node["charge"], 1e-3))]
     if config.per_sensor:
@@ -217,6 +233,19 @@ def _time_window(node: dict[str, np.ndarray], node_event: np.ndarray, n_events: 
     has_inside = np.bincount(node_event[inside], minlength=n_events) > 0
     keep = np.flatnonzero(inside | ~has_inside[node_event])
     return {name: value[keep] for name, value in node.items()}, node_event[keep]
+
+
+def _improved_linefit(cols: dict[str, np.ndarray], sensor: np.ndarray, n_pulses: np.ndarray, medium: str):
+    """Return (direction (n, 3), speed [m/ns] capped at 1) of the baseline LineFit; zeros where it fails."""
+    offsets = np.concatenate([[0], np.cumsum(n_pulses)])
+    flat = FlatHits(offsets, np.repeat(np.arange(len(n_pulses)), n_pulses),
+                    np.stack([cols["x"], cols["y"], cols["z"]], axis=1), cols["t"], cols["charge"], sensor,
+                    np.stack([cols["dir_x"], cols["dir_y"], cols["dir_z"]], axis=1))
+    result = linefit_flat(clean_hits(flat, medium))
+    ok = np.all(np.isfinite(result.direction), axis=1) & np.isfinite(result.speed_m_per_ns)
+    direction = np.where(ok[:, None], result.direction, 0.0)
+    speed = np.where(ok, np.minimum(result.speed_m_per_ns, 1.0), 0.0)
+    return direction, speed
 
 
 LINEFIT_WINDOW_NS = 1000.0
