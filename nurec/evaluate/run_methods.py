@@ -3,7 +3,8 @@
 A method that raises on a batch does not stop the run: the events of that batch get
 ``fit_status = "failed: method raised <error>"`` and NaN outputs, and the report counts them.
 
-With a time budget every method first reconstructs a few probe events; the budget is then
+With a time budget every method first reconstructs one untimed warm-up event and a few
+timed probe events; the budget is then
 shared out by water-filling (fast methods get what they need to do every event, the rest
 is split evenly among the slow ones), and a slow method runs on the leading events it can
 afford (the events are in random order, so these are a random subsample, the same for all).
@@ -203,6 +204,13 @@ def run_methods(
         first_size = min(probe_events, n_total)
         per_event = {}
         for name, (method, _) in built.items():
+            # One untimed warm-up event first: worker pools, lazy imports and caches start
+            # once per method and would otherwise make the probe (and the share) unrepresentative.
+            warm = _reconstruct_batches(method, name, events[:1], 1, stop_if_first_raises=skip_if_first_batch_raises)
+            if warm.first_error is not None:
+                parts[name].append(warm)
+                per_event[name] = 0.0
+                continue
             probe = _reconstruct_batches(method, name, events[:first_size], first_size,
                                          stop_if_first_raises=skip_if_first_batch_raises)
             parts[name].append(probe)
