@@ -215,12 +215,20 @@ def run_methods(
                                          stop_if_first_raises=skip_if_first_batch_raises)
             parts[name].append(probe)
             per_event[name] = probe.wall_s / max(probe.n_done, 1)
+            if (probe.first_error is None and n_total > first_size
+                    and per_event[name] * 16 * probe_events < min(1.0, 0.25 * time_budget_s)):
+                # Fast: a bigger timed batch, so per-call overheads of batched methods do not dominate.
+                more = _reconstruct_batches(method, name, events[first_size : first_size + 16 * probe_events],
+                                            16 * probe_events)
+                parts[name].append(more)
+                per_event[name] = (probe.wall_s + more.wall_s) / max(probe.n_done + more.n_done, 1)
         ready = [n for n in built if parts[n][0].first_error is None]
-        shares = share_budget(time_budget_s - sum(parts[n][0].wall_s for n in ready),
-                              {n: per_event[n] * (n_total - first_size) for n in ready})
+        probed = {n: sum(p.n_done for p in parts[n]) for n in ready}
+        shares = share_budget(time_budget_s - sum(p.wall_s for n in ready for p in parts[n]),
+                              {n: per_event[n] * (n_total - probed[n]) for n in ready})
         for name in ready:
             affordable = shares[name] / per_event[name] if per_event[name] > 0 else n_total
-            targets[name] = int(min(n_total, first_size + int(affordable * (1 + 1e-9))))
+            targets[name] = int(min(n_total, probed[name] + int(affordable * (1 + 1e-9))))
             deadlines[name] = 1.5 * shares[name] + 1.0
             if targets[name] < n_total:
                 say(f"{name}: {per_event[name] * 1e3:.0f} ms/event, running {targets[name]} of {n_total} events "
@@ -237,7 +245,7 @@ def run_methods(
             rest = events[done : targets[name]]
             step = batch_size
             if time_budget_s is not None and done:
-                per_event_s = parts[name][0].wall_s / done
+                per_event_s = sum(p.wall_s for p in parts[name]) / done
                 step = int(np.clip(0.2 * (deadlines[name] or 0) / max(per_event_s, 1e-9), 1, batch_size))
             parts[name].append(_reconstruct_batches(
                 method, name, rest, step, deadline_s=deadlines[name],
