@@ -216,7 +216,7 @@ def run_methods(
             parts[name].append(probe)
             per_event[name] = probe.wall_s / max(probe.n_done, 1)
             if (probe.first_error is None and n_total > first_size
-                    and per_event[name] * 16 * probe_events < min(1.0, 0.25 * time_budget_s)):
+                    and per_event[name] * 16 * probe_events < min(5.0, 0.1 * time_budget_s)):
                 # Fast: a bigger timed batch, so per-call overheads of batched methods do not dominate.
                 more = _reconstruct_batches(method, name, events[first_size : first_size + 16 * probe_events],
                                             16 * probe_events)
