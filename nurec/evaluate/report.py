@@ -390,7 +390,7 @@ body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;m
 table{border-collapse:collapse;margin:0.5em 0 1.5em 0;font-size:0.9em}
 th,td{border:1px solid #ccc;padding:0.3em 0.6em;text-align:right}
 th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}td:first-child{white-space:nowrap}
-table.summary td{white-space:nowrap}
+table.summary td:nth-child(4){white-space:nowrap}
 .ci{color:#777;font-size:0.85em;white-space:nowrap}.bad{color:#b00020;font-weight:600}tr.lowstats td{color:#999}
 figure{margin:1em 0 2em 0}figure img{max-width:100%;border:1px solid #eee}
 .meta{font-size:0.85em;color:#444}code{background:#f4f4f4;padding:0 0.2em}
