@@ -21,11 +21,10 @@ from nurec.baselines.cleaning import clean_hits
 from nurec.baselines.common import (
     FlatHits,
     detector_setup,
-    failure_reasons,
     finish,
-    flatten_hits,
     segment_sum,
     start_predictions,
+    usable_hits,
 )
 from nurec.geometry import DEFAULT_DETECTOR
 
@@ -58,9 +57,8 @@ class ChargeEnergy:
 
     def log10_charge(self, events: ak.Array) -> tuple[np.ndarray, np.ndarray]:
         """Return (log10 total cleaned charge per event, failure reasons)."""
-        flat = flatten_hits(events)
-        reasons = failure_reasons(events, flat)
-        hits = clean_hits(flat.select((reasons == "")[flat.event]), self.setup.medium.name)
+        hits, reasons = usable_hits(events)
+        hits = clean_hits(hits, self.setup.medium.name)
         with np.errstate(divide="ignore"):
             x = np.log10(total_charge_pe(hits))
         return np.where(reasons == "", x, np.nan), reasons

@@ -29,11 +29,10 @@ from nurec.baselines.artifacts import TRAINED_DIR, artifact_path
 from nurec.baselines.cleaning import clean_hits
 from nurec.baselines.common import (
     detector_setup,
-    failure_reasons,
     finish,
-    flatten_hits,
     segment_sum,
     start_predictions,
+    usable_hits,
 )
 from nurec.geometry import DEFAULT_DETECTOR, Geometry
 
@@ -65,9 +64,7 @@ class ImageSpec:
 def event_images(events: ak.Array, geometry: Geometry, spec: ImageSpec,
                  medium_name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return (images (n, C, H, W) float32, scalars (n, 2) float32, failure reasons)."""
-    flat = flatten_hits(events)
-    reasons = failure_reasons(events, flat)
-    hits = flat.select((reasons == "")[flat.event])
+    hits, reasons = usable_hits(events)
     known = np.isin(hits.sensor_id, geometry.sensor_id)
     if not known.all():
         reasons[np.unique(hits.event[~known])] = f"hits.sensor_id: not in the {geometry.name} geometry"

@@ -144,6 +144,13 @@ def failure_reasons(events: ak.Array, flat: FlatHits, min_hits: int = MIN_HITS) 
     return reasons
 
 
+def usable_hits(events: ak.Array, min_hits: int = MIN_HITS) -> tuple[FlatHits, np.ndarray]:
+    """Return (hits of the events that can be fitted, per-event failure reasons; "" = usable)."""
+    flat = flatten_hits(events)
+    reasons = failure_reasons(events, flat, min_hits)
+    return flat.select((reasons == "")[flat.event]), reasons
+
+
 def start_predictions(events: ak.Array, method: str, reasons: np.ndarray) -> pd.DataFrame:
     """Return an empty prediction table with fit_status set to "failed: <reason>" where needed."""
     table = empty_predictions(ak.to_numpy(events.event_id), method)

@@ -36,12 +36,11 @@ from nurec.baselines.common import (
     DetectorSetup,
     FlatHits,
     detector_setup,
-    failure_reasons,
     finish,
-    flatten_hits,
     opening_angle_deg,
     orthonormal_pair,
     start_predictions,
+    usable_hits,
 )
 from nurec.baselines.linefit import linefit_flat
 from nurec.baselines.parallel import map_chunks, split_evenly
@@ -237,10 +236,8 @@ class LikelihoodTrackFit:
 
     def reconstruct(self, events: ak.Array) -> pd.DataFrame:
         """Return one prediction row per event: direction, -logL/hit, paraboloid sigma, LineFit seed."""
-        flat = flatten_hits(events)
-        reasons = failure_reasons(events, flat)
+        hits, reasons = usable_hits(events)
         table = start_predictions(events, self.name, reasons)
-        hits = flat.select((reasons == "")[flat.event])
         if self.clean:
             hits = clean_hits(hits, self.setup.medium.name)
         seed = linefit_flat(hits)

@@ -20,11 +20,10 @@ from nurec.baselines.common import (
     DetectorSetup,
     FlatHits,
     detector_setup,
-    failure_reasons,
     finish,
-    flatten_hits,
     segment_sum,
     start_predictions,
+    usable_hits,
 )
 from nurec.geometry import DEFAULT_DETECTOR
 
@@ -92,10 +91,8 @@ class LineFit:
 
     def reconstruct(self, events: ak.Array) -> pd.DataFrame:
         """Return one prediction row per event; direction from LineFit, energy NaN."""
-        flat = flatten_hits(events)
-        reasons = failure_reasons(events, flat)
+        good_hits, reasons = usable_hits(events)
         table = start_predictions(events, self.name, reasons)
-        good_hits = flat.select((reasons == "")[flat.event])
         if self.clean:
             good_hits = clean_hits(good_hits, self.setup.medium.name)
         result = linefit_flat(good_hits, self.huber_scale_m, self.iterations)
