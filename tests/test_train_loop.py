@@ -32,7 +32,11 @@ def dataset(events, tmp_path_factory):
     return write_dataset(tmp_path_factory.mktemp("data") / "train", events)
 
 
-def test_tiny_model_overfits_32_events(events):
+def test_tiny_model_overfits_32_events(events, request):
+    # One thread: the result must not depend on how many threads earlier tests left set.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
     torch.manual_seed(0)
     spec = ModelSpec(network={"conv_dims": [32, 32], "post_dims": [64], "readout_dims": [64]},
                      features=FeatureConfig(max_nodes=32))
