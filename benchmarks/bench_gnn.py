@@ -32,6 +32,7 @@ from nurec.evaluate.metrics import (
     resolution_and_bias,
     roc_auc,
 )
+from nurec.models.export import export_static_parts
 from nurec.models.reconstruct import load_model, predict_outputs
 from nurec.models.tasks import task_losses
 from nurec.train.data import make_training_set
@@ -47,8 +48,8 @@ def simulated_events(n_events: int, seed: int) -> ak.Array:
     return simulate_events(config)[0]
 
 
-def time_inference(model, events: ak.Array, batch_size: int, max_events: int) -> tuple[float, float]:
-    """Return (end-to-end events/s, network-only events/s) over up to ``max_events`` events."""
+def time_inference(model, events: ak.Array, batch_size: int, max_events: int) -> tuple[float, float, float]:
+    """Return (end-to-end, network-only eager, network-only exported) events/s over up to ``max_events`` events."""
     from nurec.graph.features import events_to_graphs
 
     events = events[:max_events]
@@ -58,11 +59,14 @@ def time_inference(model, events: ak.Array, batch_size: int, max_events: int) ->
         model.reconstruct(events[i : i + batch_size])
     end_to_end = len(events) / (time.perf_counter() - start)
     graphs = events_to_graphs(events, model.features)
-    start = time.perf_counter()
-    for i in range(0, len(events), batch_size):
-        index = np.arange(i, min(i + batch_size, len(events)))
-        predict_outputs(model.network, graphs.take(index), batch_size)
-    return end_to_end, len(events) / (time.perf_counter() - start)
+    rates = []
+    for network in (model.network, export_static_parts(model.network)):
+        start = time.perf_counter()
+        for i in range(0, len(events), batch_size):
+            index = np.arange(i, min(i + batch_size, len(events)))
+            predict_outputs(network, graphs.take(index), batch_size)
+        rates.append(len(events) / (time.perf_counter() - start))
+    return end_to_end, rates[0], rates[1]
 
 
 def time_training(model, events: ak.Array, batch_size: int, steps: int) -> float:
@@ -97,11 +101,11 @@ def speed(args: argparse.Namespace) -> None:
     n_hits = ak.to_numpy(ak.num(events.hits))
     print(f"model {model.version} ({model.network.n_parameters()} parameters), {args.threads} threads, "
           f"{len(events)} icecube86 events of 1-100 TeV (median {np.median(n_hits):.0f} pulses)")
-    print("| batch | events timed | end-to-end events/s | network-only events/s |")
-    print("| --- | --- | --- | --- |")
+    print("| batch | events timed | end-to-end events/s | network-only events/s, eager | network-only, exported |")
+    print("| --- | --- | --- | --- | --- |")
     for batch_size, max_events in ((1, 200), (64, len(events)), (512, len(events))):
-        e2e, net = time_inference(model, events, batch_size, max_events)
-        print(f"| {batch_size} | {min(max_events, len(events))} | {e2e:.0f} | {net:.0f} |")
+        e2e, eager, exported = time_inference(model, events, batch_size, max_events)
+        print(f"| {batch_size} | {min(max_events, len(events))} | {e2e:.0f} | {eager:.0f} | {exported:.0f} |")
     rate = time_training(model, events, args.train_batch, args.train_steps)
     print(f"training: {rate:.0f} events/s (batch {args.train_batch}, {args.train_steps} steps, AdamW)")
 

@@ -18,9 +18,12 @@ import numpy as np
 from nurec.baselines.cleaning import CLEANING, clean_hits
 from nurec.baselines.common import FlatHits
 from nurec.baselines.linefit import linefit_flat
+from sim.physics.medium import get_medium
+from sim.physics.timing import track_geometry
 
 NODE_SELECTIONS = ("brightest", "earliest")
 LINEFIT_KINDS = ("plane_wave", "improved")
+FRAMES = ("detector", "seed")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,11 @@ class FeatureConfig:
     LineFit gives the event's ``linefit_dir_*``/``linefit_speed`` features: "plane_wave"
     (charge-weighted fit of the kept nodes) or "improved" (the baseline LineFit of
     nurec.baselines.linefit on all pulses after its noise cleaning for ``linefit_medium``).
+    ``frame``: "detector" gives node positions in detector coordinates; "seed" gives them
+    in the event's LineFit frame (origin at the charge centre of gravity, third axis along
+    the LineFit direction) and adds each node's Cherenkov time residual and distance to the
+    LineFit track, so the network learns a local correction to the seed; its direction
+    output is then in that frame and the model rotates it back (``SEED_FRAME_NAMES``).
     """
 
     per_sensor: bool = True
@@ -44,6 +52,7 @@ class FeatureConfig:
     time_window_ns: float = 0.0
     linefit: str = "plane_wave"
     linefit_medium: str = "ice"
+    frame: str = "detector"
 
     def validate(self) -> FeatureConfig:
         """Return self if valid, else raise ValueError naming the setting."""
@@ -53,6 +62,8 @@ class FeatureConfig:
             raise ValueError(f"features.linefit: '{self.linefit}' is not one of {LINEFIT_KINDS}")
         if self.linefit_medium not in CLEANING:
             raise ValueError(f"features.linefit_medium: '{self.linefit_medium}' is not one of {sorted(CLEANING)}")
+        if self.frame not in FRAMES:
+            raise ValueError(f"features.frame: '{self.frame}' is not one of {FRAMES}")
         if self.max_nodes < 0:
             raise ValueError(f"features.max_nodes: must be >= 0, got {self.max_nodes}")
         return self
@@ -65,7 +76,14 @@ class FeatureConfig:
             names += ["log10_n_pulses", "t_spread"]
         if self.pmt_direction:
             names += ["dir_x", "dir_y", "dir_z"]
+        if self.frame == "seed":
+            names += ["seed_time_residual_ns", "seed_perpendicular_m"]
         return names
+
+    @property
+    def global_feature_names(self) -> list[str]:
+        """Return the per-event feature names, in column order."""
+        return GLOBAL_FEATURE_NAMES + (SEED_FRAME_NAMES if self.frame == "seed" else [])
 
     def to_dict(self) -> dict[str, Any]:
         """Return the settings as JSON-able data."""
@@ -86,6 +104,10 @@ GLOBAL_FEATURE_NAMES = [
 ]
 """Per-event features given to the readout: counts and charge (before the node cap), the
 charge-weighted centre of gravity [m] of the kept nodes, and their plane-wave (LineFit) fit."""
+
+SEED_FRAME_NAMES = [f"seed_{axis}_{c}" for axis in ("e1", "e2", "e3") for c in "xyz"]
+"""With ``frame = "seed"``: the event's frame axes in detector coordinates (e3 = LineFit
+direction); node positions are (r - cog)·(e1, e2, e3)."""
 
 SPACE_TIME_COLUMNS = 4
 """The first four node features (x, y, z, t) span the space-time of the first kNN."""
@@ -202,11 +224,22 @@ def events_to_graphs(events: ak.Array, config: FeatureConfig) -> FlatGraphs:
     if config.linefit == "improved":
         linefit_dir, linefit_speed = _improved_linefit(cols, sensor, n_pulses, config.linefit_medium)
 
-    columns = [node["x"], node["y"], node["z"], t_rel, np.log10(np.maximum(node["charge"], 1e-3))]
+    positions = np.stack([node["x"], node["y"], node["z"]], axis=1)
+    extra_globals: list[np.ndarray] = []
+    if config.frame == "seed":
+        axes = seed_frame_axes(linefit_dir)  # (n_events, 3 axes, 3)
+        rel = positions - cog[node_event]
+        positions = np.einsum("nij,nj->ni", axes[node_event], rel)
+        time_residual, perpendicular = _seed_residuals(rel, t_rel, linefit_dir[node_event], node["charge"],
+                                                       node_event, n_events, config.linefit_medium)
+        extra_globals = list(axes.reshape(n_events, 9).T)
+    columns = [*positions.T, t_rel, np.log10(np.maximum(node["charge"], 1e-3))]
     if config.per_sensor:
         columns += [np.log10(node["n_pulses"]), node["t_spread"]]
     if config.pmt_direction:
         columns += [node["dir_x"], node["dir_y"], node["dir_z"]]
+    if config.frame == "seed":
+        columns += [time_residual, perpendicular]
     nodes = np.stack(columns, axis=1).astype(np.float32) if columns[0].size else np.zeros(
         (0, len(config.feature_names)), dtype=np.float32)
     glob = np.stack(
@@ -218,10 +251,44 @@ def events_to_graphs(events: ak.Array, config: FeatureConfig) -> FlatGraphs:
             *cog.T,
             *linefit_dir.T,
             linefit_speed,
+            *extra_globals,
         ],
         axis=1,
     ).astype(np.float32)
     return FlatGraphs(nodes, counts, glob)
+
+
+def seed_frame_axes(direction: np.ndarray) -> np.ndarray:
+    """Return (n, 3, 3) orthonormal right-handed frames whose third axis is ``direction``.
+
+    e1 is horizontal (z × e3, normalised) unless e3 is within ~25° of vertical, then
+    x × e3; e2 = e3 × e1. Events with no direction (zeros) get the detector frame.
+    """
+    direction = np.asarray(direction, dtype=np.float64)
+    norm = np.linalg.norm(direction, axis=1, keepdims=True)
+    valid = norm[:, 0] > 1e-9
+    e3 = np.where(valid[:, None], direction / np.maximum(norm, 1e-12), [0.0, 0.0, 1.0])
+    reference = np.where((np.abs(e3[:, 2]) < 0.9)[:, None], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0])
+    e1 = np.cross(reference, e3)
+    e1 /= np.linalg.norm(e1, axis=1, keepdims=True)
+    e2 = np.cross(e3, e1)
+    return np.where(valid[:, None, None], np.stack([e1, e2, e3], axis=1), np.eye(3))
+
+
+def _seed_residuals(rel: np.ndarray, t_rel: np.ndarray, direction: np.ndarray, charge: np.ndarray,
+                    node_event: np.ndarray, n_events: int, medium_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Return (Cherenkov time residual [ns], distance [m]) of nodes from their event's seed track.
+
+    The seed track passes the charge centre of gravity along the LineFit direction; the
+    direct-light arrival time is sim.physics.timing.track_geometry's (the likelihood fits'
+    geometry). The track's time offset is unknown, so residuals are relative to their
+    charge-weighted event mean.
+    """
+    geometry = track_geometry(rel, np.zeros(3), direction, get_medium(medium_name))
+    residual = t_rel - geometry["delay_ns"]
+    q_sum = np.maximum(_segment_sum(charge, node_event, n_events), 1e-12)
+    offset = _segment_sum(charge * residual, node_event, n_events) / q_sum
+    return residual - offset[node_event], geometry["perpendicular_m"]
 
 
 def _time_window(node: dict[str, np.ndarray], node_event: np.ndarray, n_events: int, window_ns: float):

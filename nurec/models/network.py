@@ -17,6 +17,7 @@ from torch import nn
 from nurec.graph.features import (
     GLOBAL_FEATURE_NAMES,
     PHOTON_SPEED_M_PER_NS,
+    SEED_FRAME_NAMES,
     FeatureConfig,
     FlatGraphs,
 )
@@ -33,7 +34,9 @@ class ModelSpec:
 
     ``linefit_seed``: add the event's LineFit direction, times a learned concentration, to
     the direction output, so the network starts from the plane-wave fit and learns a
-    correction (it also sees the fit among its inputs, so it can overrule it).
+    correction (it also sees the fit among its inputs, so it can overrule it). With
+    ``features.frame = "seed"`` the backbone's direction is in the LineFit frame and is
+    rotated back to detector coordinates here.
     """
 
     architecture: str = "dynedge"
@@ -82,7 +85,7 @@ class GraphNetwork(nn.Module):
         super().__init__()
         self.spec = spec
         n_node = len(spec.features.feature_names)
-        n_global = len(GLOBAL_FEATURE_NAMES)
+        n_global = len(spec.features.global_feature_names)
         backbone_cls = ARCHITECTURES[spec.architecture][0]
         self.backbone = backbone_cls(spec.network_config(), n_node, n_global, N_OUTPUTS)
         self.register_buffer("node_mean", torch.zeros(n_node))
@@ -92,7 +95,9 @@ class GraphNetwork(nn.Module):
         self.register_buffer("kappa_scale", torch.ones(()))
         if spec.linefit_seed:
             self.seed_kappa = nn.Parameter(torch.tensor(2.0))
-            self.seed_columns = [GLOBAL_FEATURE_NAMES.index(f"linefit_dir_{c}") for c in "xyz"]
+        self.seed_columns = [GLOBAL_FEATURE_NAMES.index(f"linefit_dir_{c}") for c in "xyz"]
+        self.frame_columns = [spec.features.global_feature_names.index(name) for name in SEED_FRAME_NAMES] \
+            if spec.features.frame == "seed" else []
 
     def set_statistics(self, graphs: FlatGraphs) -> None:
         """Store the offsets and scales that standardise the node and event features of ``graphs``.
@@ -113,13 +118,19 @@ class GraphNetwork(nn.Module):
 
     def forward(self, nodes: torch.Tensor, counts: torch.Tensor, global_features: torch.Tensor) -> torch.Tensor:
         """Return the raw outputs for raw (unstandardised) features."""
-        seed = global_features[:, self.seed_columns] if self.spec.linefit_seed else None
+        seed = global_features[:, self.seed_columns]
+        axes = global_features[:, self.frame_columns].reshape(-1, 3, 3) if self.frame_columns else None
         nodes = (nodes - self.node_mean) / self.node_std
-        global_features = (global_features - self.global_mean) / self.global_std
-        out = self.backbone(nodes, counts, global_features)
-        if seed is not None:
-            out = torch.cat([out[:, :3] + self.seed_kappa * seed, out[:, 3:]], dim=1)
-        return out
+        standardised = (global_features - self.global_mean) / self.global_std
+        out = self.backbone(nodes, counts, standardised)
+        direction = out[:, :3]
+        if axes is not None:
+            if self.spec.linefit_seed:  # the seed in its own frame: (0, 0, |seed|)
+                direction = direction + self.seed_kappa * torch.einsum("nij,nj->ni", axes, seed)
+            direction = torch.einsum("nji,nj->ni", axes, direction)  # frame -> detector (axes^T)
+        elif self.spec.linefit_seed:
+            direction = direction + self.seed_kappa * seed
+        return torch.cat([direction, out[:, 3:]], dim=1)
 
     def n_parameters(self) -> int:
         """Return the number of trainable parameters."""

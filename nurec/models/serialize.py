@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 
-from nurec.graph.features import GLOBAL_FEATURE_NAMES
 from nurec.models.network import GraphNetwork, ModelSpec
 
 MODEL_FORMAT = "nurec-gnn"
@@ -27,7 +26,7 @@ def model_payload(network: GraphNetwork, metadata: dict[str, Any] | None = None)
         "format_version": MODEL_FORMAT_VERSION,
         "spec_json": json.dumps(network.spec.to_dict(), sort_keys=True),
         "metadata_json": json.dumps(metadata or {}, sort_keys=True, default=str),
-        "features_json": json.dumps({"node": network.spec.features.feature_names, "global": GLOBAL_FEATURE_NAMES}),
+        "features_json": json.dumps({"node": network.spec.features.feature_names, "global": network.spec.features.global_feature_names}),
         "state_dict": {k: v.detach().cpu().clone() for k, v in network.state_dict().items()},
     }
 
@@ -55,9 +54,10 @@ def network_from_payload(payload: dict[str, Any], source: str = "model") -> tupl
         raise ValueError(f"{source}: format_version {payload['format_version']} is newer than this nurec reads")
     spec = ModelSpec.from_dict(json.loads(payload["spec_json"]))
     stored = json.loads(payload.get("features_json", "{}"))
-    if stored.get("global", GLOBAL_FEATURE_NAMES) != GLOBAL_FEATURE_NAMES:
+    expected = spec.features.global_feature_names
+    if stored.get("global", expected) != expected:
         raise ValueError(f"{source}: trained with event features {stored['global']}, but this nurec computes "
-                         f"{GLOBAL_FEATURE_NAMES}; retrain the model with this version")
+                         f"{expected}; retrain the model with this version")
     network = GraphNetwork(spec)
     network.load_state_dict(payload["state_dict"])
     network.eval()
