@@ -66,3 +66,27 @@ def test_event_without_hits_gets_no_nodes():
     empty = ak.with_field(events[:1], events.hits[:1][:, :0], "hits")
     graphs = events_to_graphs(ak.concatenate([empty, events[1:]]), FeatureConfig())
     assert graphs.counts.tolist() == [0, 3]
+
+
+def test_cleaning_flag_marks_isolated_sensors_and_the_cap_drops_them_first():
+    hits = pd.DataFrame(
+        {
+            "event_id": [1, 1, 1, 1],
+            "sensor_id": [1, 2, 3, 4],
+            "x": [0.0, 17.0, 34.0, 900.0],  # sensor 4 is 900 m away: isolated, noise-like
+            "y": [0.0] * 4,
+            "z": [0.0] * 4,
+            "t": [100.0, 180.0, 260.0, 150.0],
+            "charge": [1.0, 1.0, 1.0, 9.0],
+        }
+    )
+    events = events_from_hits_dataframe(hits)
+    config = FeatureConfig(max_nodes=0, cleaning_flag=True)
+    graphs = events_to_graphs(events, config)
+    flag = graphs.nodes[:, config.feature_names.index("has_partner")]
+    x = graphs.nodes[:, 0]
+    assert flag[x == 900.0].tolist() == [0.0] and np.all(flag[x != 900.0] == 1.0)
+    capped = events_to_graphs(events, FeatureConfig(max_nodes=3, cleaning_flag=True))
+    assert sorted(capped.nodes[:, 0].tolist()) == [0.0, 17.0, 34.0]  # brightest, but isolated: dropped
+    without = events_to_graphs(events, FeatureConfig(max_nodes=3))
+    assert 900.0 in without.nodes[:, 0].tolist()

@@ -94,9 +94,12 @@ def _mark_block(groups: _Groups, start: int, stop: int, settings: CleaningSettin
     keep[np.unique(i[close])] = True
 
 
-def clean_hits(flat: FlatHits, medium_name: str, min_hits: int = 3) -> FlatHits:
-    """Return the cleaned hits; events left with fewer than ``min_hits`` keep all their hits."""
-    keep = isolated_hit_mask(flat, CLEANING[medium_name])
+def clean_hits(flat: FlatHits, medium_name: str, min_hits: int = 3, mask: np.ndarray | None = None) -> FlatHits:
+    """Return the cleaned hits; events left with fewer than ``min_hits`` keep all their hits.
+
+    ``mask``: the hits' ``isolated_hit_mask`` if already computed (it is not recomputed).
+    """
+    keep = (isolated_hit_mask(flat, CLEANING[medium_name]) if mask is None else mask).copy()
     kept_per_event = np.bincount(flat.event[keep], minlength=flat.n_events)
     keep |= (kept_per_event < min_hits)[flat.event]
     return flat.select(keep)

@@ -15,7 +15,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from nurec.baselines.cleaning import CLEANING, clean_hits
+from nurec.baselines.cleaning import CLEANING, clean_hits, isolated_hit_mask
 from nurec.baselines.common import FlatHits
 from nurec.baselines.linefit import linefit_flat
 from sim.physics.medium import get_medium
@@ -43,6 +43,9 @@ class FeatureConfig:
     the LineFit direction) and adds each node's Cherenkov time residual and distance to the
     LineFit track, so the network learns a local correction to the seed; its direction
     output is then in that frame and the model rotates it back (``SEED_FRAME_NAMES``).
+    ``cleaning_flag``: add a node feature that is 1 where the sensor has a causally close
+    partner (the baselines' noise cleaning for ``linefit_medium``) and 0 for isolated,
+    noise-like sensors; the node cap then drops isolated sensors first.
     """
 
     per_sensor: bool = True
@@ -53,6 +56,7 @@ class FeatureConfig:
     linefit: str = "plane_wave"
     linefit_medium: str = "ice"
     frame: str = "detector"
+    cleaning_flag: bool = False
 
     def validate(self) -> FeatureConfig:
         """Return self if valid, else raise ValueError naming the setting."""
@@ -78,6 +82,8 @@ class FeatureConfig:
             names += ["dir_x", "dir_y", "dir_z"]
         if self.frame == "seed":
             names += ["seed_time_residual_ns", "seed_perpendicular_m"]
+        if self.cleaning_flag:
+            names += ["has_partner"]
         return names
 
     @property
@@ -159,6 +165,9 @@ def events_to_graphs(events: ak.Array, config: FeatureConfig) -> FlatGraphs:
             for name in ("x", "y", "z", "t", "charge", "dir_x", "dir_y", "dir_z")}
     sensor = ak.to_numpy(ak.flatten(hits.sensor_id)).astype(np.int64)
     charge = cols["charge"]
+    flat = _flat_hits(cols, sensor, n_pulses)
+    partner = isolated_hit_mask(flat, CLEANING[config.linefit_medium]) \
+        if (config.cleaning_flag or config.linefit == "improved") else None
 
     # Unique (event, sensor) pairs: sensors per event, and the per-sensor summaries.
     order = np.lexsort((cols["t"], sensor, event_of_hit))
@@ -183,9 +192,13 @@ def events_to_graphs(events: ak.Array, config: FeatureConfig) -> FlatGraphs:
         node["charge"] = q
         node["n_pulses"] = n_in
         node["t_spread"] = t_mean - cols["t"][first]
+        if config.cleaning_flag:
+            node["has_partner"] = partner[first].astype(np.float64)
         node_event = group_event
     else:
         node = dict(cols)
+        if config.cleaning_flag:
+            node["has_partner"] = partner.astype(np.float64)
         node_event = event_of_hit
 
     if config.time_window_ns > 0:
@@ -196,7 +209,8 @@ def events_to_graphs(events: ak.Array, config: FeatureConfig) -> FlatGraphs:
     if config.max_nodes and node_count.max(initial=0) > config.max_nodes:
         primary = -node["charge"] if config.node_selection == "brightest" else node["t"]
         secondary = node["t"] if config.node_selection == "brightest" else -node["charge"]
-        rank_order = np.lexsort((secondary, primary, node_event))
+        isolated = -node["has_partner"] if config.cleaning_flag else np.zeros(len(node_event))
+        rank_order = np.lexsort((secondary, primary, isolated, node_event))
         starts = np.concatenate([[0], np.cumsum(node_count)[:-1]])
         rank = np.empty(len(rank_order), dtype=np.int64)
         rank[rank_order] = np.arange(len(rank_order)) - np.repeat(starts, node_count)
@@ -222,7 +236,7 @@ def events_to_graphs(events: ak.Array, config: FeatureConfig) -> FlatGraphs:
 
     cog, linefit_dir, linefit_speed = _plane_wave_fit(node, t_rel, node_event, n_events)
     if config.linefit == "improved":
-        linefit_dir, linefit_speed = _improved_linefit(cols, sensor, n_pulses, config.linefit_medium)
+        linefit_dir, linefit_speed = _improved_linefit(flat, partner, config.linefit_medium)
 
     positions = np.stack([node["x"], node["y"], node["z"]], axis=1)
     extra_globals: list[np.ndarray] = []
@@ -240,6 +254,8 @@ def events_to_graphs(events: ak.Array, config: FeatureConfig) -> FlatGraphs:
         columns += [node["dir_x"], node["dir_y"], node["dir_z"]]
     if config.frame == "seed":
         columns += [time_residual, perpendicular]
+    if config.cleaning_flag:
+        columns += [node["has_partner"]]
     nodes = np.stack(columns, axis=1).astype(np.float32) if columns[0].size else np.zeros(
         (0, len(config.feature_names)), dtype=np.float32)
     glob = np.stack(
@@ -302,13 +318,16 @@ def _time_window(node: dict[str, np.ndarray], node_event: np.ndarray, n_events: 
     return {name: value[keep] for name, value in node.items()}, node_event[keep]
 
 
-def _improved_linefit(cols: dict[str, np.ndarray], sensor: np.ndarray, n_pulses: np.ndarray, medium: str):
-    """Return (direction (n, 3), speed [m/ns] capped at 1) of the baseline LineFit; zeros where it fails."""
+def _flat_hits(cols: dict[str, np.ndarray], sensor: np.ndarray, n_pulses: np.ndarray) -> FlatHits:
     offsets = np.concatenate([[0], np.cumsum(n_pulses)])
-    flat = FlatHits(offsets, np.repeat(np.arange(len(n_pulses)), n_pulses),
+    return FlatHits(offsets, np.repeat(np.arange(len(n_pulses)), n_pulses),
                     np.stack([cols["x"], cols["y"], cols["z"]], axis=1), cols["t"], cols["charge"], sensor,
                     np.stack([cols["dir_x"], cols["dir_y"], cols["dir_z"]], axis=1))
-    result = linefit_flat(clean_hits(flat, medium))
+
+
+def _improved_linefit(flat: FlatHits, partner: np.ndarray, medium: str):
+    """Return (direction (n, 3), speed [m/ns] capped at 1) of the baseline LineFit; zeros where it fails."""
+    result = linefit_flat(clean_hits(flat, medium, mask=partner))
     ok = np.all(np.isfinite(result.direction), axis=1) & np.isfinite(result.speed_m_per_ns)
     direction = np.where(ok[:, None], result.direction, 0.0)
     speed = np.where(ok, np.minimum(result.speed_m_per_ns, 1.0), 0.0)
