@@ -64,22 +64,24 @@ def test_seed_frame_keeps_space_time_distances_and_adds_features():
     assert np.all(np.isfinite(seed.nodes))
 
 
-def test_seed_frame_model_rotates_its_direction_back_to_detector_coordinates():
+def test_seed_frame_model_tilts_the_seed_and_rotates_back_to_detector_coordinates():
     spec = ModelSpec(network={"conv_dims": [8], "post_dims": [8], "readout_dims": [8]},
-                     features=FeatureConfig(max_nodes=16, frame="seed"), linefit_seed=True)
+                     features=FeatureConfig(max_nodes=16, frame="seed"))
     network = GraphNetwork(spec)
     names = spec.features.global_feature_names
     torch.nn.init.zeros_(network.backbone.head.weight)
-    with torch.no_grad():
-        network.backbone.head.bias.copy_(torch.tensor([0.3, 0.0, 0.0, 0.0, 0.0]))  # +e1 in the seed frame
+    with torch.no_grad():  # tilt 0.1 towards e1 of the seed frame, log kappa 3
+        network.backbone.head.bias.copy_(torch.tensor([0.1, 0.0, 0.0, 0.0, 0.0, 3.0]))
     seed = np.array([[0.0, 0.6, 0.8], [1.0, 0.0, 0.0]])
     axes = seed_frame_axes(seed)
     glob = torch.zeros(2, len(names))
     glob[:, [names.index(f"linefit_dir_{c}") for c in "xyz"]] = torch.tensor(seed, dtype=torch.float32)
     glob[:, [names.index(n) for n in SEED_FRAME_NAMES]] = torch.tensor(axes.reshape(2, 9), dtype=torch.float32)
     out = network(torch.randn(5, len(spec.features.feature_names)), torch.tensor([3, 2]), glob)
-    expected = network.seed_kappa.item() * seed + 0.3 * axes[:, 0]
-    np.testing.assert_allclose(out[:, :3].detach().numpy(), expected, atol=1e-5)
+    assert out.shape == (2, 5)
+    tilted = seed + 0.1 * axes[:, 0]
+    expected = np.exp(3.0) * tilted / np.linalg.norm(tilted, axis=1, keepdims=True)
+    np.testing.assert_allclose(out[:, :3].detach().numpy(), expected, rtol=1e-5)
 
 
 def test_unknown_frame_is_rejected_by_name():

@@ -25,6 +25,9 @@ from nurec.models.dynedge import DynEdge, DynEdgeConfig
 from nurec.models.edgeformer import EdgeFormer, EdgeFormerConfig
 from nurec.models.tasks import N_OUTPUTS, TaskConfig
 
+LOG_KAPPA_MIN, LOG_KAPPA_MAX = -7.0, 11.5
+"""Range of the seed-frame log kappa: kappa from 1e-3 (no information) to ~1e5 (0.3 degrees)."""
+
 ARCHITECTURES = {"dynedge": (DynEdge, DynEdgeConfig), "edgeformer": (EdgeFormer, EdgeFormerConfig)}
 
 
@@ -34,9 +37,14 @@ class ModelSpec:
 
     ``linefit_seed``: add the event's LineFit direction, times a learned concentration, to
     the direction output, so the network starts from the plane-wave fit and learns a
-    correction (it also sees the fit among its inputs, so it can overrule it). With
-    ``features.frame = "seed"`` the backbone's direction is in the LineFit frame and is
-    rotated back to detector coordinates here.
+    correction (it also sees the fit among its inputs, so it can overrule it).
+
+    With ``features.frame = "seed"`` the backbone instead predicts, in the event's LineFit
+    frame, a tilt (a, b, c) of the seed axis and log kappa separately: direction =
+    normalise((a, b, 1 + c)) rotated back to detector coordinates, kappa = exp(log kappa).
+    Zero outputs reproduce the seed, a tilt of 0.07 is 4 degrees, and precision (kappa)
+    no longer has to be encoded in the length of the direction vector. ``linefit_seed``
+    has no further effect there.
     """
 
     architecture: str = "dynedge"
@@ -87,13 +95,14 @@ class GraphNetwork(nn.Module):
         n_node = len(spec.features.feature_names)
         n_global = len(spec.features.global_feature_names)
         backbone_cls = ARCHITECTURES[spec.architecture][0]
-        self.backbone = backbone_cls(spec.network_config(), n_node, n_global, N_OUTPUTS)
+        seed_frame = spec.features.frame == "seed"
+        self.backbone = backbone_cls(spec.network_config(), n_node, n_global, N_OUTPUTS + int(seed_frame))
         self.register_buffer("node_mean", torch.zeros(n_node))
         self.register_buffer("node_std", torch.ones(n_node))
         self.register_buffer("global_mean", torch.zeros(n_global))
         self.register_buffer("global_std", torch.ones(n_global))
         self.register_buffer("kappa_scale", torch.ones(()))
-        if spec.linefit_seed:
+        if spec.linefit_seed and not seed_frame:
             self.seed_kappa = nn.Parameter(torch.tensor(2.0))
         self.seed_columns = [GLOBAL_FEATURE_NAMES.index(f"linefit_dir_{c}") for c in "xyz"]
         self.frame_columns = [spec.features.global_feature_names.index(name) for name in SEED_FRAME_NAMES] \
@@ -125,12 +134,13 @@ class GraphNetwork(nn.Module):
         out = self.backbone(nodes, counts, standardised)
         direction = out[:, :3]
         if axes is not None:
-            if self.spec.linefit_seed:  # the seed in its own frame: (0, 0, |seed|)
-                direction = direction + self.seed_kappa * torch.einsum("nij,nj->ni", axes, seed)
-            direction = torch.einsum("nji,nj->ni", axes, direction)  # frame -> detector (axes^T)
+            tilted = direction + direction.new_tensor([0.0, 0.0, 1.0])
+            unit = tilted / torch.linalg.vector_norm(tilted, dim=1, keepdim=True).clamp_min(1e-6)
+            kappa = torch.exp(out[:, N_OUTPUTS].clamp(LOG_KAPPA_MIN, LOG_KAPPA_MAX))
+            direction = torch.einsum("nji,nj->ni", axes, unit) * kappa[:, None]  # frame -> detector (axes^T)
         elif self.spec.linefit_seed:
             direction = direction + self.seed_kappa * seed
-        return torch.cat([direction, out[:, 3:]], dim=1)
+        return torch.cat([direction, out[:, 3:N_OUTPUTS]], dim=1)
 
     def n_parameters(self) -> int:
         """Return the number of trainable parameters."""
