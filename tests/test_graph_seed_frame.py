@@ -70,8 +70,8 @@ def test_seed_frame_model_tilts_the_seed_and_rotates_back_to_detector_coordinate
     network = GraphNetwork(spec)
     names = spec.features.global_feature_names
     torch.nn.init.zeros_(network.backbone.head.weight)
-    with torch.no_grad():  # tilt 0.1 towards e1 of the seed frame, log kappa 3
-        network.backbone.head.bias.copy_(torch.tensor([0.1, 0.0, 0.0, 0.0, 0.0, 3.0]))
+    with torch.no_grad():  # u = tan(20°/2): 20 degrees towards e1 of the seed frame; log kappa 3
+        network.backbone.head.bias.copy_(torch.tensor([np.tan(np.radians(10.0)), 0.0, 3.0, 0.0, 0.0]))
     seed = np.array([[0.0, 0.6, 0.8], [1.0, 0.0, 0.0]])
     axes = seed_frame_axes(seed)
     glob = torch.zeros(2, len(names))
@@ -79,8 +79,8 @@ def test_seed_frame_model_tilts_the_seed_and_rotates_back_to_detector_coordinate
     glob[:, [names.index(n) for n in SEED_FRAME_NAMES]] = torch.tensor(axes.reshape(2, 9), dtype=torch.float32)
     out = network(torch.randn(5, len(spec.features.feature_names)), torch.tensor([3, 2]), glob)
     assert out.shape == (2, 5)
-    tilted = seed + 0.1 * axes[:, 0]
-    expected = np.exp(3.0) * tilted / np.linalg.norm(tilted, axis=1, keepdims=True)
+    tilt = np.radians(20.0)
+    expected = np.exp(3.0) * (np.cos(tilt) * seed + np.sin(tilt) * axes[:, 0])
     np.testing.assert_allclose(out[:, :3].detach().numpy(), expected, rtol=1e-5)
 
 

@@ -40,11 +40,12 @@ class ModelSpec:
     correction (it also sees the fit among its inputs, so it can overrule it).
 
     With ``features.frame = "seed"`` the backbone instead predicts, in the event's LineFit
-    frame, a tilt (a, b, c) of the seed axis and log kappa separately: direction =
-    normalise((a, b, 1 + c)) rotated back to detector coordinates, kappa = exp(log kappa).
-    Zero outputs reproduce the seed, a tilt of 0.07 is 4 degrees, and precision (kappa)
-    no longer has to be encoded in the length of the direction vector. ``linefit_seed``
-    has no further effect there.
+    frame, a point (u, v) of the plane that inverse stereographic projection maps onto the
+    sphere, (2u, 2v, 1 - u² - v²) / (1 + u² + v²), and log kappa separately; the direction
+    is rotated back to detector coordinates. (0, 0) is the seed, |(u, v)| = tan(tilt / 2)
+    (0.035 for 4 degrees), every direction is reachable (reversal at infinity), and
+    precision (kappa) no longer has to be encoded in the length of the direction vector.
+    ``linefit_seed`` has no further effect there.
     """
 
     architecture: str = "dynedge"
@@ -96,7 +97,7 @@ class GraphNetwork(nn.Module):
         n_global = len(spec.features.global_feature_names)
         backbone_cls = ARCHITECTURES[spec.architecture][0]
         seed_frame = spec.features.frame == "seed"
-        self.backbone = backbone_cls(spec.network_config(), n_node, n_global, N_OUTPUTS + int(seed_frame))
+        self.backbone = backbone_cls(spec.network_config(), n_node, n_global, N_OUTPUTS)
         self.register_buffer("node_mean", torch.zeros(n_node))
         self.register_buffer("node_std", torch.ones(n_node))
         self.register_buffer("global_mean", torch.zeros(n_global))
@@ -134,13 +135,14 @@ class GraphNetwork(nn.Module):
         out = self.backbone(nodes, counts, standardised)
         direction = out[:, :3]
         if axes is not None:
-            tilted = direction + direction.new_tensor([0.0, 0.0, 1.0])
-            unit = tilted / torch.linalg.vector_norm(tilted, dim=1, keepdim=True).clamp_min(1e-6)
-            kappa = torch.exp(out[:, N_OUTPUTS].clamp(LOG_KAPPA_MIN, LOG_KAPPA_MAX))
+            u, v = out[:, 0], out[:, 1]
+            r2 = u * u + v * v
+            unit = torch.stack([2 * u, 2 * v, 1 - r2], dim=1) / (1 + r2)[:, None]
+            kappa = torch.exp(out[:, 2].clamp(LOG_KAPPA_MIN, LOG_KAPPA_MAX))
             direction = torch.einsum("nji,nj->ni", axes, unit) * kappa[:, None]  # frame -> detector (axes^T)
         elif self.spec.linefit_seed:
             direction = direction + self.seed_kappa * seed
-        return torch.cat([direction, out[:, 3:N_OUTPUTS]], dim=1)
+        return torch.cat([direction, out[:, 3:]], dim=1)
 
     def n_parameters(self) -> int:
         """Return the number of trainable parameters."""
