@@ -53,7 +53,7 @@ def test_seed_frame_keeps_space_time_distances_and_adds_features():
     events = simulate_events(config)[0]
     settings = {"max_nodes": 64, "time_window_ns": 2000.0, "linefit": "improved"}
     detector = events_to_graphs(events, FeatureConfig(**settings))
-    seed = events_to_graphs(events, FeatureConfig(**settings, frame="seed"))
+    seed = events_to_graphs(events, FeatureConfig(**settings, frame="seed", seed_residuals=True))
     assert seed.nodes.shape[1] == detector.nodes.shape[1] + 2
     assert seed.globals.shape[1] == len(GLOBAL_FEATURE_NAMES) + len(SEED_FRAME_NAMES)
     np.testing.assert_array_equal(seed.counts, detector.counts)

@@ -40,9 +40,10 @@ class FeatureConfig:
     nurec.baselines.linefit on all pulses after its noise cleaning for ``linefit_medium``).
     ``frame``: "detector" gives node positions in detector coordinates; "seed" gives them
     in the event's LineFit frame (origin at the charge centre of gravity, third axis along
-    the LineFit direction) and adds each node's Cherenkov time residual and distance to the
-    LineFit track, so the network learns a local correction to the seed; its direction
-    output is then in that frame and the model rotates it back (``SEED_FRAME_NAMES``).
+    the LineFit direction), so the network learns a local correction to the seed; its
+    direction output is then in that frame and the model rotates it back
+    (``SEED_FRAME_NAMES``). ``seed_residuals``: add each node's Cherenkov time residual and
+    distance to the seed track (LineFit direction through the centre of gravity).
     ``cleaning_flag``: add a node feature that is 1 where the sensor has a causally close
     partner (the baselines' noise cleaning for ``linefit_medium``) and 0 for isolated,
     noise-like sensors; the node cap then drops isolated sensors first.
@@ -56,6 +57,7 @@ class FeatureConfig:
     linefit: str = "plane_wave"
     linefit_medium: str = "ice"
     frame: str = "detector"
+    seed_residuals: bool = False
     cleaning_flag: bool = False
 
     def validate(self) -> FeatureConfig:
@@ -80,7 +82,7 @@ class FeatureConfig:
             names += ["log10_n_pulses", "t_spread"]
         if self.pmt_direction:
             names += ["dir_x", "dir_y", "dir_z"]
-        if self.frame == "seed":
+        if self.seed_residuals:
             names += ["seed_time_residual_ns", "seed_perpendicular_m"]
         if self.cleaning_flag:
             names += ["has_partner"]
@@ -240,19 +242,20 @@ def events_to_graphs(events: ak.Array, config: FeatureConfig) -> FlatGraphs:
 
     positions = np.stack([node["x"], node["y"], node["z"]], axis=1)
     extra_globals: list[np.ndarray] = []
-    if config.frame == "seed":
-        axes = seed_frame_axes(linefit_dir)  # (n_events, 3 axes, 3)
-        rel = positions - cog[node_event]
-        positions = np.einsum("nij,nj->ni", axes[node_event], rel)
+    rel = positions - cog[node_event]
+    if config.seed_residuals:
         time_residual, perpendicular = _seed_residuals(rel, t_rel, linefit_dir[node_event], node["charge"],
                                                        node_event, n_events, config.linefit_medium)
+    if config.frame == "seed":
+        axes = seed_frame_axes(linefit_dir)  # (n_events, 3 axes, 3)
+        positions = np.einsum("nij,nj->ni", axes[node_event], rel)
         extra_globals = list(axes.reshape(n_events, 9).T)
     columns = [*positions.T, t_rel, np.log10(np.maximum(node["charge"], 1e-3))]
     if config.per_sensor:
         columns += [np.log10(node["n_pulses"]), node["t_spread"]]
     if config.pmt_direction:
         columns += [node["dir_x"], node["dir_y"], node["dir_z"]]
-    if config.frame == "seed":
+    if config.seed_residuals:
         columns += [time_residual, perpendicular]
     if config.cleaning_flag:
         columns += [node["has_partner"]]
