@@ -122,3 +122,17 @@ def test_bad_config_names_the_setting(tmp_path):
         load_config(path)
     with pytest.raises(ValueError, match="schedule"):
         TrainConfig(schedule="linear").validate()
+
+
+def test_training_set_built_in_chunks_equals_the_whole(events, dataset, monkeypatch):
+    import nurec.train.data as data_module
+
+    features = FeatureConfig(max_nodes=48, time_window_ns=2000.0, linefit="improved", seed_residuals=True,
+                             cleaning_flag=True)
+    whole = make_training_set(events[:150], features)
+    monkeypatch.setattr(data_module, "FEATURE_CHUNK_EVENTS", 7)
+    chunked = data_module.load_training_set(dataset, features, max_events=150)
+    assert np.array_equal(chunked.graphs.counts, whole.graphs.counts)
+    np.testing.assert_allclose(chunked.graphs.nodes, whole.graphs.nodes, rtol=1e-6, atol=1e-4)
+    np.testing.assert_allclose(chunked.graphs.globals, whole.graphs.globals, rtol=1e-6, atol=1e-5)
+    assert np.array_equal(chunked.targets, whole.targets) and np.array_equal(chunked.event_id, whole.event_id)

@@ -66,6 +66,43 @@ def make_training_set(events: ak.Array, features: FeatureConfig) -> TrainingSet:
     )
 
 
+FEATURE_CHUNK_EVENTS = 5000
+"""Events turned into graphs at a time by load_training_set: bright PeV events carry tens of
+thousands of pulses, and 100,000 events of an E^-1 spectrum at once needed > 20 GB."""
+
+
+def load_training_set(path: str | os.PathLike, features: FeatureConfig, max_events: int = 0) -> TrainingSet:
+    """Return the training set of up to ``max_events`` events (0 = all) of a source, in file order.
+
+    Same result as ``make_training_set(read_events(path, max_events), features)``, built
+    ``FEATURE_CHUNK_EVENTS`` events at a time so that only the graphs, not the pulses, of all
+    events are held in memory.
+    """
+    parts, n = [], 0
+    for chunk in iter_events(path):
+        if max_events:
+            chunk = chunk[: max_events - n]
+        for start in range(0, len(chunk), FEATURE_CHUNK_EVENTS):
+            parts.append(make_training_set(chunk[start : start + FEATURE_CHUNK_EVENTS], features))
+        n += len(chunk)
+        if max_events and n >= max_events:
+            break
+    if not parts:
+        raise ValueError(f"{path}: no events")
+    return concatenate_training_sets(parts)
+
+
+def concatenate_training_sets(parts: list[TrainingSet]) -> TrainingSet:
+    """Return the events of ``parts``, in order, as one training set."""
+    graphs = FlatGraphs(
+        np.concatenate([p.graphs.nodes for p in parts]),
+        np.concatenate([p.graphs.counts for p in parts]),
+        np.concatenate([p.graphs.globals for p in parts]),
+    )
+    return TrainingSet(graphs, np.concatenate([p.targets for p in parts]),
+                       np.concatenate([p.event_id for p in parts]), np.concatenate([p.run_id for p in parts]))
+
+
 def _splitmix64(x: np.ndarray) -> np.ndarray:
     """Return the splitmix64 hash of uint64 values (a fixed, well-mixed bijection)."""
     x = x.astype(np.uint64)

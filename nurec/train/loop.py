@@ -31,7 +31,7 @@ from nurec.models.tasks import (
 )
 from nurec.train.checkpoint import load_checkpoint, save_checkpoint
 from nurec.train.config import TrainConfig
-from nurec.train.data import TrainingSet, is_validation, make_training_set, read_events
+from nurec.train.data import TrainingSet, is_validation, load_training_set
 
 METRIC_COLUMNS = [
     "epoch", "lr", "train_loss", "train_direction", "train_energy", "train_track",
@@ -98,9 +98,9 @@ def _schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_e
 def prepare_data(spec: ModelSpec, config: TrainConfig, data_dir: str | os.PathLike,
                  val_dir: str | os.PathLike | None) -> tuple[TrainingSet, TrainingSet]:
     """Return (training, validation) sets: a hash split of ``data_dir``, or ``val_dir`` if given."""
-    data = make_training_set(read_events(data_dir, config.max_events), spec.features)
+    data = load_training_set(data_dir, spec.features, config.max_events)
     if val_dir is not None:
-        return data, make_training_set(read_events(val_dir), spec.features)
+        return data, load_training_set(val_dir, spec.features)
     val = is_validation(data.event_id, data.run_id, config.val_fraction)
     if val.all() or not val.any():
         raise ValueError(f"{data_dir}: too few events ({len(data)}) for a validation split")
