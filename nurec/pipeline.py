@@ -174,6 +174,7 @@ class PipelinePreset:
     seed: int = 7000
     split_seeds: dict = field(default_factory=dict)  # explicit seeds per split, else seed + 1/2/3
     spectral_index: float = 2.0
+    split_spectral_indices: dict = field(default_factory=dict)  # explicit E^-index per split, else spectral_index
     gnn_config: str | None = None  # training TOML ("default": the bundled model's own); None: gnn_model
     gnn_training: dict = field(default_factory=dict)  # TrainConfig fields, override gnn_config's [training]
     gnn_model: dict = field(default_factory=dict)  # ModelSpec fields ([model] table) when gnn_config is None
@@ -190,7 +191,7 @@ class PipelinePreset:
         return SimulationConfig(
             detector=self.detector, flavors=self.flavors, interactions=self.interactions, n_events=n_events,
             energy_min_gev=self.energy_min_gev, energy_max_gev=self.energy_max_gev,
-            spectral_index=self.spectral_index, seed=seed,
+            spectral_index=self.split_spectral_indices.get(split, self.spectral_index), seed=seed,
         ).validate()
 
     def to_dict(self) -> dict:
@@ -207,17 +208,17 @@ PRESETS: dict[str, PipelinePreset] = {
     # slow fits on the first 250 test events.
     "small": PipelinePreset(
         name="small", n_train=4000, n_val=800, n_test=1000, energy_min_gev=1.0e3, energy_max_gev=1.0e5,
-        gnn_config="default", gnn_training={"epochs": 3, "max_events": 0, "time_limit_min": 0.0},
+        gnn_config="default", gnn_training={"epochs": 3, "max_events": 0, "time_limit_min": 0.0, "threads": 2},
         event_caps={name: 250 for name in ("likelihood", "likelihood-mpe", "cascade-likelihood", "bdt-uncertainty")},
         baseline_energy_events=2000, baseline_direction_events=300, baseline_epochs=8,
     ),
     # How the bundled default GNN was made (nurec/models/default/MODEL_CARD.md): the same simulation
-    # commands (60,000 train events, seed 2026, validation split off by hash; 12,000 held-out test
-    # events, seed 2027; all flavours, CC+NC, 100 GeV - 1 PeV, E^-1.5) and train_config.toml;
-    # every method reconstructs every test event.
+    # settings (200,000 train events, E^-1, seed 2026, of which train_config.toml uses the first
+    # 100,000 with a validation split by hash; 12,000 held-out test events, E^-1.5, seed 2027; all
+    # flavours, CC+NC, 100 GeV - 1 PeV) and train_config.toml; every method reconstructs every test event.
     "full": PipelinePreset(
-        name="full", n_train=60_000, n_val=0, n_test=12_000, split_seeds={"train": 2026, "test": 2027},
-        spectral_index=1.5, gnn_config="default",
+        name="full", n_train=200_000, n_val=0, n_test=12_000, split_seeds={"train": 2026, "test": 2027},
+        spectral_index=1.5, split_spectral_indices={"train": 1.0}, gnn_config="default",
     ),
 }
 

@@ -38,7 +38,7 @@ def test_exported_network_matches_eager_to_1e_5(events, architecture):
 
 
 def test_bundled_model_exported_and_eager_predictions_agree(events):
-    exported = load_model("default").reconstruct(events)
-    eager = load_model("default", export=False).reconstruct(events)
+    exported = load_model("default", export=True).reconstruct(events)
+    eager = load_model("default").reconstruct(events)
     numeric = ["dir_x", "dir_y", "dir_z", "energy", "angular_uncertainty_deg", "p_track"]
     np.testing.assert_allclose(exported[numeric].to_numpy(), eager[numeric].to_numpy(), rtol=1e-5, atol=1e-5)

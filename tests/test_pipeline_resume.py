@@ -64,11 +64,26 @@ def test_run_directory_refuses_a_different_preset(first_run):
 
 
 def test_full_preset_simulates_what_the_bundled_gnn_was_trained_on():
-    # nurec/models/default/MODEL_CARD.md: nurec simulate --detector icecube86 --flavor nue numu nutau
-    # --interaction cc nc --events 60000 --energy-range 100 1e6 --spectral-index 1.5 --seed 2026 (test: 12000, 2027)
+    # The `nurec simulate` commands of the model card, train then test.
+    import re
+    import shlex
+
+    from nurec.models.reconstruct import DEFAULT_MODEL_DIR
+
+    card = (DEFAULT_MODEL_DIR / "MODEL_CARD.md").read_text().replace("\\\n", " ")
+    commands = [shlex.split(line.split("#")[0]) for line in card.splitlines() if line.startswith("nurec simulate")]
+    assert len(commands) == 2
+
+    def option(args, name):
+        return args[args.index(name) + 1]
+
     full = PRESETS["full"]
-    train, test = full.dataset_config("train"), full.dataset_config("test")
-    assert (train.detector, train.flavors, train.interactions) == ("icecube86", ("nue", "numu", "nutau"), ("CC", "NC"))
-    assert (train.n_events, train.seed, test.n_events, test.seed) == (60_000, 2026, 12_000, 2027)
-    assert (train.energy_min_gev, train.energy_max_gev, train.spectral_index) == (100.0, 1e6, 1.5)
+    for args, split in zip(commands, ("train", "test"), strict=True):
+        config = full.dataset_config(split)
+        assert (config.detector, config.flavors, config.interactions) == (
+            option(args, "--detector"), ("nue", "numu", "nutau"), ("CC", "NC"))
+        assert config.n_events == int(option(args, "--events")) and config.seed == int(option(args, "--seed"))
+        assert config.spectral_index == float(option(args, "--spectral-index"))
+        assert (config.energy_min_gev, config.energy_max_gev) == (100.0, 1e6)
+        assert re.search(r"--flavor nue numu nutau --interaction cc nc", " ".join(args))
     assert full.n_val == 0 and full.gnn_config == "default" and full.gnn_training == {}

@@ -5,8 +5,10 @@ so only the modules with static shapes are scripted and frozen: the per-node MLP
 transformer projection, the readout and the head. The kNN searches, the EdgeConv message
 passing (its gathers use torch-geometric's patched ``index_select``, which TorchScript
 rejects; its linear maps are single matmuls with nothing to fuse), graph pooling and feature
-standardisation stay eager. ``benchmarks/bench_gnn.py
---export`` measures what this buys; tests check parity with the eager network.
+standardisation stay eager. ``benchmarks/bench_gnn.py`` measures what this buys (network-only
+columns, eager vs exported): on 2 CPU threads nothing measurable for the default model, whose
+time goes to the kNN searches and per-edge gathers, so ``load_model`` runs eager unless
+``export=True``. Tests check parity with the eager network.
 """
 
 from __future__ import annotations

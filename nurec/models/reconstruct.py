@@ -91,9 +91,9 @@ class GnnReconstructor:
     name = METHOD_NAME
 
     def __init__(self, network: GraphNetwork, metadata: dict[str, Any], version: str, batch_size: int = 512,
-                 threads: int | None = None, export: bool = True):
+                 threads: int | None = None, export: bool = False):
         self.network = network.eval()
-        # Scripted static parts: same outputs, faster (nurec.models.export, benchmarks/bench_gnn.py).
+        # Scripted static parts give the same outputs but measured no faster (benchmarks/bench_gnn.py), so off by default.
         self.inference_network = export_static_parts(self.network) if export else self.network
         self.metadata = metadata
         self.version = version
@@ -132,10 +132,11 @@ def file_digest(path: Path) -> str:
 
 
 def load_model(model: str | os.PathLike = "default", batch_size: int = 512, threads: int | None = None,
-               export: bool = True) -> GnnReconstructor:
+               export: bool = False) -> GnnReconstructor:
     """Return a GNN reconstructor for the bundled default model, a model file or a run directory.
 
-    ``export``: run the TorchScript-frozen static parts (nurec.models.export); False runs all eager.
+    ``export``: run the TorchScript-frozen static parts (nurec.models.export). Same outputs; on 2 CPU
+    threads it measured no faster than eager (benchmarks/bench_gnn.py), so the default is eager.
     """
     path = resolve_model_path(model)
     network, metadata = load_network(path)
