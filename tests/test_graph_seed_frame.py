@@ -87,3 +87,17 @@ def test_seed_frame_model_tilts_the_seed_and_rotates_back_to_detector_coordinate
 def test_unknown_frame_is_rejected_by_name():
     with pytest.raises(ValueError, match="features.frame"):
         FeatureConfig.from_dict({"frame": "galactic"})
+
+
+def test_detector_coordinates_restore_the_rotated_positions():
+    config = SimulationConfig(detector="icecube86", flavors=("numu",), interactions=("CC",), n_events=6,
+                              energy_min_gev=1e4, energy_max_gev=1e5, seed=8)
+    events = simulate_events(config)[0]
+    settings = {"max_nodes": 64, "time_window_ns": 2000.0, "linefit": "improved"}
+    detector = events_to_graphs(events, FeatureConfig(**settings))
+    features = FeatureConfig(**settings, frame="seed", detector_coordinates=True)
+    seed = events_to_graphs(events, features)
+    columns = [features.feature_names.index(f"detector_{c}") for c in "xyz"]
+    np.testing.assert_allclose(seed.nodes[:, columns], detector.nodes[:, :3], atol=1e-3)
+    with pytest.raises(ValueError, match="features.detector_coordinates"):
+        FeatureConfig.from_dict({"detector_coordinates": True})

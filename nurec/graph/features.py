@@ -44,6 +44,8 @@ class FeatureConfig:
     direction output is then in that frame and the model rotates it back
     (``SEED_FRAME_NAMES``). ``seed_residuals``: add each node's Cherenkov time residual and
     distance to the seed track (LineFit direction through the centre of gravity).
+    ``detector_coordinates``: with ``frame = "seed"``, also give the node positions in detector
+    coordinates (the seed frame hides which way is up: strings are vertical, the ice layered).
     ``cleaning_flag``: add a node feature that is 1 where the sensor has a causally close
     partner (the baselines' noise cleaning for ``linefit_medium``) and 0 for isolated,
     noise-like sensors; the node cap then drops isolated sensors first.
@@ -58,6 +60,7 @@ class FeatureConfig:
     linefit_medium: str = "ice"
     frame: str = "detector"
     seed_residuals: bool = False
+    detector_coordinates: bool = False
     cleaning_flag: bool = False
 
     def validate(self) -> FeatureConfig:
@@ -70,6 +73,8 @@ class FeatureConfig:
             raise ValueError(f"features.linefit_medium: '{self.linefit_medium}' is not one of {sorted(CLEANING)}")
         if self.frame not in FRAMES:
             raise ValueError(f"features.frame: '{self.frame}' is not one of {FRAMES}")
+        if self.detector_coordinates and self.frame != "seed":
+            raise ValueError("features.detector_coordinates: only with frame = \"seed\" (detector frame has them)")
         if self.max_nodes < 0:
             raise ValueError(f"features.max_nodes: must be >= 0, got {self.max_nodes}")
         return self
@@ -84,6 +89,8 @@ class FeatureConfig:
             names += ["dir_x", "dir_y", "dir_z"]
         if self.seed_residuals:
             names += ["seed_time_residual_ns", "seed_perpendicular_m"]
+        if self.detector_coordinates:
+            names += ["detector_x", "detector_y", "detector_z"]
         if self.cleaning_flag:
             names += ["has_partner"]
         return names
@@ -257,6 +264,8 @@ def events_to_graphs(events: ak.Array, config: FeatureConfig) -> FlatGraphs:
         columns += [node["dir_x"], node["dir_y"], node["dir_z"]]
     if config.seed_residuals:
         columns += [time_residual, perpendicular]
+    if config.detector_coordinates:
+        columns += [node["x"], node["y"], node["z"]]
     if config.cleaning_flag:
         columns += [node["has_partner"]]
     nodes = np.stack(columns, axis=1).astype(np.float32) if columns[0].size else np.zeros(
