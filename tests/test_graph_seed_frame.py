@@ -18,6 +18,15 @@ from sim.physics.medium import ICE
 from sim.physics.timing import track_geometry
 from sim.simulate import simulate_events
 
+SETTINGS = {"max_nodes": 64, "time_window_ns": 2000.0, "linefit": "improved"}
+
+
+@pytest.fixture(scope="module")
+def tracks():
+    config = SimulationConfig(detector="icecube86", flavors=("numu",), interactions=("CC",), n_events=12,
+                              energy_min_gev=1e4, energy_max_gev=1e5, seed=4)
+    return simulate_events(config)[0]
+
 
 def test_seed_frame_axes_are_right_handed_with_the_direction_as_third_axis():
     rng = np.random.default_rng(3)
@@ -47,13 +56,9 @@ def test_direct_light_from_the_seed_track_has_zero_time_residual():
     np.testing.assert_allclose(perpendicular, np.linalg.norm(rel - along[:, None] * direction, axis=1))
 
 
-def test_seed_frame_keeps_space_time_distances_and_adds_features():
-    config = SimulationConfig(detector="icecube86", flavors=("numu",), interactions=("CC",), n_events=12,
-                              energy_min_gev=1e4, energy_max_gev=1e5, seed=4)
-    events = simulate_events(config)[0]
-    settings = {"max_nodes": 64, "time_window_ns": 2000.0, "linefit": "improved"}
-    detector = events_to_graphs(events, FeatureConfig(**settings))
-    seed = events_to_graphs(events, FeatureConfig(**settings, frame="seed", seed_residuals=True))
+def test_seed_frame_keeps_space_time_distances_and_adds_features(tracks):
+    detector = events_to_graphs(tracks, FeatureConfig(**SETTINGS))
+    seed = events_to_graphs(tracks, FeatureConfig(**SETTINGS, frame="seed", seed_residuals=True))
     assert seed.nodes.shape[1] == detector.nodes.shape[1] + 2
     assert seed.globals.shape[1] == len(GLOBAL_FEATURE_NAMES) + len(SEED_FRAME_NAMES)
     np.testing.assert_array_equal(seed.counts, detector.counts)
@@ -89,14 +94,10 @@ def test_unknown_frame_is_rejected_by_name():
         FeatureConfig.from_dict({"frame": "galactic"})
 
 
-def test_detector_coordinates_restore_the_rotated_positions():
-    config = SimulationConfig(detector="icecube86", flavors=("numu",), interactions=("CC",), n_events=6,
-                              energy_min_gev=1e4, energy_max_gev=1e5, seed=8)
-    events = simulate_events(config)[0]
-    settings = {"max_nodes": 64, "time_window_ns": 2000.0, "linefit": "improved"}
-    detector = events_to_graphs(events, FeatureConfig(**settings))
-    features = FeatureConfig(**settings, frame="seed", detector_coordinates=True)
-    seed = events_to_graphs(events, features)
+def test_detector_coordinates_restore_the_rotated_positions(tracks):
+    detector = events_to_graphs(tracks, FeatureConfig(**SETTINGS))
+    features = FeatureConfig(**SETTINGS, frame="seed", detector_coordinates=True)
+    seed = events_to_graphs(tracks, features)
     columns = [features.feature_names.index(f"detector_{c}") for c in "xyz"]
     np.testing.assert_allclose(seed.nodes[:, columns], detector.nodes[:, :3], atol=1e-3)
     with pytest.raises(ValueError, match="features.detector_coordinates"):
