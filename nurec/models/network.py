@@ -107,7 +107,7 @@ class GraphNetwork(nn.Module):
             self.seed_kappa = nn.Parameter(torch.tensor(2.0))
         self.seed_columns = [GLOBAL_FEATURE_NAMES.index(f"linefit_dir_{c}") for c in "xyz"]
         self.frame_columns = [spec.features.global_feature_names.index(name) for name in SEED_FRAME_NAMES] \
-            if spec.features.frame == "seed" else []
+            if seed_frame else []
 
     def set_statistics(self, graphs: FlatGraphs) -> None:
         """Store the offsets and scales that standardise the node and event features of ``graphs``.
