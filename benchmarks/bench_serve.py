@@ -34,10 +34,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from nurec.protocol._generated import reconstruction_pb2 as pb  # noqa: E402
+from nurec.protocol._generated import reconstruction_pb2_grpc as pb_grpc  # noqa: E402
+from nurec.protocol.codec import encode_events  # noqa: E402
 from nurec.registry import get_method  # noqa: E402
-from services._generated import reconstruction_pb2 as pb  # noqa: E402
-from services._generated import reconstruction_pb2_grpc as pb_grpc  # noqa: E402
-from services.codec import encode_events  # noqa: E402
 from services.models import resolve_method  # noqa: E402
 from sim.config import SimulationConfig  # noqa: E402
 from sim.simulate import simulate_events  # noqa: E402

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import queue
 import socket
 import threading
@@ -28,12 +29,25 @@ import grpc
 import pandas as pd
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services._generated import reconstruction_pb2 as pb
-from services._generated import reconstruction_pb2_grpc as pb_grpc
-from services.codec import decode_results, encode_events
+from nurec.protocol import pb, pb_grpc
+from nurec.protocol.codec import decode_results, encode_events
 
 T = TypeVar("T")
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
+
+TOKEN_ENV = "NUREC_SERVE_TOKEN"
+"""Environment variable holding the bearer token (read by the client and by ``nurec serve``)."""
+
+
+def read_token(token_file: str | os.PathLike | None, environ: dict[str, str] | None = None) -> str | None:
+    """Return the bearer token from ``token_file``, else from $NUREC_SERVE_TOKEN, else None."""
+    if token_file:
+        token = Path(token_file).read_text().strip()
+        if not token:
+            raise ValueError(f"token_file: {token_file} is empty")
+        return token
+    token = (os.environ if environ is None else environ).get(TOKEN_ENV, "").strip()
+    return token or None
 
 
 @dataclass(frozen=True)

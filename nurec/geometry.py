@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nurec.io.detx import DetxDetector, DetxError, parse_detx
+
 # IceCube coordinates have their origin 1948.07 m below the surface
 # (IceCube Collaboration, JINST 12 (2017) P03012, "The IceCube Neutrino Observatory:
 # instrumentation and online systems").
@@ -335,7 +337,7 @@ def load_geometry(path: str | os.PathLike, family: str | None = None, name: str 
                   in_ice_only: bool = True) -> Geometry:
     """Load a geometry table (CSV or Parquet) with sensor_id (optional), x, y, z and optional dirs.
 
-    A KM3NeT ``.detx`` detector file is read by ``nurec.io.detx.load_detx`` instead.
+    A KM3NeT ``.detx`` detector file is read by ``load_detx`` instead.
 
     GraphNeT (``dom_x``...), Prometheus (``sensor_x``...) and Kaggle (``x``...) column
     names are understood. For GraphNeT's IceCube table, IceTop DOMs (dom_type 30) are
@@ -346,8 +348,6 @@ def load_geometry(path: str | os.PathLike, family: str | None = None, name: str 
     if not path.exists():
         raise GeometryError(f"{path}: no such geometry file")
     if path.suffix.lower() == ".detx":  # KM3NeT detector file
-        from nurec.io.detx import load_detx
-
         return load_detx(path, name=name)
     try:
         table = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
@@ -391,3 +391,24 @@ def load_geometry(path: str | os.PathLike, family: str | None = None, name: str 
                         np.asarray(module_id).ravel(), string_id, floor)
     except GeometryError as err:
         raise GeometryError(f"{path}: {err}") from err
+
+
+def geometry_from_detx(detector: DetxDetector, name: str | None = None) -> Geometry:
+    """Return a parsed detx detector as a Geometry (family "km3net", sensor_id = PMT id, floor 0 = lowest)."""
+    try:
+        return Geometry(
+            name or detector.path.stem, "km3net", detector.sensor_id.astype(np.int64), detector.position,
+            detector.direction, detector.dom_id.copy(), detector.du.copy(),
+            np.maximum(detector.floor - 1, 0).astype(np.int32),
+        )
+    except GeometryError as err:
+        raise GeometryError(f"{detector.path}: {err}") from err
+
+
+def load_detx(path: str | os.PathLike, name: str | None = None) -> Geometry:
+    """Return the geometry (family "km3net") described by a KM3NeT detx file."""
+    try:
+        detector = parse_detx(path)
+    except DetxError as err:
+        raise GeometryError(str(err)) from err
+    return geometry_from_detx(detector, name)

@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import hmac
-import os
 from pathlib import Path
 
 import grpc
 
-from services.config import TOKEN_ENV, ServeConfig
+from services.config import ServeConfig
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 """Health checks are answered without a token, so load balancers and probes can ask."""
-
-
-def read_token(token_file: str | os.PathLike | None, environ: dict[str, str] | None = None) -> str | None:
-    """Return the bearer token from ``token_file``, else from $NUREC_SERVE_TOKEN, else None."""
-    if token_file:
-        token = Path(token_file).read_text().strip()
-        if not token:
-            raise ValueError(f"token_file: {token_file} is empty")
-        return token
-    token = (os.environ if environ is None else environ).get(TOKEN_ENV, "").strip()
-    return token or None
 
 
 def server_credentials(config: ServeConfig) -> grpc.ServerCredentials | None:

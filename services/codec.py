@@ -9,7 +9,6 @@ event, naming the field, so the rest of a batch is still reconstructed.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,17 +18,12 @@ import numpy as np
 import pandas as pd
 
 from nurec.geometry import available_detectors, get_geometry
-from nurec.io.schema import FIT_OK, HIT_FIELDS, PREDICTION_COLUMNS
-from services._generated import reconstruction_pb2 as pb
+from nurec.io.schema import HIT_FIELDS, PREDICTION_COLUMNS
+from nurec.protocol import pb
+from nurec.protocol.codec import DIR_FIELDS, FLOAT_OUTPUTS, WIRE_DTYPES
 
-DIR_FIELDS = ("dir_x", "dir_y", "dir_z")
 FINITE_FIELDS = ("x", "y", "z", "t", "charge")
 """Hit fields that must be finite (as nurec.io.schema.event_problems checks)."""
-WIRE_DTYPES = {name: np.dtype("<i4") if dtype == "int32" else np.dtype("<f4")
-               for name, dtype in HIT_FIELDS.items()}
-"""Little-endian wire dtype of each hit field in RawHits."""
-
-_FLOAT_OUTPUTS = [name for name, dtype in PREDICTION_COLUMNS.items() if dtype == "float64"]
 
 
 @dataclass(frozen=True)
@@ -260,40 +254,6 @@ def _check_finite(block: EventBlock, positions: np.ndarray, failures: dict[int, 
     return keep
 
 
-# --- client side: events -> messages ---------------------------------------------------
-
-def encode_events(events: ak.Array, detector: str = "", encoding: str = "raw",
-                  send_directions: bool = True) -> list[pb.Event]:
-    """Return one Event message per event of a nurec events array.
-
-    ``encoding`` "raw" (fast, little-endian bytes) or "packed" (repeated fields).
-    ``send_directions`` False leaves PMT directions for the server to take from the geometry.
-    """
-    if encoding not in ("raw", "packed"):
-        raise ValueError(f"encoding: '{encoding}' is not raw or packed")
-    counts = ak.to_numpy(ak.num(events.hits, axis=1)).astype(np.int64)
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    names = [n for n in WIRE_DTYPES if send_directions or n not in DIR_FIELDS]
-    flat = {n: ak.to_numpy(ak.flatten(events.hits[n])).astype(WIRE_DTYPES[n]) for n in names}
-    event_ids = ak.to_numpy(events.event_id).astype(np.int64).tolist()
-    run_ids = (ak.to_numpy(events.run_id).astype(np.int64).tolist() if "run_id" in events.fields
-               else [0] * len(event_ids))
-    messages = []
-    if encoding == "raw":
-        buffers = {n: flat[n].tobytes() for n in names}
-        for i, (event_id, run_id) in enumerate(zip(event_ids, run_ids, strict=True)):
-            lo, hi = offsets[i] * 4, offsets[i + 1] * 4
-            raw = pb.RawHits(**{n: buffers[n][lo:hi] for n in names})
-            messages.append(pb.Event(event_id=event_id, run_id=run_id, detector=detector, raw=raw))
-    else:
-        lists = {n: flat[n].tolist() for n in names}
-        for i, (event_id, run_id) in enumerate(zip(event_ids, run_ids, strict=True)):
-            lo, hi = offsets[i], offsets[i + 1]
-            packed = pb.PackedHits(**{n: lists[n][lo:hi] for n in names})
-            messages.append(pb.Event(event_id=event_id, run_id=run_id, detector=detector, packed=packed))
-    return messages
-
-
 # --- predictions <-> messages -----------------------------------------------------------
 
 def failure_message(event_id: int, method: str, version: str, failure: EventFailure) -> pb.EventReconstruction:
@@ -309,7 +269,7 @@ def failure_message(event_id: int, method: str, version: str, failure: EventFail
 
 def encode_predictions(table: pd.DataFrame, event_ids: np.ndarray, version: str) -> list[pb.EventReconstruction]:
     """Return result messages for the rows of a prediction table (event ids replaced by ``event_ids``)."""
-    outputs = {name: table[name].to_numpy(np.float64).tolist() for name in _FLOAT_OUTPUTS}
+    outputs = {name: table[name].to_numpy(np.float64).tolist() for name in FLOAT_OUTPUTS}
     extra_columns = [c for c in table.columns if c not in PREDICTION_COLUMNS
                      and pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])]
     extras = {c: table[c].to_numpy(np.float64).tolist() for c in extra_columns}
@@ -325,19 +285,3 @@ def encode_predictions(table: pd.DataFrame, event_ids: np.ndarray, version: str)
             message.extra.update({c: v[row] for c, v in extras.items()})
         messages.append(message)
     return messages
-
-
-def decode_results(results: Sequence[pb.EventReconstruction]) -> pd.DataFrame:
-    """Return a prediction table (PREDICTION_COLUMNS, then model_version, error_code, extras)."""
-    table: dict[str, object] = {"event_id": np.fromiter((r.event_id for r in results), np.int64, len(results))}
-    for name in _FLOAT_OUTPUTS:
-        table[name] = np.fromiter((getattr(r, name) for r in results), np.float64, len(results))
-    table["method"] = [r.method for r in results]
-    table["fit_status"] = [r.fit_status or FIT_OK for r in results]
-    table["model_version"] = [r.model_version for r in results]
-    table["error_code"] = [pb.Code.Name(r.error.code) if r.HasField("error") else "" for r in results]
-    extra_names = sorted(set(itertools.chain.from_iterable(r.extra.keys() for r in results)))
-    for name in extra_names:
-        table[name] = np.fromiter((r.extra.get(name, math.nan) for r in results), np.float64, len(results))
-    frame = pd.DataFrame(table)
-    return frame.astype({k: v for k, v in PREDICTION_COLUMNS.items() if v != "object"})

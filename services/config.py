@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from nurec.client import TOKEN_ENV
+
 ENV_PREFIX = "NUREC_SERVE_"
-TOKEN_ENV = "NUREC_SERVE_TOKEN"
-"""Environment variable holding the bearer token, if no token file is given."""
 
 
 class ServeConfigError(ValueError):

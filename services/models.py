@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from nurec.protocol import pb
 from nurec.registry import Reconstructor, available_methods
-from services._generated import reconstruction_pb2 as pb
 from services.batcher import BatchFailed
 from services.codec import (
     DecodeLimits,

@@ -21,10 +21,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from nurec.client import read_token
+from nurec.protocol import pb, pb_grpc
 from nurec.registry import Reconstructor, available_methods, get_method
-from services._generated import reconstruction_pb2 as pb
-from services._generated import reconstruction_pb2_grpc as pb_grpc
-from services.auth import BearerTokenInterceptor, read_token, server_credentials
+from services.auth import BearerTokenInterceptor, server_credentials
 from services.batcher import DynamicBatcher
 from services.config import ServeConfig
 from services.metrics import ServerMetrics

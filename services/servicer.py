@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import grpc
 
-from services._generated import reconstruction_pb2 as pb
-from services._generated import reconstruction_pb2_grpc as pb_grpc
-from services.batcher import BatchFailed, DeadlineExpired, Draining, QueueFull
+from nurec.protocol import pb, pb_grpc
+from services.batcher import BatchFailed, DeadlineExpired, Draining, DynamicBatcher, QueueFull
 from services.codec import decode_events, failure_message
+from services.config import ServeConfig
 from services.metrics import ServerMetrics
 from services.models import ServedModel
 
-if TYPE_CHECKING:
-    from services.server import ReconstructionServer
+
+class ServingState(Protocol):
+    """What the servicer reads and updates of the server that owns it (``services.server``)."""
+
+    config: ServeConfig
+    metrics: ServerMetrics
+    models: dict[str, ServedModel]
+    default_model: str
+    draining: bool
+    busy: int
+    batcher: DynamicBatcher | None
 
 STREAM_WINDOW = 64
 """Messages of one stream being reconstructed at once; beyond it the server stops reading (backpressure)."""
@@ -34,7 +43,7 @@ class RpcFailure(Exception):
 class ReconstructionServicer(pb_grpc.ReconstructionServicer):
     """Validates and adapts calls; the batcher and the method do the work."""
 
-    def __init__(self, server: ReconstructionServer) -> None:
+    def __init__(self, server: ServingState) -> None:
         self._server = server
 
     @property

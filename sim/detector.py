@@ -1,7 +1,7 @@
 """From neutrino interactions to triggered detector events (hits), vectorised over a batch.
 
 Steps: light sources (muon track, cascade at the vertex) → Poisson photo-electrons with
-the expected charge of sim.physics.light (sampled by sim.photons, which only visits
+the expected charge of nurec.physics.light (sampled by sim.photons, which only visits
 strings and modules the light can reach) → arrival times (direct Cherenkov time + Pandel
 scattering delay + PMT jitter) → noise in the readout window → pulses (photo-electrons on
 one sensor closer than the merge window) → trigger → events in the nurec schema, built
@@ -17,14 +17,14 @@ import numpy as np
 
 from nurec.geometry import Geometry
 from nurec.io.schema import direction_to_angles
-from sim.config import DetectorResponse
+from nurec.physics import interaction as xs
+from nurec.physics.medium import Medium
+from nurec.physics.muon import muon_range_m
+from nurec.physics.response import DetectorResponse
+from nurec.physics.timing import sample_pandel_delay_ns
 from sim.generator import Primaries, makes_muon_track, orthonormal_basis
 from sim.noise import sample_noise_hits
 from sim.photons import PhotoElectrons, sample_photoelectrons
-from sim.physics import interaction as xs
-from sim.physics.medium import Medium
-from sim.physics.muon import muon_range_m
-from sim.physics.timing import sample_pandel_delay_ns
 from sim.sorting import order_by_group_then_time
 from sim.trigger import apply_trigger
 

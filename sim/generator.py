@@ -24,10 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from nurec.geometry import Geometry
+from nurec.physics import interaction as xs
+from nurec.physics.medium import Medium
+from nurec.physics.muon import muon_range_m
 from sim.config import FLAVOR_PDG, SimulationConfig
-from sim.physics import interaction as xs
-from sim.physics.medium import Medium
-from sim.physics.muon import muon_range_m
 
 
 @dataclass

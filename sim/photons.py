@@ -24,7 +24,7 @@ several targets with probabilities μ_i/B, the counts are independent Poisson(μ
 5. Per (sensor, light component) of the modules with bound photo-electrons: bounds
    B_sc (the module's bound per sensor times a bound of the sensor's acceptance), and the
    module's photo-electrons are spread over them with probability B_sc / B_m.
-6. Only then are the exact expectations μ_sc of sim.physics.light computed, for sensors
+6. Only then are the exact expectations μ_sc of nurec.physics.light computed, for sensors
    that received a bound photo-electron, and each is kept with probability μ_sc / B_sc.
 
 Bright modules (B_m above ``BRIGHT_BOUND_NPE`` in bright strings) draw Poisson(μ_sc)
@@ -41,17 +41,17 @@ import numpy as np
 from scipy import special
 
 from nurec.geometry import Geometry
-from sim.config import DetectorResponse
-from sim.physics.light import (
+from nurec.physics.light import (
     PHOTONS_PER_GEV,
     _cascade_peak_norm,
     arrival_cos_alpha,
     expected_npe_cascade,
     expected_npe_track,
 )
-from sim.physics.medium import Medium
-from sim.physics.muon import muon_energy_at_m, muon_energy_loss_gev_per_m
-from sim.physics.timing import cascade_direct_delay_ns, track_geometry
+from nurec.physics.medium import Medium
+from nurec.physics.muon import muon_energy_at_m, muon_energy_loss_gev_per_m
+from nurec.physics.response import DetectorResponse
+from nurec.physics.timing import cascade_direct_delay_ns, track_geometry
 
 # Module pairs whose upper-bound expectation is below this are not visited [pe].
 CANDIDATE_NPE = 1e-6
@@ -63,7 +63,7 @@ STOCHASTIC_CAP = 12.0
 BRIGHT_BOUND_NPE = 30.0
 # ...and strings visit all their modules instead of placing bound photo-electrons.
 BRIGHT_COLUMN_NPE = 30.0
-_MIN_DISTANCE_M = 1.0  # the regularisation used by sim.physics.light
+_MIN_DISTANCE_M = 1.0  # the regularisation used by nurec.physics.light
 _SLACK = 1.0 + 1e-9  # keeps the bounds above the exact values despite rounding
 
 

@@ -13,10 +13,11 @@ import awkward as ak
 import numpy as np
 
 from nurec.geometry import Geometry, get_geometry
-from sim.config import RESPONSES, DetectorResponse, SimulationConfig
+from nurec.physics.medium import Medium, get_medium
+from nurec.physics.response import RESPONSES, DetectorResponse
+from sim.config import SimulationConfig
 from sim.detector import EventColumns, simulate_hit_columns
 from sim.generator import generate_primaries
-from sim.physics.medium import Medium, get_medium
 
 SIMULATOR_VERSION = "0.1.0"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from nurec.geometry import Geometry
-from sim.config import DetectorResponse
+from nurec.physics.response import DetectorResponse
 from sim.sorting import order_by_group_then_time
 
 

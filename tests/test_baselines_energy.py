@@ -7,7 +7,7 @@ import torch
 
 from nurec.baselines.artifacts import TRAINED_DIR, ArtifactError, artifact_path, read_card
 from nurec.baselines.charge_energy import ChargeEnergy
-from nurec.baselines.train_all import energy_sample_config
+from sim.train_baselines import energy_sample_config
 from nurec.evaluate.metrics import log_energy_ratio, resolution_and_bias
 from nurec.registry import get_method
 from sim.config import SimulationConfig
@@ -44,7 +44,7 @@ def test_charge_energy_fit_save_load_predicts_the_same(held_out_events, tmp_path
 
 def test_shipped_artifacts_are_small_and_cnn_loads_weights_only():
     card = read_card()
-    assert "train_all" in card["command"]
+    assert "sim.train_baselines" in card["command"]
     for name, entry in card["files"].items():
         assert (TRAINED_DIR / entry["file"]).stat().st_size < 5_000_000, name
     state = torch.load(artifact_path("cnn_energy"), weights_only=True)

@@ -14,8 +14,8 @@ from nurec.client import AsyncReconstructionClient, ReconstructionClient, channe
 from nurec.io.parquet import write_dataset
 from nurec.io.predictions import read_predictions, read_predictions_metadata
 from nurec.io.schema import PREDICTION_COLUMNS
-from services._generated import reconstruction_pb2 as pb
-from services.codec import encode_events
+from nurec.protocol import pb
+from nurec.protocol.codec import encode_events
 from services.server import BackgroundServer
 
 COLUMNS = [*PREDICTION_COLUMNS, "n_hits"]

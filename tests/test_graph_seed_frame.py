@@ -13,9 +13,9 @@ from nurec.graph.features import (
     seed_frame_axes,
 )
 from nurec.models.network import GraphNetwork, ModelSpec
+from nurec.physics.medium import ICE
+from nurec.physics.timing import track_geometry
 from sim.config import SimulationConfig
-from sim.physics.medium import ICE
-from sim.physics.timing import track_geometry
 from sim.simulate import simulate_events
 
 SETTINGS = {"max_nodes": 64, "time_window_ns": 2000.0, "linefit": "improved"}

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from nurec.geometry import get_geometry
+from nurec.physics.interaction import mean_kinematic_angle_deg
+from nurec.physics.medium import ICE
 from sim.config import SimulationConfig
 from sim.detector import LightSources
 from sim.generator import generate_primaries
-from sim.physics.interaction import mean_kinematic_angle_deg
-from sim.physics.medium import ICE
 
 
 @pytest.mark.parametrize("energy_gev, expected_deg", [(1e3, 0.6), (1e5, 0.06)])

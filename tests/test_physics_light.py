@@ -7,19 +7,20 @@ import pytest
 from sim_testing import cascades_at
 
 from nurec.geometry import get_geometry
-from sim.config import ICECUBE_RESPONSE, KM3NET_RESPONSE, SimulationConfig
-from sim.detector import LightSources
-from sim.generator import generate_primaries
-from sim.photons import sample_photoelectrons
-from sim.physics.light import (
+from nurec.physics.light import (
     PHOTONS_PER_GEV,
     arrival_cos_alpha,
     expected_npe_cascade,
     expected_npe_track,
 )
-from sim.physics.medium import ICE, WATER
-from sim.physics.muon import muon_energy_at_m, muon_energy_loss_gev_per_m
-from sim.physics.timing import track_geometry
+from nurec.physics.medium import ICE, WATER
+from nurec.physics.muon import muon_energy_at_m, muon_energy_loss_gev_per_m
+from nurec.physics.response import ICECUBE_RESPONSE, KM3NET_RESPONSE
+from nurec.physics.timing import track_geometry
+from sim.config import SimulationConfig
+from sim.detector import LightSources
+from sim.generator import generate_primaries
+from sim.photons import sample_photoelectrons
 
 UNCAPPED = {"max_pe_per_sensor": 10**9}
 

@@ -5,11 +5,11 @@ from scipy import stats
 from sim_testing import cascades_at
 
 from nurec.geometry import get_geometry
-from sim.config import ICECUBE_RESPONSE
+from nurec.physics.medium import ICE
+from nurec.physics.response import ICECUBE_RESPONSE
+from nurec.physics.timing import arrival_time_pdf, cascade_direct_delay_ns, pandel_pdf
 from sim.detector import photoelectron_times_ns
 from sim.photons import sample_photoelectrons
-from sim.physics.medium import ICE
-from sim.physics.timing import arrival_time_pdf, cascade_direct_delay_ns, pandel_pdf
 
 
 def test_sampled_time_residuals_of_one_sensor_follow_the_pandel_pdf():

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from nurec.io.parquet import read_metadata
-from nurec.pipeline import PRESETS, PipelinePreset, run_pipeline
+from sim.pipeline import PRESETS, PipelinePreset, run_pipeline
 from nurec.registry import available_methods
 
 TINY = PipelinePreset(

@@ -20,7 +20,7 @@ def test_generated_code_is_up_to_date_with_the_proto(tmp_path):
         fresh = _content((tmp_path / name).read_text())
         checked_in = _content((DEFAULT_OUT / name).read_text())
         assert checked_in == fresh, (
-            f"services/_generated/{name} is stale: run `python -m services.generate` and commit it")
+            f"nurec/protocol/_generated/{name} is stale: run `python -m services.generate` and commit it")
 
 
 def test_generated_grpc_module_imports_its_messages_relatively():

@@ -22,10 +22,9 @@ from service_testing import (
 
 from nurec.client import ReconstructionClient
 from nurec.io.schema import PREDICTION_COLUMNS
+from nurec.protocol import pb, pb_grpc
+from nurec.protocol.codec import encode_events
 from nurec.registry import available_methods, get_method
-from services._generated import reconstruction_pb2 as pb
-from services._generated import reconstruction_pb2_grpc as pb_grpc
-from services.codec import encode_events
 from services.server import SERVICE_NAME, BackgroundServer
 
 COLUMNS = [*PREDICTION_COLUMNS, "n_hits"]

@@ -5,12 +5,13 @@ import numpy as np
 
 from nurec.geometry import get_geometry
 from nurec.io.schema import validate_events
-from sim.config import ICECUBE_RESPONSE, KM3NET_RESPONSE, SimulationConfig
+from nurec.physics.medium import ICE, WATER
+from nurec.physics.response import ICECUBE_RESPONSE, KM3NET_RESPONSE
+from nurec.physics.timing import cascade_direct_delay_ns, track_geometry
+from sim.config import SimulationConfig
 from sim.detector import LightSources, photoelectron_times_ns
 from sim.generator import generate_primaries
 from sim.photons import sample_photoelectrons
-from sim.physics.medium import ICE, WATER
-from sim.physics.timing import cascade_direct_delay_ns, track_geometry
 from sim.simulate import simulate_events
 
 

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 from nurec.geometry import get_geometry
+from nurec.physics.interaction import NUCLEON_DENSITY_PER_CM3
+from nurec.physics.medium import ICE
 from sim.config import SimulationConfig
 from sim.generator import generate_primaries
-from sim.physics.interaction import NUCLEON_DENSITY_PER_CM3
-from sim.physics.medium import ICE
 
-# Below 3 TeV the CC cross section is σ = c·E (sim.physics.interaction).
+# Below 3 TeV the CC cross section is σ = c·E (nurec.physics.interaction).
 SIGMA_PER_GEV_CM2 = {12: 0.677e-38, -12: 0.334e-38}
 
 

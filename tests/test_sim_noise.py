@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from nurec.geometry import get_geometry
-from sim.config import ICECUBE_RESPONSE, SimulationConfig
+from nurec.physics.response import ICECUBE_RESPONSE
+from sim.config import SimulationConfig
 from sim.noise import sample_noise_hits
 from sim.simulate import simulate_events
 

@@ -3,7 +3,7 @@
 import numpy as np
 
 from nurec.geometry import get_geometry
-from sim.config import ICECUBE_RESPONSE, KM3NET_RESPONSE
+from nurec.physics.response import ICECUBE_RESPONSE, KM3NET_RESPONSE
 from sim.trigger import apply_trigger
 
 

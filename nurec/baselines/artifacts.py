@@ -2,7 +2,7 @@
 
 Each artifact file is listed in ``card.json`` next to it with its sha256; loaders refuse
 a file whose hash differs from the card (the only pickle-based file, the BDT, is loaded
-only after this check). Artifacts are made by ``python -m nurec.baselines.train_all``.
+only after this check). Artifacts are made by ``python -m sim.train_baselines``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def read_card(directory: str | os.PathLike = TRAINED_DIR) -> dict[str, Any]:
     """Return the card (training command, metrics, file hashes) of an artifact directory."""
     path = Path(directory) / CARD_NAME
     if not path.exists():
-        raise ArtifactError(f"{path}: no model card; run python -m nurec.baselines.train_all --out {directory}")
+        raise ArtifactError(f"{path}: no model card; run python -m sim.train_baselines --out {directory}")
     return json.loads(path.read_text())
 
 
@@ -44,11 +44,11 @@ def artifact_path(name: str, directory: str | os.PathLike = TRAINED_DIR, detecto
     card = read_card(directory)
     entry = card.get("files", {}).get(name)
     if entry is None:
-        raise ArtifactError(f"{directory / CARD_NAME}: no artifact '{name}' (train it with nurec.baselines.train_all)")
+        raise ArtifactError(f"{directory / CARD_NAME}: no artifact '{name}' (train it with sim.train_baselines)")
     if detector is not None and card.get("detector") != detector:
         raise ArtifactError(
             f"{directory}: artifacts were trained for detector '{card.get('detector')}', not '{detector}'; "
-            f"train them with python -m nurec.baselines.train_all --detector {detector} --out DIR"
+            f"train them with python -m sim.train_baselines --detector {detector} --out DIR"
         )
     path = directory / entry["file"]
     if not path.exists():

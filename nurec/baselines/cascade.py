@@ -3,10 +3,10 @@
 The likelihood has two parts, both from the simulator's own physics functions:
 - charge: Poisson over every sensor that light can reach (hit or not), with the mean
   μ_i = E · a_i(vertex, direction) + b, a_i the expected photo-electrons per GeV
-  (sim.physics.light.expected_npe_cascade) and b the mean noise charge in the readout
+  (nurec.physics.light.expected_npe_cascade) and b the mean noise charge in the readout
   window (noise rate × window); the observed n_i is the sensor's summed charge;
 - time: the first pulse on each hit sensor, log(p(t - t0 - d/c_medium | d) + ε) with
-  the Pandel ⊗ jitter pdf (sim.physics.timing.log_arrival_time_pdf) and ε the noise rate.
+  the Pandel ⊗ jitter pdf (nurec.physics.timing.log_arrival_time_pdf) and ε the noise rate.
 
 The energy is profiled out at every step: for fixed geometry the Poisson likelihood is
 maximised by the EM fixed point E ← E · Σ(n_i a_i / μ_i) / Σ a_i (monotone). The
@@ -40,9 +40,9 @@ from nurec.baselines.likelihood import first_pulses
 from nurec.baselines.linefit import linefit_flat
 from nurec.baselines.parallel import map_chunks, split_evenly
 from nurec.geometry import DEFAULT_DETECTOR
-from sim.physics.light import expected_npe_cascade
-from sim.physics.medium import Medium
-from sim.physics.timing import cascade_direct_delay_ns, log_arrival_time_pdf
+from nurec.physics.light import expected_npe_cascade
+from nurec.physics.medium import Medium
+from nurec.physics.timing import cascade_direct_delay_ns, log_arrival_time_pdf
 
 # Sensors further than this many attenuation lengths from the seed vertex see no light
 # (the same reach the simulator uses, sim.detector.REACH_ATTENUATION_LENGTHS).

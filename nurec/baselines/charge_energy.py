@@ -1,6 +1,6 @@
 """Energy from charge: a calibrated total-charge estimator, the classical energy anchor.
 
-Light yield is proportional to deposited energy (sim.physics.light: 1e5 photons/GeV),
+Light yield is proportional to deposited energy (nurec.physics.light: 1e5 photons/GeV),
 so log10 E is close to linear in log10 Q_total. The calibration is a quadratic
 polynomial log10 E = c0 + c1 x + c2 x², x = log10 Q (cleaned hits, pe), fitted by least
 squares on simulated events; it is stored as plain JSON coefficients.

@@ -16,8 +16,8 @@ import pandas as pd
 
 from nurec.geometry import DEFAULT_DETECTOR, Geometry, get_geometry
 from nurec.io.schema import empty_predictions, event_problems, finish_predictions, validate_events
-from sim.config import RESPONSES, DetectorResponse
-from sim.physics.medium import Medium, get_medium
+from nurec.physics.medium import Medium, get_medium
+from nurec.physics.response import RESPONSES, DetectorResponse
 
 MIN_HITS = 3
 """Fewest hits any classical method accepts: a direction needs three points off one line."""

@@ -1,12 +1,12 @@
 """Likelihood track fit (SPE and MPE) with the simulator's own arrival-time pdf.
 
 For an infinite muon track (anchor point r, time t0 at r, direction d) every hit has a
-time residual t_res = t_hit - t0 - t_direct(sensor) (sim.physics.timing.track_geometry)
+time residual t_res = t_hit - t0 - t_direct(sensor) (nurec.physics.timing.track_geometry)
 and a photon path d_i. The SPE likelihood of the first pulse on each sensor is
 
     log L = Σ_i log( p(t_res,i | d_i) + ε ),
 
-with p the Pandel pdf convolved with the PMT jitter (sim.physics.timing.
+with p the Pandel pdf convolved with the PMT jitter (nurec.physics.timing.
 log_arrival_time_pdf, the pdf the simulator samples from) and ε the sensor noise rate
 [1/ns] — a noise hit has a flat time density, so a noise hit costs at most log ε.
 The MPE variant uses the pdf of the first of N photo-electrons, N = the sensor's charge:
@@ -45,8 +45,8 @@ from nurec.baselines.common import (
 from nurec.baselines.linefit import linefit_flat
 from nurec.baselines.parallel import map_chunks, split_evenly
 from nurec.geometry import DEFAULT_DETECTOR
-from sim.physics.medium import Medium
-from sim.physics.timing import log_arrival_time_pdf, pandel_shape_rate, track_geometry
+from nurec.physics.medium import Medium
+from nurec.physics.timing import log_arrival_time_pdf, pandel_shape_rate, track_geometry
 
 # Parameter scales: the optimiser works in units of (rad, rad, 10 m, 10 m, 10 ns).
 _SCALE = np.array([1.0, 1.0, 10.0, 10.0, 10.0])

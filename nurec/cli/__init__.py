@@ -1,8 +1,13 @@
 """The ``nurec`` command: one entry point, one module per subcommand.
 
-Each module listed in ``COMMAND_MODULES`` defines ``register(subparsers)``, which adds
-its subparser and sets ``func`` to a function taking the parsed arguments and returning
-an exit code. Commands parse arguments and call library functions; nothing else.
+Each command module defines ``register(subparsers)``, which adds its subparser and sets
+``func`` to a function taking the parsed arguments and returning an exit code. Commands
+parse arguments and call library functions; nothing else.
+
+The library's own commands are listed in ``COMMAND_MODULES``. Packages built on the
+library add theirs through the ``nurec.commands`` entry-point group (the simulator:
+``simulate``, ``demo``, ``pipeline``; the server: ``serve``), so the arrows run one way:
+``nurec`` never imports ``sim`` or ``services``.
 """
 
 from __future__ import annotations
@@ -10,23 +15,23 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from importlib.metadata import entry_points
+from types import ModuleType
 
 from nurec import __version__
 from nurec.io.parquet import DatasetError
 
 COMMAND_MODULES = [
-    "nurec.cli.simulate",
     "nurec.cli.evaluate",
-    "nurec.cli.demo",
-    "nurec.cli.pipeline",
     "nurec.cli.convert",
-    "nurec.cli.serve",
     "nurec.cli.client",
     "nurec.cli.inspect",
     "nurec.cli.display",
     "nurec.cli.train",
     "nurec.cli.reconstruct",
 ]
+COMMAND_ENTRY_POINTS = "nurec.commands"
+"""Entry-point group through which other packages add subcommands (value: a command module)."""
 
 # Errors a user can fix: printed as one line, no traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, OSError, DatasetError)
@@ -37,9 +42,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nurec", description="Neutrino event reconstruction.")
     parser.add_argument("--version", action="version", version=f"nurec {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
+    for module in command_modules():
+        module.register(subparsers)
     return parser
+
+
+def command_modules() -> list[ModuleType]:
+    """Return the library's command modules, then those registered by installed packages."""
+    modules = [importlib.import_module(name) for name in COMMAND_MODULES]
+    for entry in sorted(entry_points(group=COMMAND_ENTRY_POINTS), key=lambda e: e.name):
+        modules.append(entry.load())
+    return modules
 
 
 def main(argv: list[str] | None = None) -> int:

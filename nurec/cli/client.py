@@ -52,8 +52,7 @@ def _targets(args: argparse.Namespace) -> list[str]:
 
 
 def _client(args: argparse.Namespace):
-    from nurec.client import ClientOptions, ReconstructionClient
-    from services.auth import read_token
+    from nurec.client import ClientOptions, ReconstructionClient, read_token
 
     options = ClientOptions(tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
                             token=read_token(args.token_file), retries=args.retries)

@@ -79,8 +79,7 @@ def print_summary(summary: pd.DataFrame, file=None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nurec.evaluate.run_methods import print_progress
-    from nurec.pipeline import method_names, reconstruct_all
+    from nurec.evaluate.run_methods import method_names, print_progress, reconstruct_all
 
     events = load_events(args.data, args.format, args.max_events)
     metadata = source_metadata(args.data, args.format)

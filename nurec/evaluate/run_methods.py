@@ -16,8 +16,9 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import awkward as ak
@@ -27,8 +28,9 @@ from tqdm import tqdm
 
 from nurec.evaluate.metrics import throughput
 from nurec.evaluate.report import MethodPredictions
+from nurec.io.predictions import write_predictions
 from nurec.io.schema import PREDICTION_COLUMNS, empty_predictions
-from nurec.registry import get_method
+from nurec.registry import available_methods, get_method
 
 
 def _live_descendants_cpu_s() -> float:
@@ -273,3 +275,56 @@ def run_method(name: str, events: ak.Array, options: dict[str, Any] | None = Non
 def print_progress(message: str) -> None:
     """Print one progress line to stderr (flushed, so it shows when piped)."""
     print(message, file=sys.stderr, flush=True)
+
+
+Progress = Callable[[str], None]
+
+
+def method_names(requested: Sequence[str] | None = None) -> list[str]:
+    """Return the requested method names (checked against the registry) or all registered ones."""
+    registered = [spec.name for spec in available_methods()]
+    if requested is None:
+        return registered
+    unknown = [name for name in requested if name not in registered]
+    if unknown:
+        raise ValueError(f"methods: unknown method '{unknown[0]}' (registered: {', '.join(registered) or 'none'})")
+    return list(requested)
+
+
+def reconstruct_all(
+    events: ak.Array,
+    names: Sequence[str],
+    out_dir: Path | None = None,
+    budget_s: float | None = None,
+    batch_size: int = 256,
+    options: dict[str, dict] | None = None,
+    skip_unready: bool = True,
+    progress: Progress | None = print_progress,
+    extra_metadata: dict | None = None,
+) -> tuple[list[MethodRun], dict[str, str]]:
+    """Return (runs of the methods that ran, {method: reason} for those skipped) on ``events``.
+
+    With ``budget_s`` the methods share that much reconstruction time and a slow one runs
+    on a subsample (nurec.evaluate.run_methods.run_methods). Predictions are written to
+    ``out_dir/<method>.parquet`` when ``out_dir`` is given, with ``extra_metadata`` added
+    to each file's provenance.
+    """
+    say = progress or (lambda _msg: None)
+    say(f"reconstructing {len(events)} events with {', '.join(names) or 'no methods'}"
+        + (f" (time budget {budget_s:.0f} s)" if budget_s is not None else "") + " ...")
+    runs, skipped = [], {}
+    for run in run_methods(list(names), events, options, batch_size=batch_size, time_budget_s=budget_s,
+                           skip_if_first_batch_raises=skip_unready, progress=say, show_bar=progress is not None):
+        if run.skipped:
+            say(f"  skipped {run.name}: {run.skipped}")
+            skipped[run.name] = run.skipped
+            continue
+        rate = run.throughput
+        n_failed = int((run.predictions["fit_status"] != "ok").sum())
+        say(f"  {run.name}: {rate['n_events']} events in {rate['wall_s']:.1f} s "
+            f"({rate['events_per_s']:.3g} events/s, {rate['events_per_s_per_core']:.3g} per core), {n_failed} failed")
+        if out_dir is not None:
+            write_predictions(run.predictions, Path(out_dir) / f"{run.name}.parquet",
+                              {**run.metadata(), **(extra_metadata or {})})
+        runs.append(run)
+    return runs, skipped

@@ -18,8 +18,8 @@ import numpy as np
 from nurec.baselines.cleaning import CLEANING, clean_hits, isolated_hit_mask
 from nurec.baselines.common import FlatHits
 from nurec.baselines.linefit import linefit_flat
-from sim.physics.medium import get_medium
-from sim.physics.timing import track_geometry
+from nurec.physics.medium import get_medium
+from nurec.physics.timing import track_geometry
 
 NODE_SELECTIONS = ("brightest", "earliest")
 LINEFIT_KINDS = ("plane_wave", "improved")
@@ -308,7 +308,7 @@ def _seed_residuals(rel: np.ndarray, t_rel: np.ndarray, direction: np.ndarray, c
     """Return (Cherenkov time residual [ns], distance [m]) of nodes from their event's seed track.
 
     The seed track passes the charge centre of gravity along the LineFit direction; the
-    direct-light arrival time is sim.physics.timing.track_geometry's (the likelihood fits'
+    direct-light arrival time is nurec.physics.timing.track_geometry's (the likelihood fits'
     geometry). The track's time offset is unknown, so residuals are relative to their
     charge-weighted event mean.
     """

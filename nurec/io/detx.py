@@ -32,12 +32,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nurec.geometry import Geometry, GeometryError
-
 _VERSION_HEADER = re.compile(r"^\s*(-?\d+)\s+[vV](\d+)\s*$")
 
 
-class DetxError(GeometryError):
+class DetxError(ValueError):
     """A detx file cannot be parsed; the message names the file and the line."""
 
 
@@ -73,18 +71,6 @@ class DetxDetector:
         if len(np.unique(self.pmt_id)) != len(self.pmt_id) or np.abs(self.pmt_id).max(initial=0) >= 2**31:
             return np.arange(len(self.pmt_id), dtype=np.int64)
         return self.pmt_id
-
-    def to_geometry(self, name: str | None = None) -> Geometry:
-        """Return the detector as a nurec Geometry (family "km3net", sensor_id = PMT id)."""
-        sensor_id = self.sensor_id
-        try:
-            return Geometry(
-                name or self.path.stem, "km3net", sensor_id.astype(np.int64), self.position,
-                self.direction, self.dom_id.copy(), self.du.copy(),
-                np.maximum(self.floor - 1, 0).astype(np.int32),  # nurec floor 0 = lowest DOM
-            )
-        except GeometryError as err:
-            raise DetxError(f"{self.path}: {err}") from err
 
 
 def _pmt_key(dom_id: np.ndarray, channel_id: np.ndarray) -> np.ndarray:
@@ -200,9 +186,4 @@ def _parse_detx_cached(path: Path, mtime_ns: int, size: int) -> DetxDetector:
     )
 
 
-def load_detx(path: str | os.PathLike, name: str | None = None) -> Geometry:
-    """Return the geometry (family "km3net") described by a detx file."""
-    return parse_detx(path).to_geometry(name)
-
-
-__all__ = ["DetxDetector", "DetxError", "load_detx", "parse_detx"]
+__all__ = ["DetxDetector", "DetxError", "parse_detx"]

@@ -32,8 +32,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from nurec.io.reader import SourceError, zip_columns
 from nurec.io.schema import HIT_FIELDS, angles_to_direction
-from nurec.io.sources import SourceError, zip_columns
 
 EVENT_KEY = "event_no"
 DEFAULT_TRUTH_TABLE = "truth"

@@ -31,8 +31,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nurec.geometry import Geometry, GeometryError, load_geometry
+from nurec.io.reader import SourceError, zip_columns
 from nurec.io.schema import HIT_FIELDS, angles_to_direction
-from nurec.io.sources import SourceError, zip_columns
 
 GEOMETRY_FILE = "sensor_geometry.csv"
 META_COLUMNS = ("batch_id", "event_id", "first_pulse_index", "last_pulse_index")

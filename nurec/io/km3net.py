@@ -54,8 +54,8 @@ import numpy as np
 import pandas as pd
 
 from nurec.io.detx import DetxDetector, parse_detx
+from nurec.io.reader import SourceError, zip_columns
 from nurec.io.schema import HIT_FIELDS, angles_to_direction, direction_to_angles, finish_predictions
-from nurec.io.sources import SourceError, zip_columns
 
 # KM3NeT dataformat, definitions/reconstruction.csv.
 JPP_RECONSTRUCTION_TYPE = 4000

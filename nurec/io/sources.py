@@ -23,15 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import awkward as ak
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
 from nurec.io.parquet import MANIFEST, iter_dataset, read_metadata
-
-
-class SourceError(ValueError):
-    """A source file cannot be read as its format; the message names the file and what is wrong."""
+from nurec.io.reader import SourceError
 
 
 def _parquet_columns(path: Path) -> set[str]:
@@ -39,12 +35,6 @@ def _parquet_columns(path: Path) -> set[str]:
         return set(pq.read_schema(path).names)
     except Exception as err:  # pyarrow raises several types for non-Parquet files
         raise SourceError(f"{path}: cannot read Parquet schema ({err})") from err
-
-
-def zip_columns(columns: dict[str, Any]) -> ak.Array:
-    """Return a record array of equal-length columns (numpy columns made contiguous for Arrow)."""
-    return ak.zip({k: np.ascontiguousarray(v) if isinstance(v, np.ndarray) else v for k, v in columns.items()},
-                  depth_limit=1)
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -169,7 +159,7 @@ def convert_source(
         from nurec.io.km3net import METHOD_NAME, KM3NeTOptions, iter_km3net_chunks
 
         if options.get("detx") is not None:
-            from nurec.io.detx import load_detx
+            from nurec.geometry import load_detx
 
             # "name" is what get_geometry resolves: the detx path itself.
             detx_path = str(Path(options["detx"]).resolve())

@@ -1,7 +1,7 @@
 """The demo and the reproducible benchmark pipeline: simulate -> (train) -> reconstruct -> report.
 
 ``run_demo`` reconstructs a small fresh sample with every registered method that works
-without training and writes the report. ``run_pipeline`` (see nurec.pipeline_steps) adds
+without training and writes the report. ``run_pipeline`` (see sim.pipeline_steps) adds
 separate train/validation/test sets and the training steps.
 """
 
@@ -16,11 +16,9 @@ from pathlib import Path
 import awkward as ak
 
 from nurec.evaluate.evaluation import EvaluationSettings
-from nurec.evaluate.report import MethodPredictions, Report, build_report
-from nurec.evaluate.run_methods import MethodRun, print_progress, run_methods
+from nurec.evaluate.report import Report, build_report
+from nurec.evaluate.run_methods import MethodRun, method_names, print_progress, reconstruct_all
 from nurec.evaluate.truth import truth_table
-from nurec.io.predictions import write_predictions
-from nurec.registry import available_methods
 from sim.config import SimulationConfig
 from sim.simulate import simulate_events
 
@@ -61,56 +59,6 @@ class RunOutcome:
     wall_s: float = 0.0
 
 
-def method_names(requested: Sequence[str] | None = None) -> list[str]:
-    """Return the requested method names (checked against the registry) or all registered ones."""
-    registered = [spec.name for spec in available_methods()]
-    if requested is None:
-        return registered
-    unknown = [name for name in requested if name not in registered]
-    if unknown:
-        raise ValueError(f"methods: unknown method '{unknown[0]}' (registered: {', '.join(registered) or 'none'})")
-    return list(requested)
-
-
-def reconstruct_all(
-    events: ak.Array,
-    names: Sequence[str],
-    out_dir: Path | None = None,
-    budget_s: float | None = None,
-    batch_size: int = 256,
-    options: dict[str, dict] | None = None,
-    skip_unready: bool = True,
-    progress: Progress | None = print_progress,
-    extra_metadata: dict | None = None,
-) -> tuple[list[MethodRun], dict[str, str]]:
-    """Return (runs of the methods that ran, {method: reason} for those skipped) on ``events``.
-
-    With ``budget_s`` the methods share that much reconstruction time and a slow one runs
-    on a subsample (nurec.evaluate.run_methods.run_methods). Predictions are written to
-    ``out_dir/<method>.parquet`` when ``out_dir`` is given, with ``extra_metadata`` added
-    to each file's provenance.
-    """
-    say = progress or (lambda _msg: None)
-    say(f"reconstructing {len(events)} events with {', '.join(names) or 'no methods'}"
-        + (f" (time budget {budget_s:.0f} s)" if budget_s is not None else "") + " ...")
-    runs, skipped = [], {}
-    for run in run_methods(list(names), events, options, batch_size=batch_size, time_budget_s=budget_s,
-                           skip_if_first_batch_raises=skip_unready, progress=say, show_bar=progress is not None):
-        if run.skipped:
-            say(f"  skipped {run.name}: {run.skipped}")
-            skipped[run.name] = run.skipped
-            continue
-        rate = run.throughput
-        n_failed = int((run.predictions["fit_status"] != "ok").sum())
-        say(f"  {run.name}: {rate['n_events']} events in {rate['wall_s']:.1f} s "
-            f"({rate['events_per_s']:.3g} events/s, {rate['events_per_s_per_core']:.3g} per core), {n_failed} failed")
-        if out_dir is not None:
-            write_predictions(run.predictions, Path(out_dir) / f"{run.name}.parquet",
-                              {**run.metadata(), **(extra_metadata or {})})
-        runs.append(run)
-    return runs, skipped
-
-
 def run_demo(config: DemoConfig, out_dir: str | Path, progress: Progress | None = print_progress,
              command: str | None = None) -> RunOutcome:
     """Return the outcome of the demo: simulate, reconstruct with every ready method, write the report."""
@@ -144,11 +92,6 @@ def demo_command(config: DemoConfig) -> str:
     return shlex.join(parts)
 
 
-def method_predictions_from_runs(runs: Sequence[MethodRun]) -> list[MethodPredictions]:
-    """Return report inputs for runs that produced predictions."""
-    return [r.as_method_predictions() for r in runs if r.predictions is not None]
-
-
 # ============================================================================ pipeline
 @dataclass(frozen=True)
 class PipelinePreset:
@@ -180,7 +123,7 @@ class PipelinePreset:
     gnn_model: dict = field(default_factory=dict)  # ModelSpec fields ([model] table) when gnn_config is None
     method_budget_s: float | None = None
     event_caps: dict = field(default_factory=dict)  # method -> at most this many test events
-    baseline_energy_events: int = 4000  # nurec.baselines.train_all defaults
+    baseline_energy_events: int = 4000  # sim.train_baselines defaults
     baseline_direction_events: int = 1200
     baseline_epochs: int = 20
 
@@ -340,7 +283,7 @@ def _artifact(run_dir: Path, name: str) -> Path | None:
 def train_baselines(step: str, preset: PipelinePreset, run_dir: Path, command: str | None) -> str:
     """Train the learned baselines of ``step`` ("energy": charge + CNN, "bdt") with their library trainers.
 
-    The trainers (nurec.baselines.train_all) simulate their own seeded samples (seeds
+    The trainers (sim.train_baselines) simulate their own seeded samples (seeds
     derived from the preset's, different from the test set's). Returns the step status.
     """
     if all(_artifact(run_dir, name) is not None for name in BASELINE_STEPS[step]):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from sim.physics.medium import Medium
+from nurec.physics.medium import Medium
 
 _MIN_SHAPE = 1e-3  # keeps Γ(d/λ) finite for sensors right at the emitter
 

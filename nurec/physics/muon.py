@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.physics.medium import Medium
+from nurec.physics.medium import Medium
 
 
 def muon_range_m(energy_gev: np.ndarray, medium: Medium) -> np.ndarray:

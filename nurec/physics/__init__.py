@@ -1,8 +1,8 @@
 """Pure, vectorised physics functions shared by the simulator and the likelihood fits."""
 
-from sim.physics.light import expected_npe_cascade, expected_npe_track, pmt_acceptance
-from sim.physics.medium import ICE, WATER, Medium, get_medium
-from sim.physics.timing import arrival_time_pdf, log_arrival_time_pdf, pandel_pdf, track_geometry
+from nurec.physics.light import expected_npe_cascade, expected_npe_track, pmt_acceptance
+from nurec.physics.medium import ICE, WATER, Medium, get_medium
+from nurec.physics.timing import arrival_time_pdf, log_arrival_time_pdf, pandel_pdf, track_geometry
 
 __all__ = [
     "ICE",

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from sim.physics.medium import Medium
+from nurec.physics.medium import Medium
 
 PHOTONS_PER_GEV = 1.0e5
 _CASCADE_PEAK_WIDTH = 0.2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from nurec.pipeline import PRESETS
+from sim.pipeline import PRESETS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nurec.cli.evaluate import print_summary
-    from nurec.pipeline import run_pipeline
+    from sim.pipeline import run_pipeline
 
     methods = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
     parts = ["nurec", "pipeline", "--preset", args.preset, "--out", args.out]

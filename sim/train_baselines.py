@@ -1,6 +1,6 @@
 """Train every classical method that needs training and write the artifacts plus their card.
 
-    python -m nurec.baselines.train_all --out nurec/baselines/trained
+    python -m sim.train_baselines --out nurec/baselines/trained
 
 Simulates (seeded) an energy sample (all flavours, CC+NC, E^-1 from 1 TeV to 1 PeV) for
 the charge calibration and the CNN, and a direction sample (νμ CC, E^-2, 1-100 TeV) for
@@ -103,7 +103,7 @@ def train_bdt(out: Path, detector: str, n_events: int, seed: int, n_jobs: int | 
 
 def main(argv: list[str] | None = None) -> int:
     """Train the requested artifacts into --out; return the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m nurec.baselines.train_all", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m sim.train_baselines", description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "trained"))
     parser.add_argument("--detector", default="icecube86")
     parser.add_argument("--energy-events", type=int, default=4000)
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     from nurec import __version__
 
     common = {"detector": args.detector, "nurec_version": __version__, "python": platform.python_version(),
-              "command": "python -m nurec.baselines.train_all " + shlex.join(sys.argv[1:] if argv is None else argv)}
+              "command": "python -m sim.train_baselines " + shlex.join(sys.argv[1:] if argv is None else argv)}
     if args.only in (None, "energy"):
         start = time.perf_counter()
         print("energy:", train_energy(out, args.detector, args.energy_events, args.seed, args.epochs, common),
