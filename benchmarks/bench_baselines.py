@@ -30,7 +30,7 @@ from nurec.evaluate.metrics import (
     log_energy_ratio,
     resolution_and_bias,
 )
-from nurec.registry import get_method
+from nurec.methods.registry import build_method
 from sim.config import SimulationConfig
 from sim.simulate import simulate_events
 
@@ -45,7 +45,7 @@ def sample(flavors, interactions, n_events, seed):
 
 
 def timed(name, events, **options):
-    method = get_method(name, **options)
+    method = build_method(name, **options)
     start = time.perf_counter()
     predictions = method.reconstruct(events)
     return predictions, len(events) / (time.perf_counter() - start)
@@ -84,7 +84,7 @@ def main() -> None:
     spe, rate = timed("likelihood", fit_sample, n_jobs=1)
     error = direction_row("likelihood", spe, rate, fit_sample, track_energy[: args.fit_events],
                           track_truth[: args.fit_events])
-    bdt = get_method("bdt-uncertainty", n_jobs=1)
+    bdt = build_method("bdt-uncertainty", n_jobs=1)
     start = time.perf_counter()
     sigma = bdt.predict_uncertainty_deg(fit_sample, spe)
     bdt_rate = 1.0 / (1.0 / rate + (time.perf_counter() - start) / len(fit_sample))

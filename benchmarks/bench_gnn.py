@@ -144,7 +144,7 @@ def quality_rows(name: str, truth: pd.DataFrame, pred: pd.DataFrame, seconds: fl
 
 def quality(args: argparse.Namespace) -> None:
     from nurec.io.parquet import read_dataset
-    from nurec.registry import get_method
+    from nurec.methods.registry import build_method
 
     torch.set_num_threads(args.threads)
     events = read_dataset(args.quality)
@@ -178,7 +178,7 @@ def quality(args: argparse.Namespace) -> None:
             share = seconds * n_base / len(events)
             for line in quality_rows(f"gnn (first {n_base})", truth.iloc[:n_base], gnn.iloc[:n_base], share):
                 print(line, flush=True)
-        method = get_method(name)
+        method = build_method(name)
         start = time.perf_counter()
         pred = method.reconstruct(events[:n_base])
         label = name if n_base == len(events) else f"{name} (first {n_base})"

@@ -34,10 +34,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from nurec.methods.registry import build_method  # noqa: E402
 from nurec.protocol._generated import reconstruction_pb2 as pb  # noqa: E402
 from nurec.protocol._generated import reconstruction_pb2_grpc as pb_grpc  # noqa: E402
 from nurec.protocol.codec import encode_events  # noqa: E402
-from nurec.registry import get_method  # noqa: E402
 from services.models import resolve_method  # noqa: E402
 from sim.config import SimulationConfig  # noqa: E402
 from sim.simulate import simulate_events  # noqa: E402
@@ -175,7 +175,7 @@ def main() -> int:
     if args.plugin:
         importlib.import_module(args.plugin)
     name, variant = resolve_method(args.method, args.model)
-    method = get_method(name, **({"model": variant} if variant else {}))
+    method = build_method(name, **({"model": variant} if variant else {}))
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(args.threads)
     events, _ = simulate_events(SimulationConfig(detector=args.detector, n_events=args.events, seed=args.seed))

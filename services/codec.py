@@ -19,6 +19,7 @@ import pandas as pd
 
 from nurec.geometry import available_detectors, get_geometry
 from nurec.io.schema import HIT_FIELDS, PREDICTION_COLUMNS
+from nurec.methods.run import METHOD_RAISED_STATUS
 from nurec.protocol import pb
 from nurec.protocol.codec import DIR_FIELDS, FLOAT_OUTPUTS, WIRE_DTYPES
 
@@ -107,12 +108,10 @@ def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class DecodeLimits:
-    """What the server accepts: hits per event, detectors, and the default detector."""
+    """What the server accepts: hits per event and the detector of events that name none."""
 
     max_hits: int = 20_000
     default_detector: str = "icecube86"
-    model_detectors: tuple[str, ...] = ()
-    model_name: str = ""
 
 
 def _field_sizes(event: pb.Event) -> tuple[dict[str, int], EventFailure | None]:
@@ -155,9 +154,6 @@ def _check_event(event: pb.Event, limits: DecodeLimits, known: set[str]) -> tupl
     if detector not in known:
         return n, no_dirs, detector, invalid(
             "detector", f"unknown detector '{detector}' (known: {', '.join(sorted(known))})")
-    if limits.model_detectors and detector not in limits.model_detectors:
-        return n, no_dirs, detector, invalid(
-            "detector", f"model '{limits.model_name}' serves {', '.join(limits.model_detectors)}, not '{detector}'")
     return n, no_dirs, detector, None
 
 
@@ -283,5 +279,9 @@ def encode_predictions(table: pd.DataFrame, event_ids: np.ndarray, version: str)
         )
         if extras:
             message.extra.update({c: v[row] for c, v in extras.items()})
+        if statuses[row].startswith(METHOD_RAISED_STATUS):
+            # The method crashed on this event (isolated by nurec.methods.run.reconstruct_batch).
+            reason = statuses[row].removeprefix("failed: ")
+            message.error.CopyFrom(pb.EventError(code=pb.INTERNAL, field="", message=reason))
         messages.append(message)
     return messages

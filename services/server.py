@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,8 +21,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from nurec.client import read_token
+from nurec.methods.contract import Method
+from nurec.methods.registry import available_methods, method_accepts
 from nurec.protocol import pb, pb_grpc
-from nurec.registry import Reconstructor, available_methods, get_method
 from services.auth import BearerTokenInterceptor, server_credentials
 from services.batcher import DynamicBatcher
 from services.config import ServeConfig
@@ -40,7 +40,7 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Reconstruction"].full_name
 class ReconstructionServer:
     """One served model behind a dynamic batcher on a grpc.aio server (start, drain, stop)."""
 
-    def __init__(self, config: ServeConfig, method: Reconstructor | None = None) -> None:
+    def __init__(self, config: ServeConfig, method: Method | None = None) -> None:
         self.config = config.validate()
         self.metrics = ServerMetrics()
         self.models: dict[str, ServedModel] = {}
@@ -60,25 +60,33 @@ class ReconstructionServer:
     def _load_model(self) -> ServedModel:
         config = self.config
         if self._method is not None:
-            name, variant, method = self._method.name, config.model, self._method
-        else:
-            name, variant = resolve_method(config.method, config.model)
-            try:
-                method = get_method(name, **({"model": variant} if variant else {}))
-            except FileNotFoundError as err:
-                if config.method or FALLBACK_METHOD not in {s.name for s in available_methods()}:
-                    raise
-                # No method was asked for and the bundled GNN model is missing: serve LineFit.
-                log.warning("default model unavailable, serving the fallback method",
-                            extra={"method": name, "error": str(err), "fallback": FALLBACK_METHOD})
-                name, variant = FALLBACK_METHOD, None
-                method = get_method(name)
-        if config.threads and "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(config.threads)
+            return ServedModel(self._method.name, config.model, {}, config, method=self._method)
+        name, variant = resolve_method(config.method, config.model)
+        try:
+            return self._served(name, variant)
+        except FileNotFoundError as err:
+            if config.method or FALLBACK_METHOD not in {s.name for s in available_methods()}:
+                raise
+            # No method was asked for and the bundled GNN model is missing: serve LineFit.
+            log.warning("default model unavailable, serving the fallback method",
+                        extra={"method": name, "error": str(err), "fallback": FALLBACK_METHOD})
+            return self._served(FALLBACK_METHOD, None)
+
+    def _served(self, name: str, variant: str | None) -> ServedModel:
+        """Return method ``name`` served for the configured default detector (in a worker process if set)."""
+        config = self.config
+        options = {"model": variant} if variant else {}
+        if config.threads and method_accepts(name, "threads"):
+            options["threads"] = config.threads
         worker = None
-        if config.worker == "process" and self._method is None:
-            worker = ProcessWorker(name, {"model": variant} if variant else {}, config.threads)
-        return ServedModel(name, variant, method, config, worker)
+        if config.worker == "process":
+            worker = ProcessWorker(name, options, config.threads, config.detector)
+        try:
+            return ServedModel(name, variant, options, config, worker)
+        except BaseException:
+            if worker is not None:
+                worker.close()
+            raise
 
     async def start(self) -> None:
         """Load the model and start serving (gRPC, health, reflection, metrics)."""
@@ -191,7 +199,7 @@ def serve(config: ServeConfig) -> int:
 class BackgroundServer:
     """A ReconstructionServer on its own event loop in a thread (for tests, notebooks, benchmarks)."""
 
-    def __init__(self, config: ServeConfig, method: Reconstructor | None = None) -> None:
+    def __init__(self, config: ServeConfig, method: Method | None = None) -> None:
         self.server = ReconstructionServer(config, method)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="nurec-serve", daemon=True)

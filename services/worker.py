@@ -8,7 +8,6 @@ batches travel to it as numpy columns and come back as prediction tables.
 
 from __future__ import annotations
 
-import importlib
 import multiprocessing
 import signal
 import sys
@@ -17,37 +16,61 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from nurec.registry import Reconstructor, available_methods
+from nurec.methods.contract import Method
+from nurec.methods.registry import MethodSpec, available_methods, build_method, register_method
+from nurec.methods.run import reconstruct_batch
 from services.codec import EventBlock
 
-_METHOD: Reconstructor | None = None
+
+@dataclass
+class _WorkerState:
+    """The worker process's method: its registry name and options, built once per detector."""
+
+    name: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = None
+    methods: dict[str, Method] = field(default_factory=dict)
+
+    def method_for(self, detector: str) -> Method:
+        if detector not in self.methods:
+            self.methods[detector] = build_method(self.name, detector, **self.options)
+            if self.threads and "torch" in sys.modules:
+                sys.modules["torch"].set_num_threads(self.threads)  # this process only runs the method
+        return self.methods[detector]
 
 
-def _start_worker(target: str, options: dict[str, Any], threads: int | None, path: list[str]) -> None:
-    """Load the method in the worker process (runs once, at its start)."""
-    global _METHOD
+_STATE = _WorkerState()
+
+
+def _start_worker(spec: MethodSpec, options: dict[str, Any], threads: int | None, path: list[str],
+                  detector: str) -> None:
+    """Build the method for the default detector in the worker process (runs once, at its start).
+
+    The method's registry entry travels with it, so a method registered at run time (a
+    plugin) is known in the worker too.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when the worker stops
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     for entry in reversed(path):
         if entry not in sys.path:
             sys.path.insert(0, entry)
-    module_name, attribute = target.split(":")
-    _METHOD = getattr(importlib.import_module(module_name), attribute)(**options)
-    if threads and "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
+    if spec.name not in {s.name for s in available_methods()}:
+        register_method(spec.name, spec.target, spec.description, spec.trained)
+    _STATE.name, _STATE.options, _STATE.threads = spec.name, dict(options), threads
+    _STATE.method_for(detector)
 
 
-def _reconstruct_in_worker(block: EventBlock) -> pd.DataFrame:
-    assert _METHOD is not None
-    return _METHOD.reconstruct(block.to_awkward())
+def _reconstruct_in_worker(detector: str, block: EventBlock) -> pd.DataFrame:
+    return reconstruct_batch(_STATE.method_for(detector), block.to_awkward())
 
 
 def _ready() -> bool:
-    return _METHOD is not None
+    return bool(_STATE.methods)
 
 
 @contextmanager
@@ -66,13 +89,13 @@ def _without_main_module() -> Iterator[None]:
 
 
 class ProcessWorker:
-    """Runs ``reconstruct`` of a registered method in one worker process; restarts it if it dies."""
+    """Runs a registered method in one worker process (built per detector there); restarts it if it dies."""
 
-    def __init__(self, name: str, options: dict[str, Any], threads: int | None) -> None:
+    def __init__(self, name: str, options: dict[str, Any], threads: int | None, detector: str) -> None:
         specs = {spec.name: spec for spec in available_methods()}
         if name not in specs:
             raise KeyError(f"method: '{name}' is not registered")
-        self._args = (specs[name].target, options, threads, list(sys.path))
+        self._args = (specs[name], options, threads, list(sys.path), detector)
         self._pool = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
@@ -82,10 +105,10 @@ class ProcessWorker:
             pool.submit(_ready).result()  # starts the process and loads the model before serving
         return pool
 
-    def reconstruct_block(self, block: EventBlock) -> pd.DataFrame:
-        """Return the method's predictions for the events of ``block`` (computed in the worker)."""
+    def reconstruct_block(self, detector: str, block: EventBlock) -> pd.DataFrame:
+        """Return the method's predictions for the events of ``block`` of ``detector`` (computed in the worker)."""
         try:
-            return self._pool.submit(_reconstruct_in_worker, block).result()
+            return self._pool.submit(_reconstruct_in_worker, detector, block).result()
         except BrokenProcessPool:
             self._pool = self._start()
             raise RuntimeError("the worker process died; it was restarted") from None

@@ -75,7 +75,7 @@ def run_demo(config: DemoConfig, out_dir: str | Path, progress: Progress | None 
         say("no reconstruction methods are registered; the report shows the data set only")
     runs, skipped = reconstruct_all(
         events, names, out_dir / "predictions", budget_s=config.reconstruction_budget_s,
-        batch_size=config.batch_size, progress=progress,
+        batch_size=config.batch_size, progress=progress, detector=metadata.get("detector"),
     )
     say("writing the report ...")
     command = command or demo_command(config)
@@ -377,7 +377,7 @@ def run_pipeline(
         if not fingerprint:
             fingerprint.append(dataset_sha256(run_dir / "data" / "test"))
         if path.exists():
-            if read_predictions_metadata(path).get("data_sha256") == fingerprint[0]:
+            if read_predictions_metadata(path).get("extra", {}).get("data_sha256") == fingerprint[0]:
                 return "present"
             say(f"  {path} was made from other test events; redoing it")
         if not test_events:
@@ -390,7 +390,8 @@ def run_pipeline(
             events = events[:cap]
             extra["subsample"] = True
         runs, why = reconstruct_all(events, [name], run_dir / "predictions", budget_s=preset.method_budget_s,
-                                    options=trained_options(run_dir), progress=progress, extra_metadata=extra)
+                                    options=trained_options(run_dir), progress=progress, extra_metadata=extra,
+                                    detector=preset.dataset_config("test").detector)
         if why:
             skipped.update(why)
             return f"skipped: {why[name]}"

@@ -25,6 +25,8 @@ from nurec.baselines.bdt_uncertainty import BdtUncertainty
 from nurec.baselines.charge_energy import ChargeEnergy
 from nurec.baselines.cnn_energy import CnnEnergy, TrainSettings, predict_log10_energy, train_cnn
 from nurec.evaluate.metrics import coverage, resolution_and_bias
+from nurec.geometry import get_geometry
+from nurec.methods.contract import trained_for_record
 from sim.config import SimulationConfig
 from sim.simulate import simulate_events
 
@@ -117,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     from nurec import __version__
 
-    common = {"detector": args.detector, "nurec_version": __version__, "python": platform.python_version(),
+    # Both samples span 1 TeV-1 PeV at most (energy_sample_config, direction_sample_config).
+    trained = trained_for_record(get_geometry(args.detector), (1e3, 1e6))
+    common = {"detector": args.detector, "trained_for": trained, "nurec_version": __version__,
+              "python": platform.python_version(),
               "command": "python -m sim.train_baselines " + shlex.join(sys.argv[1:] if argv is None else argv)}
     if args.only in (None, "energy"):
         start = time.perf_counter()

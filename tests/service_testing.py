@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from nurec.io.schema import empty_predictions, event_problems, finish_predictions
-from nurec.registry import register_method
+from nurec.methods.contract import MethodInfo
+from nurec.methods.registry import register_method
 
 POISON_RUN_ID = 666
 """CentroidDirection raises on any batch holding an event of this run (a method bug stand-in)."""
@@ -29,13 +30,18 @@ class CentroidDirection:
     name = "centroid"
     version = "test-1"
 
-    def __init__(self, seconds_per_batch: float = 0.0) -> None:
+    def __init__(self, seconds_per_batch: float = 0.0, detector: object = None) -> None:
         self.seconds_per_batch = seconds_per_batch
+        self.detector = detector
         self.gate = threading.Event()
         self.gate.set()
         self.entered = threading.Event()
         self.batch_sizes: list[int] = []
         self.run_ids: list[int] = []
+
+    def describe(self) -> MethodInfo:
+        """Return a description valid on any detector."""
+        return MethodInfo(self.name, self.version, "test: early-to-late hit centroid direction", ("direction",))
 
     def reconstruct(self, events: ak.Array) -> pd.DataFrame:
         """Return one prediction row per event; events with unusable hits get fit_status failed."""
@@ -75,16 +81,20 @@ class NullMethod:
     name = "centroid"
     version = "test-null"
 
+    def describe(self) -> MethodInfo:
+        """Return a description valid on any detector."""
+        return MethodInfo(self.name, self.version, "test: computes nothing", ())
+
     def reconstruct(self, events: ak.Array) -> pd.DataFrame:
         """Return one all-NaN 'ok' row per event."""
         return empty_predictions(ak.to_numpy(events.event_id), self.name)
 
 
-def make_centroid(model: str | None = None) -> CentroidDirection | NullMethod:
+def make_centroid(model: str | None = None, detector: object = None) -> CentroidDirection | NullMethod:
     """Return the test method; model "slow" takes 0.3 s per batch, "null" computes nothing."""
     if model == "null":
         return NullMethod()
-    return CentroidDirection(seconds_per_batch=0.3 if model == "slow" else 0.0)
+    return CentroidDirection(seconds_per_batch=0.3 if model == "slow" else 0.0, detector=detector)
 
 
 CENTROID_REGISTRATION = ("centroid", "service_testing:make_centroid", "test: early-to-late hit centroid direction")

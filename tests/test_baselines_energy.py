@@ -7,11 +7,11 @@ import torch
 
 from nurec.baselines.artifacts import TRAINED_DIR, ArtifactError, artifact_path, read_card
 from nurec.baselines.charge_energy import ChargeEnergy
-from sim.train_baselines import energy_sample_config
 from nurec.evaluate.metrics import log_energy_ratio, resolution_and_bias
-from nurec.registry import get_method
+from nurec.methods.registry import build_method
 from sim.config import SimulationConfig
 from sim.simulate import simulate_events
+from sim.train_baselines import energy_sample_config
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +22,8 @@ def held_out_events():
 
 def test_cnn_beats_total_charge_on_held_out_events(held_out_events):
     true_energy = ak.to_numpy(held_out_events.truth.energy)
-    cnn = get_method("cnn-energy").reconstruct(held_out_events)
-    charge = get_method("charge-energy").reconstruct(held_out_events)
+    cnn = build_method("cnn-energy").reconstruct(held_out_events)
+    charge = build_method("charge-energy").reconstruct(held_out_events)
     cnn_resolution, cnn_bias = resolution_and_bias(log_energy_ratio(cnn.energy, true_energy))
     charge_resolution, _ = resolution_and_bias(log_energy_ratio(charge.energy, true_energy))
     assert cnn_resolution < charge_resolution, (cnn_resolution, charge_resolution)
@@ -33,7 +33,7 @@ def test_cnn_beats_total_charge_on_held_out_events(held_out_events):
 def test_charge_energy_fit_save_load_predicts_the_same(held_out_events, tmp_path):
     estimator = ChargeEnergy(trained=False).fit(held_out_events)
     path = estimator.save(tmp_path / "calibration.json")
-    loaded = get_method("charge-energy", model=path)
+    loaded = build_method("charge-energy", model=path)
     first, _ = estimator.predict_log10_energy(held_out_events)
     np.testing.assert_allclose(loaded.predict_log10_energy(held_out_events)[0], first)
     true_log10 = np.log10(ak.to_numpy(held_out_events.truth.energy))
@@ -57,18 +57,18 @@ def test_tampered_artifact_is_refused(tmp_path):
     with open(copy / read_card(copy)["files"]["bdt_uncertainty"]["file"], "ab") as handle:
         handle.write(b"\0")
     with pytest.raises(ArtifactError, match="sha256"):
-        get_method("bdt-uncertainty", model=copy / "bdt_uncertainty.joblib")
+        build_method("bdt-uncertainty", model=copy / "bdt_uncertainty.joblib")
 
 
 def test_trained_methods_refuse_other_detectors():
     with pytest.raises(ArtifactError, match="trained for detector 'icecube86'"):
-        get_method("cnn-energy", detector="orca6")
+        build_method("cnn-energy", detector="orca6")
 
 
 def test_cascade_fit_recovers_deposited_energy():
     config = SimulationConfig(detector="icecube86", flavors=("nue",), interactions=("CC",), n_events=8, seed=44)
     events, _ = simulate_events(config)
-    predictions = get_method("cascade-likelihood", n_jobs=2, n_directions=1).reconstruct(events)
+    predictions = build_method("cascade-likelihood", n_jobs=2, n_directions=1).reconstruct(events)
     ratio = log_energy_ratio(predictions.energy, ak.to_numpy(events.truth.visible_energy))
     assert (predictions.fit_status == "ok").all()
     assert abs(np.median(ratio)) < 0.15

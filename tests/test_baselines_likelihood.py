@@ -7,7 +7,7 @@ from nurec.baselines.cleaning import clean_hits
 from nurec.baselines.common import detector_setup, flatten_hits, opening_angle_deg, truth_directions
 from nurec.baselines.likelihood import TrackFitSettings, first_pulses, track_log_likelihood_terms
 from nurec.evaluate.metrics import coverage
-from nurec.registry import get_method
+from nurec.methods.registry import build_method
 from sim.config import SimulationConfig
 from sim.simulate import simulate_events
 
@@ -22,7 +22,7 @@ def numu_events():
 
 @pytest.fixture(scope="module")
 def bdt_predictions(numu_events):
-    return get_method("bdt-uncertainty", n_jobs=2).reconstruct(numu_events)
+    return build_method("bdt-uncertainty", n_jobs=2).reconstruct(numu_events)
 
 
 def _errors(predictions, events):
@@ -30,7 +30,7 @@ def _errors(predictions, events):
 
 
 def test_likelihood_median_error_well_below_linefit(numu_events, bdt_predictions):
-    linefit = get_method("linefit").reconstruct(numu_events)
+    linefit = build_method("linefit").reconstruct(numu_events)
     linefit_median = np.median(_errors(linefit, numu_events))
     likelihood_median = np.nanmedian(_errors(bdt_predictions, numu_events))
     assert (bdt_predictions.fit_status == "ok").mean() > 0.95

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from nurec.baselines.common import opening_angle_deg
-from nurec.registry import get_method
+from nurec.methods.registry import build_method
 from sim.config import SimulationConfig
 from sim.simulate import simulate_events
 
@@ -47,7 +47,7 @@ def test_linefit_recovers_noiseless_track():
     directions = rng.normal(size=(6, 3))
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)
     events = make_events([_line_hits(d) for d in directions])
-    predictions = get_method("linefit").reconstruct(events)
+    predictions = build_method("linefit").reconstruct(events)
     assert (predictions.fit_status == "ok").all()
     fitted = predictions[["dir_x", "dir_y", "dir_z"]].to_numpy()
     np.testing.assert_allclose(fitted, directions, atol=1e-5)
@@ -56,7 +56,7 @@ def test_linefit_recovers_noiseless_track():
 
 def test_linefit_batch_equals_event_by_event():
     events, _ = simulate_events(SimulationConfig(detector="icecube-mini", n_events=20, seed=8))
-    method = get_method("linefit", detector="icecube-mini")
+    method = build_method("linefit", detector="icecube-mini")
     batch = method.reconstruct(events)
     single = np.vstack([method.reconstruct(events[i:i + 1])[["dir_x", "dir_y", "dir_z"]].to_numpy()
                         for i in range(len(events))])
@@ -89,7 +89,7 @@ def test_malformed_events_fail_alone(method, mixed_batch):
     options = {"n_jobs": 1} if method in ("likelihood", "cascade-likelihood") else {}
     if method == "cascade-likelihood":
         options["n_directions"] = 1
-    predictions = get_method(method, **options).reconstruct(events)
+    predictions = build_method(method, **options).reconstruct(events)
     assert predictions.event_id.tolist() == list(range(len(events)))
     assert (predictions.method == method).all()
     output = "energy" if method in ("charge-energy", "cnn-energy") else "dir_x"
@@ -103,7 +103,7 @@ def test_malformed_events_fail_alone(method, mixed_batch):
 
 def test_linefit_direction_better_than_random_on_simulation():
     events, _ = simulate_events(SimulationConfig(detector="icecube86", n_events=200, seed=21))
-    predictions = get_method("linefit").reconstruct(events)
+    predictions = build_method("linefit").reconstruct(events)
     truth = np.column_stack([events.truth[k].to_numpy() for k in ("dir_x", "dir_y", "dir_z")])
     error = opening_angle_deg(predictions[["dir_x", "dir_y", "dir_z"]].to_numpy(), truth)
     assert np.median(error) < 15.0

@@ -14,7 +14,7 @@ from nurec.cli import main
 from nurec.io.parquet import read_dataset, read_metadata
 from nurec.io.predictions import read_predictions
 from nurec.io.sources import EVENT_KEYS_FILE, reference_filename
-from nurec.registry import available_methods, get_method
+from nurec.methods.registry import available_methods, build_method
 
 km3net_testdata = pytest.importorskip("km3net_testdata")
 uproot = pytest.importorskip("uproot")
@@ -137,10 +137,10 @@ def test_convert_bad_input_is_one_line_exit_1_and_no_output(case, tmp_path, caps
 @pytest.mark.parametrize("name", ["numucc_triggered", "v92", "sqlite", "parquet", "kaggle"])
 def test_linefit_runs_end_to_end_on_each_converted_real_sample(name, converted):
     if "linefit" not in {spec.name for spec in available_methods()}:
-        pytest.skip("linefit is not registered in nurec.registry yet")
+        pytest.skip("linefit is not registered in nurec.methods.registry yet")
     dataset = converted[name]
     events = read_dataset(dataset)
-    method = get_method("linefit", detector=read_metadata(dataset)["detector"]["name"])
+    method = build_method("linefit", detector=read_metadata(dataset)["detector"]["name"])
     predictions = method.reconstruct(events)
     assert predictions.event_id.tolist() == events.event_id.tolist()
     ok = (predictions.fit_status == "ok").to_numpy()

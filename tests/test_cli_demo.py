@@ -3,7 +3,7 @@
 import json
 
 from nurec.cli import main
-from nurec.registry import available_methods
+from nurec.methods.registry import available_methods
 
 
 def test_demo_writes_report_covering_every_registered_method(tmp_path, capsys):

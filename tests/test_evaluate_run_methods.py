@@ -4,9 +4,10 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from nurec import registry
 from nurec.evaluate import run_methods
 from nurec.io.schema import empty_predictions, finish_predictions
+from nurec.methods import registry
+from nurec.methods.contract import MethodInfo
 from sim.config import SimulationConfig
 from sim.simulate import simulate_events
 
@@ -19,8 +20,11 @@ class TruthCopy:
     name = "truth-copy"
     version = "9.9"
 
-    def __init__(self, fail_on: int = 7):
+    def __init__(self, fail_on: int = 7, detector=None):
         self.fail_on = fail_on
+
+    def describe(self):
+        return MethodInfo(self.name, self.version, "test: the true direction", ("direction",))
 
     def reconstruct(self, events):
         ids = ak.to_numpy(events.event_id)
@@ -33,7 +37,7 @@ class TruthCopy:
         return finish_predictions(table)
 
 
-def broken_factory():
+def broken_factory(detector=None):
     raise FileNotFoundError("no trained model at models/x.pt")
 
 
@@ -54,7 +58,7 @@ def test_a_batch_that_raises_fails_only_its_events_with_the_reason(events, regis
     status = run.predictions.set_index("event_id")["fit_status"]
     assert len(status) == len(events)
     failed = status[status != "ok"]
-    assert list(failed.index) == [5, 6, 7, 8, 9]  # the batch of 5 holding event 7
+    assert list(failed.index) == [7]  # its batch of 5 was retried event by event
     assert failed.iloc[0] == "failed: method raised RuntimeError: cannot handle event 7"
     assert np.isnan(run.predictions.set_index("event_id").loc[7, "dir_x"])
     assert run.version == "9.9" and run.throughput["n_events"] == len(events) and not run.subsample

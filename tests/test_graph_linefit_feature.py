@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from nurec.graph.features import GLOBAL_FEATURE_NAMES, FeatureConfig, events_to_graphs
-from nurec.registry import get_method
+from nurec.methods.registry import build_method
 from sim.config import SimulationConfig
 from sim.simulate import simulate_events
 
@@ -20,7 +20,7 @@ def events():
 
 def test_improved_linefit_feature_is_the_linefit_baseline_direction(events):
     graphs = events_to_graphs(events, FeatureConfig(max_nodes=64, time_window_ns=2000.0, linefit="improved"))
-    baseline = get_method("linefit").reconstruct(events)
+    baseline = build_method("linefit").reconstruct(events)
     ok = (baseline["fit_status"] == "ok").to_numpy()
     assert ok.sum() > 30
     expected = baseline[["dir_x", "dir_y", "dir_z"]].to_numpy()[ok]

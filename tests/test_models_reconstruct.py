@@ -10,10 +10,10 @@ import torch
 
 from nurec.graph.features import FeatureConfig, events_to_graphs
 from nurec.io.schema import PREDICTION_COLUMNS
+from nurec.methods.registry import build_method
 from nurec.models.network import GraphNetwork, ModelSpec
 from nurec.models.reconstruct import DEFAULT_MODEL_FILE, load_model
 from nurec.models.serialize import save_model
-from nurec.registry import get_method
 from sim.config import SimulationConfig
 from sim.simulate import simulate_events
 
@@ -86,7 +86,7 @@ def test_events_without_hits_or_with_nan_fail_alone(events, model_file):
 
 
 def test_registry_builds_gnn_from_a_model_path(events, model_file):
-    method = get_method("gnn", model=str(model_file))
+    method = build_method("gnn", model=str(model_file))
     assert method.name == "gnn" and method.version.startswith("tiny-")
     assert len(method.reconstruct(events[:3])) == 3
 

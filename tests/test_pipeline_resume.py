@@ -5,8 +5,8 @@ import json
 import pytest
 
 from nurec.io.parquet import read_metadata
+from nurec.methods.registry import available_methods
 from sim.pipeline import PRESETS, PipelinePreset, run_pipeline
-from nurec.registry import available_methods
 
 TINY = PipelinePreset(
     name="tiny", n_train=120, n_val=40, n_test=40, flavors=("numu", "nue"), interactions=("CC",),

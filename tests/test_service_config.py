@@ -43,7 +43,7 @@ def test_unknown_and_unreadable_settings_are_errors(tmp_path):
 
 
 def test_default_method_is_the_bundled_gnn_when_registered(monkeypatch):
-    import nurec.registry as registry
+    import nurec.methods.registry as registry
 
     monkeypatch.setattr(registry, "_METHODS", {})
     with pytest.raises(ValueError, match="no default method"):
@@ -55,25 +55,24 @@ def test_default_method_is_the_bundled_gnn_when_registered(monkeypatch):
     assert resolve_method("linefit", None) == ("linefit", None)
 
 
-def test_model_info_reads_the_model_card():
+def test_model_info_lists_what_the_method_describes():
+    from nurec.methods.contract import DetectorRef, MethodInfo
     from services.models import describe_model
 
-    class Carded:
-        version = "v7"
-        features = ("x", "y", "t")
-        metadata = {"detector": {"name": "icecube86", "n_sensors": 5160},
-                    "metrics": {"median_angular_error_deg": 3.5, "energy": {"resolution": 0.3}, "note": "x"}}
-
-    info = describe_model("gnn", "default", Carded())
-    assert (info.name, info.variant, info.version) == ("gnn", "default", "v7")
-    assert list(info.detectors) == ["icecube86"] and list(info.inputs) == ["x", "y", "t"]
-    assert dict(info.metrics) == {"median_angular_error_deg": 3.5, "energy.resolution": 0.3}
+    described = MethodInfo("gnn", "v7", "a network", ("direction", "energy"), (DetectorRef("icecube86", "0d6f"),),
+                           trained=True, training="nurec train --detector {detector}",
+                           metrics={"val.median_angle_deg": 3.5})
+    info = describe_model("gnn", "default", described)
+    assert (info.name, info.variant, info.version, info.description) == ("gnn", "default", "v7", "a network")
+    assert list(info.detectors) == ["icecube86"] and list(info.estimates) == ["direction", "energy"]
+    assert info.trained and info.training == "nurec train --detector {detector}"
+    assert dict(info.metrics) == {"val.median_angle_deg": 3.5}
 
 
 def test_busy_ports_are_one_line_errors_naming_the_setting(capsys, monkeypatch):
     import socket
 
-    import nurec.registry as registry
+    import nurec.methods.registry as registry
     from nurec.cli import main
 
     monkeypatch.setattr(registry, "_METHODS", dict(registry._METHODS))
@@ -94,12 +93,3 @@ def test_busy_ports_are_one_line_errors_naming_the_setting(capsys, monkeypatch):
             assert f"nurec serve: error: {setting}: cannot listen on" in capsys.readouterr().err
 
 
-def test_model_info_falls_back_to_validation_numbers_of_a_training_summary():
-    from services.models import describe_model
-
-    class Trained:
-        version = "v1"
-        metadata = {"summary": {"best_epoch": 8, "val": {"median_angle_deg": 4.2, "track_auc": 0.9}}}
-
-    assert dict(describe_model("gnn", "default", Trained()).metrics) == {
-        "val.median_angle_deg": 4.2, "val.track_auc": 0.9}

@@ -22,9 +22,9 @@ from service_testing import (
 
 from nurec.client import ReconstructionClient
 from nurec.io.schema import PREDICTION_COLUMNS
+from nurec.methods.registry import available_methods, build_method
 from nurec.protocol import pb, pb_grpc
 from nurec.protocol.codec import encode_events
-from nurec.registry import available_methods, get_method
 from services.server import SERVICE_NAME, BackgroundServer
 
 COLUMNS = [*PREDICTION_COLUMNS, "n_hits"]
@@ -86,7 +86,7 @@ def test_served_predictions_identical_to_in_process(client, events):
 def test_served_linefit_identical_to_in_process(events):
     if "linefit" not in {spec.name for spec in available_methods()}:
         pytest.skip("linefit is not registered yet")
-    expected = get_method("linefit").reconstruct(events)
+    expected = build_method("linefit").reconstruct(events)
     with BackgroundServer(serve_config(method="linefit")) as running, \
             ReconstructionClient(running.target) as linefit_client:
         served = linefit_client.reconstruct(events)
@@ -98,7 +98,7 @@ def test_served_bundled_gnn_matches_in_process():
     if "gnn" not in {spec.name for spec in available_methods()}:
         pytest.skip("gnn is not registered yet")
     try:
-        method = get_method("gnn", model="default")
+        method = build_method("gnn", model="default")
     except FileNotFoundError:
         pytest.skip("the bundled GNN model is not there yet")
     events = small_events(20, detector="icecube86")
@@ -331,7 +331,7 @@ def test_event_that_crashes_the_method_fails_alone(client, events):
     response = client.reconstruct_messages(messages)
     assert [r.error.code for r in response.results] == [pb.OK, pb.OK, pb.INTERNAL, pb.OK]
     assert "poisoned batch" in response.results[2].error.message
-    assert response.results[2].fit_status.startswith("failed: reconstruction failed")
+    assert response.results[2].fit_status.startswith("failed: method raised ValueError: poisoned batch")
 
 
 def test_packed_and_raw_encodings_give_identical_results(client, events):

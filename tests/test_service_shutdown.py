@@ -82,7 +82,7 @@ def _serving(client: ReconstructionClient) -> bool:
 
 
 def test_serve_without_arguments_serves_the_default_model(tmp_path):
-    from nurec.registry import available_methods
+    from nurec.methods.registry import available_methods
     from services.models import resolve_method
 
     try:

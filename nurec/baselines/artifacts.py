@@ -38,18 +38,42 @@ def read_card(directory: str | os.PathLike = TRAINED_DIR) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def artifact_path(name: str, directory: str | os.PathLike = TRAINED_DIR, detector: str | None = None) -> Path:
+TRAINING_COMMAND = "python -m sim.train_baselines --detector {detector} --out DIR"
+"""How the trained baselines are made for a detector (MethodInfo.training)."""
+
+
+def trained_for(artifact: str | os.PathLike) -> dict[str, Any]:
+    """Return the ``trained_for`` record (detectors, energy range) of an artifact file.
+
+    Read from the card beside it; an artifact without a card may name its detector in its
+    own JSON (charge-energy) or JSON sidecar (CNN). Empty when nothing is recorded.
+    """
+    artifact = Path(artifact)
+    card_path = artifact.parent / CARD_NAME
+    if card_path.exists():
+        card = json.loads(card_path.read_text())
+        if card.get("trained_for"):
+            return dict(card["trained_for"])
+        if card.get("detector"):
+            return {"detectors": [{"name": str(card["detector"])}]}
+    for candidate in (artifact, artifact.with_suffix(".json")):
+        if candidate.suffix == ".json" and candidate.exists():
+            try:
+                detector = json.loads(candidate.read_text()).get("detector")
+            except (ValueError, AttributeError):
+                detector = None
+            if detector:
+                return {"detectors": [detector if isinstance(detector, dict) else {"name": str(detector)}]}
+    return {}
+
+
+def artifact_path(name: str, directory: str | os.PathLike = TRAINED_DIR) -> Path:
     """Return the path of artifact ``name`` after checking its sha256 against the card."""
     directory = Path(directory)
     card = read_card(directory)
     entry = card.get("files", {}).get(name)
     if entry is None:
         raise ArtifactError(f"{directory / CARD_NAME}: no artifact '{name}' (train it with sim.train_baselines)")
-    if detector is not None and card.get("detector") != detector:
-        raise ArtifactError(
-            f"{directory}: artifacts were trained for detector '{card.get('detector')}', not '{detector}'; "
-            f"train them with python -m sim.train_baselines --detector {detector} --out DIR"
-        )
     path = directory / entry["file"]
     if not path.exists():
         raise ArtifactError(f"{path}: artifact file missing")

@@ -23,11 +23,18 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-from nurec.baselines.artifacts import TRAINED_DIR, artifact_path
+from nurec.baselines.artifacts import TRAINING_COMMAND, artifact_path, trained_for
 from nurec.baselines.cleaning import clean_hits
-from nurec.baselines.common import flatten_hits, opening_angle_deg, segment_sum, truth_directions
+from nurec.baselines.common import (
+    flatten_hits,
+    opening_angle_deg,
+    segment_sum,
+    trained_info,
+    truth_directions,
+)
 from nurec.baselines.likelihood import LikelihoodTrackFit
-from nurec.geometry import DEFAULT_DETECTOR
+from nurec.geometry import DEFAULT_DETECTOR, Geometry
+from nurec.methods.contract import MethodInfo, check_detector, trained_for_record
 
 ARTIFACT = "bdt_uncertainty"
 FEATURES = [
@@ -74,18 +81,27 @@ class BdtUncertainty:
     name = "bdt-uncertainty"
     version = "1.0"
 
-    def __init__(self, detector: str = DEFAULT_DETECTOR, model: str | os.PathLike | None = None,
+    def __init__(self, detector: str | Geometry = DEFAULT_DETECTOR, model: str | os.PathLike | None = None,
                  trained: bool = True, n_jobs: int | None = None, seed: int = 0):
+        """``model``: a model written by save() beside its card; default: the shipped one.
+
+        Raises DetectorMismatch before loading if the model is for another detector.
+        """
         self.likelihood = LikelihoodTrackFit(detector=detector, n_jobs=n_jobs)
         self.medium_name = self.likelihood.setup.medium.name
         self.seed = seed
         self.regressors: list[HistGradientBoostingRegressor] = []
         self.scale = 1.0
-        if model is not None:
-            self.load(model)
-        elif trained:
-            self.load(artifact_path(ARTIFACT, TRAINED_DIR, detector=self.likelihood.setup.geometry.name),
-                      verified=True)
+        self.trained_for: dict = {}
+        path = Path(model) if model is not None else artifact_path(ARTIFACT) if trained else None
+        if path is not None:
+            self.trained_for = trained_for(path)
+            check_detector(self.describe(), self.likelihood.setup.geometry)
+            self.load(path, verified=model is None)
+
+    def describe(self) -> MethodInfo:
+        """Return what the method is and the detectors its BDT is valid for."""
+        return trained_info(self, ("direction", "angular_uncertainty"), self.trained_for, TRAINING_COMMAND)
 
     def fit(self, events: ak.Array, fits: pd.DataFrame | None = None, n_folds: int = 4) -> dict[str, float]:
         """Train on simulated events (likelihood fits computed if not given); return calibration metrics.
@@ -112,6 +128,9 @@ class BdtUncertainty:
             out_of_fold[fold == k] = np.exp(model.predict(features.iloc[held_out]))
             self.regressors.append(model)
         self.scale = float(np.quantile(error[ok] / out_of_fold, COVERAGE))
+        energies = ak.to_numpy(events.truth.energy).astype(float)[ok]
+        self.trained_for = trained_for_record(self.likelihood.setup.geometry,
+                                              (float(energies.min()), float(energies.max())))
         return {"n_events": int(len(ok)), "n_folds": n_folds, "scale": self.scale,
                 "spearman_out_of_fold": float(spearmanr(out_of_fold, error[ok]).statistic),
                 "median_error_deg": float(np.median(error[ok]))}

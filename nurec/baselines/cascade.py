@@ -28,6 +28,7 @@ from scipy import optimize
 from nurec.baselines.cleaning import clean_hits
 from nurec.baselines.common import (
     DetectorSetup,
+    classical_info,
     detector_setup,
     failure_reasons,
     finish,
@@ -39,7 +40,8 @@ from nurec.baselines.common import (
 from nurec.baselines.likelihood import first_pulses
 from nurec.baselines.linefit import linefit_flat
 from nurec.baselines.parallel import map_chunks, split_evenly
-from nurec.geometry import DEFAULT_DETECTOR
+from nurec.geometry import DEFAULT_DETECTOR, Geometry
+from nurec.methods.contract import MethodInfo
 from nurec.physics.light import expected_npe_cascade
 from nurec.physics.medium import Medium
 from nurec.physics.timing import cascade_direct_delay_ns, log_arrival_time_pdf
@@ -160,7 +162,8 @@ class CascadeLikelihoodFit:
     name = "cascade-likelihood"
     version = "1.0"
 
-    def __init__(self, detector: str = DEFAULT_DETECTOR, n_directions: int = 3, n_jobs: int | None = None):
+    def __init__(self, detector: str | Geometry = DEFAULT_DETECTOR, n_directions: int = 3,
+                 n_jobs: int | None = None):
         self.setup: DetectorSetup = detector_setup(detector)
         response = self.setup.response
         self.settings = CascadeFitSettings(
@@ -172,6 +175,10 @@ class CascadeLikelihoodFit:
             n_directions=n_directions,
         )
         self.n_jobs = n_jobs
+
+    def describe(self) -> MethodInfo:
+        """Return what the fit is: cascade direction and energy, valid on any detector."""
+        return classical_info(self, ("direction", "energy"))
 
     def reconstruct(self, events: ak.Array) -> pd.DataFrame:
         """Return one prediction row per event: cascade direction, EM energy, vertex, -logL."""

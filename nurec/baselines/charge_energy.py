@@ -16,7 +16,7 @@ import awkward as ak
 import numpy as np
 import pandas as pd
 
-from nurec.baselines.artifacts import TRAINED_DIR, artifact_path
+from nurec.baselines.artifacts import TRAINING_COMMAND, artifact_path, trained_for
 from nurec.baselines.cleaning import clean_hits
 from nurec.baselines.common import (
     FlatHits,
@@ -24,9 +24,11 @@ from nurec.baselines.common import (
     finish,
     segment_sum,
     start_predictions,
+    trained_info,
     usable_hits,
 )
-from nurec.geometry import DEFAULT_DETECTOR
+from nurec.geometry import DEFAULT_DETECTOR, Geometry
+from nurec.methods.contract import DetectorRef, MethodInfo, check_detector, trained_for_record
 
 ARTIFACT = "charge_energy"
 POLY_DEGREE = 2
@@ -43,17 +45,25 @@ class ChargeEnergy:
     name = "charge-energy"
     version = "1.0"
 
-    def __init__(self, detector: str = DEFAULT_DETECTOR, model: str | os.PathLike | None = None,
+    def __init__(self, detector: str | Geometry = DEFAULT_DETECTOR, model: str | os.PathLike | None = None,
                  trained: bool = True):
-        """``model``: a calibration JSON written by save(); default: the shipped one."""
-        self.detector = detector
+        """``model``: a calibration JSON written by save(); default: the shipped one.
+
+        Raises DetectorMismatch before loading if the calibration is for another detector.
+        """
         self.setup = detector_setup(detector)
         self.coefficients: np.ndarray | None = None
         self.valid_log10_charge: tuple[float, float] = (-np.inf, np.inf)
-        if model is not None:
-            self.load(model)
-        elif trained:
-            self.load(artifact_path(ARTIFACT, TRAINED_DIR, detector=self.setup.geometry.name))
+        self.trained_for: dict = {}
+        path = Path(model) if model is not None else artifact_path(ARTIFACT) if trained else None
+        if path is not None:
+            self.trained_for = trained_for(path)
+            check_detector(self.describe(), self.setup.geometry)
+            self.load(path)
+
+    def describe(self) -> MethodInfo:
+        """Return what the estimator is and the detectors its calibration is valid for."""
+        return trained_info(self, ("energy",), self.trained_for, TRAINING_COMMAND)
 
     def log10_charge(self, events: ak.Array) -> tuple[np.ndarray, np.ndarray]:
         """Return (log10 total cleaned charge per event, failure reasons)."""
@@ -70,6 +80,8 @@ class ChargeEnergy:
         ok = np.isfinite(x) & np.isfinite(y)
         self.coefficients = np.polynomial.polynomial.polyfit(x[ok], y[ok], POLY_DEGREE)
         self.valid_log10_charge = (float(x[ok].min()), float(x[ok].max()))
+        energies = 10.0 ** y[ok]
+        self.trained_for = trained_for_record(self.setup.geometry, (float(energies.min()), float(energies.max())))
         return self
 
     def predict_log10_energy(self, events: ak.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -96,7 +108,7 @@ class ChargeEnergy:
         """Write the calibration as JSON; return the path."""
         path = Path(path)
         path.write_text(json.dumps({
-            "method": self.name, "detector": self.setup.geometry.name,
+            "method": self.name, "detector": DetectorRef.of(self.setup.geometry).to_dict(),
             "model": "log10 E = polyval(log10 Q_total_cleaned_pe, coefficients) (numpy order, c0 first)",
             "coefficients": [float(c) for c in self.coefficients],
             "valid_log10_charge": list(self.valid_log10_charge),

@@ -25,16 +25,18 @@ import pandas as pd
 import torch
 from torch import nn
 
-from nurec.baselines.artifacts import TRAINED_DIR, artifact_path
+from nurec.baselines.artifacts import TRAINING_COMMAND, artifact_path, trained_for
 from nurec.baselines.cleaning import clean_hits
 from nurec.baselines.common import (
     detector_setup,
     finish,
     segment_sum,
     start_predictions,
+    trained_info,
     usable_hits,
 )
 from nurec.geometry import DEFAULT_DETECTOR, Geometry
+from nurec.methods.contract import DetectorRef, MethodInfo, check_detector
 
 ARTIFACT = "cnn_energy"
 TIME_UNIT_NS = 1000.0
@@ -200,15 +202,25 @@ class CnnEnergy:
     name = "cnn-energy"
     version = "1.0"
 
-    def __init__(self, detector: str = DEFAULT_DETECTOR, model: str | os.PathLike | None = None,
+    def __init__(self, detector: str | Geometry = DEFAULT_DETECTOR, model: str | os.PathLike | None = None,
                  trained: bool = True, width: int = 16):
+        """``model``: weights written by save(); default: the shipped ones.
+
+        Raises DetectorMismatch before loading if the weights are for another detector.
+        """
         self.setup = detector_setup(detector)
         self.spec = ImageSpec.for_geometry(self.setup.geometry)
         self.model = EnergyCNN(self.spec.channels, width)
-        if model is not None:
-            self.load(model)
-        elif trained:
-            self.load(artifact_path(ARTIFACT, TRAINED_DIR, detector=self.setup.geometry.name))
+        self.trained_for: dict = {}
+        path = Path(model) if model is not None else artifact_path(ARTIFACT) if trained else None
+        if path is not None:
+            self.trained_for = trained_for(path)
+            check_detector(self.describe(), self.setup.geometry)
+            self.load(path)
+
+    def describe(self) -> MethodInfo:
+        """Return what the regressor is and the detectors its weights are valid for."""
+        return trained_info(self, ("energy",), self.trained_for, TRAINING_COMMAND)
 
     def images(self, events: ak.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return (images, scalars, failure reasons) of ``events`` for this detector."""
@@ -227,7 +239,8 @@ class CnnEnergy:
         path = Path(path)
         torch.save(self.model.state_dict(), path)
         path.with_suffix(".json").write_text(json.dumps({"spec": asdict(self.spec),
-                                                         "detector": self.setup.geometry.name}, indent=2))
+                                                         "detector": DetectorRef.of(self.setup.geometry).to_dict()},
+                                                        indent=2))
         return path
 
     def load(self, path: str | os.PathLike) -> CnnEnergy:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from nurec.geometry import DEFAULT_DETECTOR, Geometry, get_geometry
 from nurec.io.schema import empty_predictions, event_problems, finish_predictions, validate_events
+from nurec.methods.contract import MethodInfo, detectors_of_record, energy_range_of_record
 from nurec.physics.medium import Medium, get_medium
 from nurec.physics.response import RESPONSES, DetectorResponse
 
@@ -40,6 +41,22 @@ class DetectorSetup:
     def readout_window_ns(self) -> float:
         """Return the readout window length around the light [ns]."""
         return self.response.readout_before_ns + self.response.readout_after_ns
+
+
+def classical_info(method: Any, estimates: tuple[str, ...]) -> MethodInfo:
+    """Return the description of an untrained classical method (valid on any detector)."""
+    return MethodInfo(method.name, method.version, _first_line(type(method).__doc__), estimates)
+
+
+def trained_info(method: Any, estimates: tuple[str, ...], trained_for: dict[str, Any], training: str) -> MethodInfo:
+    """Return the description of a trained classical method from its artifact's ``trained_for`` record."""
+    return MethodInfo(method.name, method.version, _first_line(type(method).__doc__), estimates,
+                      detectors_of_record(trained_for), trained=True, training=training,
+                      energy_range_gev=energy_range_of_record(trained_for))
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
 
 
 def detector_setup(detector: str | Geometry = DEFAULT_DETECTOR,

@@ -35,6 +35,7 @@ from nurec.baselines.cleaning import clean_hits
 from nurec.baselines.common import (
     DetectorSetup,
     FlatHits,
+    classical_info,
     detector_setup,
     finish,
     opening_angle_deg,
@@ -44,7 +45,8 @@ from nurec.baselines.common import (
 )
 from nurec.baselines.linefit import linefit_flat
 from nurec.baselines.parallel import map_chunks, split_evenly
-from nurec.geometry import DEFAULT_DETECTOR
+from nurec.geometry import DEFAULT_DETECTOR, Geometry
+from nurec.methods.contract import MethodInfo
 from nurec.physics.medium import Medium
 from nurec.physics.timing import log_arrival_time_pdf, pandel_shape_rate, track_geometry
 
@@ -221,7 +223,7 @@ class LikelihoodTrackFit:
 
     version = "1.0"
 
-    def __init__(self, detector: str = DEFAULT_DETECTOR, mpe: bool = False, n_restarts: int = 4,
+    def __init__(self, detector: str | Geometry = DEFAULT_DETECTOR, mpe: bool = False, n_restarts: int = 4,
                  restart_angle_deg: float = 25.0, n_jobs: int | None = None, seed: int = 0,
                  clean: bool = True):
         self.setup: DetectorSetup = detector_setup(detector)
@@ -233,6 +235,10 @@ class LikelihoodTrackFit:
         )
         self.n_jobs = n_jobs
         self.clean = clean
+
+    def describe(self) -> MethodInfo:
+        """Return what the fit is: a direction estimate, valid on any detector."""
+        return classical_info(self, ("direction",))
 
     def reconstruct(self, events: ak.Array) -> pd.DataFrame:
         """Return one prediction row per event: direction, -logL/hit, paraboloid sigma, LineFit seed."""
@@ -278,13 +284,13 @@ class LikelihoodTrackFit:
         return finish(table)
 
 
-def make_likelihood(detector: str = DEFAULT_DETECTOR, n_restarts: int = 4, restart_angle_deg: float = 25.0,
+def make_likelihood(detector: str | Geometry = DEFAULT_DETECTOR, n_restarts: int = 4, restart_angle_deg: float = 25.0,
                     n_jobs: int | None = None, seed: int = 0, clean: bool = True) -> LikelihoodTrackFit:
     """Return the SPE likelihood track fit (registry factory)."""
     return LikelihoodTrackFit(detector, False, n_restarts, restart_angle_deg, n_jobs, seed, clean)
 
 
-def make_likelihood_mpe(detector: str = DEFAULT_DETECTOR, n_restarts: int = 4, restart_angle_deg: float = 25.0,
+def make_likelihood_mpe(detector: str | Geometry = DEFAULT_DETECTOR, n_restarts: int = 4, restart_angle_deg: float = 25.0,
                         n_jobs: int | None = None, seed: int = 0, clean: bool = True) -> LikelihoodTrackFit:
     """Return the MPE likelihood track fit (registry factory)."""
     return LikelihoodTrackFit(detector, True, n_restarts, restart_angle_deg, n_jobs, seed, clean)

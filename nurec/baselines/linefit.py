@@ -19,13 +19,15 @@ from nurec.baselines.cleaning import clean_hits
 from nurec.baselines.common import (
     DetectorSetup,
     FlatHits,
+    classical_info,
     detector_setup,
     finish,
     segment_sum,
     start_predictions,
     usable_hits,
 )
-from nurec.geometry import DEFAULT_DETECTOR
+from nurec.geometry import DEFAULT_DETECTOR, Geometry
+from nurec.methods.contract import MethodInfo
 
 # Huber scale of the improved LineFit [m] (NIM A 736 (2014) 143, Sec. 3.2: 153 m).
 HUBER_SCALE_M = 153.0
@@ -82,12 +84,16 @@ class LineFit:
     name = "linefit"
     version = "1.0"
 
-    def __init__(self, detector: str = DEFAULT_DETECTOR, huber_scale_m: float = HUBER_SCALE_M,
+    def __init__(self, detector: str | Geometry = DEFAULT_DETECTOR, huber_scale_m: float = HUBER_SCALE_M,
                  iterations: int = HUBER_ITERATIONS, clean: bool = True):
         self.setup: DetectorSetup = detector_setup(detector)
         self.huber_scale_m = huber_scale_m
         self.iterations = iterations
         self.clean = clean
+
+    def describe(self) -> MethodInfo:
+        """Return what LineFit is: a direction estimate, valid on any detector."""
+        return classical_info(self, ("direction",))
 
     def reconstruct(self, events: ak.Array) -> pd.DataFrame:
         """Return one prediction row per event; direction from LineFit, energy NaN."""

@@ -91,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         names = method_names([n.strip() for n in args.methods.split(",") if n.strip()])
         runs, skipped = reconstruct_all(events, names, out / "predictions", batch_size=args.batch_size,
-                                        skip_unready=False, progress=print_progress)
+                                        skip_unready=False, progress=print_progress,
+                                        detector=args.detector or metadata.get("detector"))
         methods = [r.as_method_predictions() for r in runs]
     settings = EvaluationSettings(bins_per_decade=args.bins_per_decade, min_events_per_bin=args.min_events_per_bin,
                                   n_bootstrap=args.bootstrap, seed=args.seed,

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from nurec import __version__
+from nurec.evaluate import metrics as m
 from nurec.evaluate.evaluation import (
     CLASSES,
     EvaluationSettings,
@@ -35,6 +36,7 @@ from nurec.evaluate.evaluation import (
 from nurec.evaluate.metrics import energy_bin_edges
 from nurec.evaluate.plots import FIGURES, figure_png
 from nurec.io.predictions import read_predictions, read_predictions_metadata
+from nurec.methods.run import Provenance
 
 REPORT_FORMAT_VERSION = 1
 
@@ -57,29 +59,18 @@ class MethodPredictions:
 
 
 def throughput_from_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
-    """Return the throughput numbers stored in prediction metadata (any of the usual key spellings)."""
-    source = metadata.get("throughput") if isinstance(metadata.get("throughput"), dict) else metadata
-    out: dict[str, Any] = {}
-    for key in ("events_per_s_per_core", "events_per_second_per_core", "events_per_cpu_s"):
-        if key in source:
-            out["events_per_s_per_core"] = float(source[key])
-            break
-    for key in ("events_per_s", "events_per_second", "events_per_sec"):
-        if key in source:
-            out["events_per_s"] = float(source[key])
-            break
-    for key in ("wall_s", "elapsed_s", "seconds"):
-        if key in source:
-            out["wall_s"] = float(source[key])
-            break
-    for key in ("n_workers", "workers", "n_threads", "threads", "cores", "n_cores"):
-        if key in source:
-            out["cores"] = source[key]
-            break
-    if "events_per_s_per_core" not in out and "events_per_s" in out and isinstance(out.get("cores"), int | float):
-        out["events_per_s_per_core"] = out["events_per_s"] / max(float(out["cores"]), 1.0)
-    if out:
-        out["source"] = "prediction metadata"
+    """Return the throughput numbers of a prediction file's provenance (nurec.methods.run.Provenance).
+
+    Files without that provenance (written by other tools) have none.
+    """
+    try:
+        provenance = Provenance.from_dict(metadata)
+    except ValueError:
+        return {}
+    if provenance.wall_s <= 0:
+        return {}
+    out = m.throughput(provenance.n_events, provenance.wall_s, provenance.cpu_s or None)
+    out["source"] = "prediction metadata"
     return out
 
 

@@ -12,8 +12,6 @@ afford (the events are in random order, so these are a random subsample, the sam
 
 from __future__ import annotations
 
-import os
-import resource
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -29,60 +27,9 @@ from tqdm import tqdm
 from nurec.evaluate.metrics import throughput
 from nurec.evaluate.report import MethodPredictions
 from nurec.io.predictions import write_predictions
-from nurec.io.schema import PREDICTION_COLUMNS, empty_predictions
-from nurec.registry import available_methods, get_method
-
-
-def _live_descendants_cpu_s() -> float:
-    """Return CPU seconds of this process's live descendants (and of the children they reaped), from /proc.
-
-    Worker pools started through a forkserver are not children of this process, and a
-    live helper's reaped workers never reach RUSAGE_CHILDREN: reading /proc counts them.
-    Returns 0 where /proc is not available.
-    """
-    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    parents: dict[int, int] = {}
-    cpu: dict[int, float] = {}
-    try:
-        entries = [e for e in os.listdir("/proc") if e.isdigit()]
-    except OSError:
-        return 0.0
-    for entry in entries:
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue  # the process ended meanwhile
-        # After the command name: state, ppid, ..., utime(12), stime(13), cutime(14), cstime(15).
-        parents[int(entry)] = int(fields[1])
-        cpu[int(entry)] = sum(int(v) for v in fields[11:15]) / tick
-    me, total = os.getpid(), 0.0
-    for pid in parents:
-        ancestor, depth = parents[pid], 0
-        while ancestor not in (0, 1, me) and ancestor in parents and depth < 64:
-            ancestor, depth = parents[ancestor], depth + 1
-        if ancestor == me and pid != me:
-            total += cpu[pid]
-    return total
-
-
-def cpu_seconds() -> float:
-    """Return user + system CPU seconds of this process, its threads and all its descendant processes."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime + _live_descendants_cpu_s()
-
-
-def failed_predictions(event_ids: np.ndarray, method: str, reason: str) -> pd.DataFrame:
-    """Return a prediction table marking every event failed with ``reason`` (NaN outputs)."""
-    table = empty_predictions(np.asarray(event_ids), method)
-    table["fit_status"] = f"failed: {reason}"
-    return table
-
-
-def _error_reason(err: BaseException) -> str:
-    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    return f"method raised {type(err).__name__}" + (f": {text[:200]}" if text else "")
+from nurec.methods.contract import DetectorRef
+from nurec.methods.registry import available_methods, build_method, resolve_detector
+from nurec.methods.run import Provenance, cpu_seconds, error_reason, reconstruct_batch
 
 
 @dataclass
@@ -96,6 +43,7 @@ class MethodRun:
     subsample: bool = False
     skipped: str | None = None
     load_s: float = 0.0
+    detector: dict[str, str] = field(default_factory=dict)
 
     def as_method_predictions(self) -> MethodPredictions:
         """Return the run as input for the report (raises if the method was skipped)."""
@@ -105,10 +53,15 @@ class MethodRun:
                                  self.throughput, self.subsample)
 
     def metadata(self) -> dict[str, Any]:
-        """Return provenance for nurec.io.predictions.write_predictions."""
-        return {"method": self.name, "version": self.version, "throughput": self.throughput,
-                "subsample": self.subsample, "load_s": self.load_s,
-                "n_events": 0 if self.predictions is None else len(self.predictions)}
+        """Return the provenance (nurec.methods.run.Provenance) written beside the predictions."""
+        return self.provenance().to_dict()
+
+    def provenance(self) -> Provenance:
+        """Return the run's provenance record."""
+        return Provenance(self.name, self.version, self.detector, n_events=int(self.throughput.get("n_events", 0)),
+                          subsample=self.subsample, load_s=self.load_s,
+                          wall_s=float(self.throughput.get("wall_s", 0.0)),
+                          cpu_s=float(self.throughput.get("cpu_s", 0.0) or 0.0))
 
 
 @dataclass
@@ -128,20 +81,14 @@ def _reconstruct_batches(method: Any, name: str, events: ak.Array, batch_size: i
     Stops early once ``deadline_s`` seconds of reconstruction have passed.
     """
     out = _Batches()
-    ids = ak.to_numpy(events.event_id)
     for start in range(0, len(events), batch_size):
         batch = events[start : start + batch_size]
         cpu0, wall0 = cpu_seconds(), time.perf_counter()
-        try:
-            table = method.reconstruct(batch)
-            missing = [c for c in PREDICTION_COLUMNS if c not in table.columns]
-            if missing:
-                raise ValueError(f"predictions lack column '{missing[0]}'")
-        except Exception as err:  # noqa: BLE001 - one bad batch must not stop the others
-            if start == 0 and stop_if_first_raises:
-                out.first_error = _error_reason(err)
-                return out
-            table = failed_predictions(ids[start : start + len(batch)], name, _error_reason(err))
+        try:  # a method that fails outright on its first batch (e.g. an untrained model) can be skipped
+            table = reconstruct_batch(method, batch, isolate=not (start == 0 and stop_if_first_raises))
+        except Exception as err:  # noqa: BLE001
+            out.first_error = error_reason(err)
+            return out
         out.wall_s += time.perf_counter() - wall0
         out.cpu_s += cpu_seconds() - cpu0
         out.tables.append(table)
@@ -169,6 +116,7 @@ def run_methods(
     names: list[str],
     events: ak.Array,
     options: dict[str, dict] | None = None,
+    detector: Any = None,
     batch_size: int = 256,
     time_budget_s: float | None = None,
     probe_events: int = 4,
@@ -183,8 +131,12 @@ def run_methods(
     cannot afford every event runs on the leading ones and is marked as a subsample.
     ``skip_if_first_batch_raises`` turns a method that fails outright (e.g. an untrained
     model) into a skipped one instead of a table of failures. Building a method is timed
-    as ``load_s``; throughput counts reconstruction only.
+    as ``load_s``; throughput counts reconstruction only. Every method is built for
+    ``detector`` (a Geometry, a metadata record or a name; None: the default detector);
+    a trained method that is not valid for it is skipped with the one-line reason.
     """
+    geometry = resolve_detector(detector)
+    detector_record = DetectorRef.of(geometry).to_dict()
     say = progress or (lambda _msg: None)
     n_total = len(events)
     built: dict[str, tuple[Any, float]] = {}
@@ -192,9 +144,9 @@ def run_methods(
     for name in names:
         start = time.perf_counter()
         try:
-            built[name] = (get_method(name, **((options or {}).get(name) or {})), 0.0)
+            built[name] = (build_method(name, geometry, **((options or {}).get(name) or {})), 0.0)
         except Exception as err:  # noqa: BLE001 - any construction error makes the method unavailable
-            runs[name] = MethodRun(name, None, skipped=_error_reason(err))
+            runs[name] = MethodRun(name, None, skipped=error_reason(err), detector=detector_record)
             continue
         built[name] = (built[name][0], time.perf_counter() - start)
 
@@ -239,7 +191,7 @@ def run_methods(
         done = sum(p.n_done for p in parts[name])
         if parts[name] and parts[name][0].first_error is not None:
             runs[name] = MethodRun(name, None, str(getattr(method, "version", "unknown")),
-                                   skipped=parts[name][0].first_error, load_s=load_s)
+                                   skipped=parts[name][0].first_error, load_s=load_s, detector=detector_record)
             continue
         bar = tqdm(total=targets[name], initial=done, desc=name, unit="ev", disable=not show_bar,
                    file=sys.stderr, leave=False)
@@ -255,7 +207,7 @@ def run_methods(
         bar.close()
         if parts[name][-1].first_error is not None:
             runs[name] = MethodRun(name, None, str(getattr(method, "version", "unknown")),
-                                   skipped=parts[name][-1].first_error, load_s=load_s)
+                                   skipped=parts[name][-1].first_error, load_s=load_s, detector=detector_record)
             continue
         tables = [t for p in parts[name] for t in p.tables]
         n_done = sum(p.n_done for p in parts[name])
@@ -263,7 +215,7 @@ def run_methods(
             say(f"{name}: stopped after {n_done} events (over its time share)")
         rate = throughput(n_done, sum(p.wall_s for p in parts[name]), sum(p.cpu_s for p in parts[name]))
         runs[name] = MethodRun(name, pd.concat(tables, ignore_index=True), str(getattr(method, "version", "unknown")),
-                               rate, subsample=n_done < n_total, load_s=load_s)
+                               rate, subsample=n_done < n_total, load_s=load_s, detector=detector_record)
     return [runs[name] for name in names]
 
 
@@ -301,19 +253,20 @@ def reconstruct_all(
     skip_unready: bool = True,
     progress: Progress | None = print_progress,
     extra_metadata: dict | None = None,
+    detector: Any = None,
 ) -> tuple[list[MethodRun], dict[str, str]]:
     """Return (runs of the methods that ran, {method: reason} for those skipped) on ``events``.
 
     With ``budget_s`` the methods share that much reconstruction time and a slow one runs
     on a subsample (nurec.evaluate.run_methods.run_methods). Predictions are written to
-    ``out_dir/<method>.parquet`` when ``out_dir`` is given, with ``extra_metadata`` added
-    to each file's provenance.
+    ``out_dir/<method>.parquet`` when ``out_dir`` is given, with ``extra_metadata`` in
+    each file's provenance (``extra``). Methods are built for ``detector`` (see run_methods).
     """
     say = progress or (lambda _msg: None)
     say(f"reconstructing {len(events)} events with {', '.join(names) or 'no methods'}"
         + (f" (time budget {budget_s:.0f} s)" if budget_s is not None else "") + " ...")
     runs, skipped = [], {}
-    for run in run_methods(list(names), events, options, batch_size=batch_size, time_budget_s=budget_s,
+    for run in run_methods(list(names), events, options, detector, batch_size=batch_size, time_budget_s=budget_s,
                            skip_if_first_batch_raises=skip_unready, progress=say, show_bar=progress is not None):
         if run.skipped:
             say(f"  skipped {run.name}: {run.skipped}")
@@ -324,7 +277,8 @@ def reconstruct_all(
         say(f"  {run.name}: {rate['n_events']} events in {rate['wall_s']:.1f} s "
             f"({rate['events_per_s']:.3g} events/s, {rate['events_per_s_per_core']:.3g} per core), {n_failed} failed")
         if out_dir is not None:
-            write_predictions(run.predictions, Path(out_dir) / f"{run.name}.parquet",
-                              {**run.metadata(), **(extra_metadata or {})})
+            provenance = run.provenance()
+            provenance.extra.update(extra_metadata or {})
+            write_predictions(run.predictions, Path(out_dir) / f"{run.name}.parquet", provenance.to_dict())
         runs.append(run)
     return runs, skipped

@@ -1,4 +1,9 @@
-"""Prediction tables on disk (Parquet or CSV), with provenance metadata."""
+"""Prediction tables on disk (Parquet or CSV), with provenance metadata.
+
+A prediction table is one file, or a directory of part files (one per event chunk, written
+by ``nurec reconstruct --workers/--scheduler``) with the manifest ``predictions.json``
+written last; both read back as one table.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,8 @@ import pyarrow.parquet as pq
 from nurec.io.schema import validate_predictions
 
 PREDICTIONS_METADATA_KEY = b"nurec.predictions"
+PREDICTIONS_MANIFEST = "predictions.json"
+PREDICTIONS_FORMAT = "nurec-predictions"
 
 
 def write_predictions(
@@ -38,14 +45,38 @@ def write_predictions(
 def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
     """Read a prediction table written by write_predictions (or any table with its columns)."""
     path = Path(path)
-    if not path.exists():
+    if path.is_dir():
+        manifest = read_predictions_manifest(path)
+        parts = [pd.read_parquet(path / chunk["file"]) for chunk in manifest["chunks"]]
+        table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    elif not path.exists():
         raise FileNotFoundError(f"{path}: no such predictions file")
-    table = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    else:
+        table = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
     validate_predictions(table)
     return table
 
 
+def read_predictions_manifest(directory: str | os.PathLike) -> dict[str, Any]:
+    """Return the manifest of a prediction directory (its part files and provenance)."""
+    path = Path(directory) / PREDICTIONS_MANIFEST
+    if not path.exists():
+        raise FileNotFoundError(f"{directory}: no {PREDICTIONS_MANIFEST}; the predictions are incomplete")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    if manifest.get("format") != PREDICTIONS_FORMAT:
+        raise ValueError(f"{path}: format {manifest.get('format')!r} is not {PREDICTIONS_FORMAT}")
+    for chunk in manifest.get("chunks", []):
+        if not (Path(directory) / chunk["file"]).exists():
+            raise FileNotFoundError(f"{directory}: part file {chunk['file']} listed in {PREDICTIONS_MANIFEST} is missing")
+    return manifest
+
+
 def read_predictions_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """Return the provenance metadata stored with a Parquet prediction table."""
+    """Return the provenance metadata stored with a Parquet prediction table (or prediction directory)."""
+    if Path(path).is_dir():
+        return dict(read_predictions_manifest(path).get("provenance", {}))
     meta = pq.read_schema(path).metadata or {}
     return json.loads(meta.get(PREDICTIONS_METADATA_KEY, b"{}"))

@@ -77,10 +77,19 @@ def iter_events(path: str | os.PathLike, fmt: str | None = None, **options: Any)
     return SOURCE_FORMATS[fmt](path, **options)
 
 
+SOURCE_STAND_IN_DETECTOR = {"km3net-offline": "km3net-orca", "graphnet-sqlite": "icecube86",
+                            "graphnet-parquet": "icecube86", "kaggle": "icecube86"}
+SOURCE_MEDIUM = {"km3net-offline": "water", "graphnet-sqlite": "ice", "graphnet-parquet": "ice", "kaggle": "ice"}
+
+
 def source_metadata(path: str | os.PathLike, fmt: str | None = None) -> dict[str, Any]:
     """Return dataset metadata of a source (detector, counts, ...), empty if it has none."""
     fmt = fmt or detect_format(path)
-    return read_metadata(path) if fmt == "nurec" else {"source": fmt, "path": str(path)}
+    if fmt == "nurec":
+        return read_metadata(path)
+    # Events read straight from an experiment's file: a built-in detector of its family stands in
+    # for the medium and sensor response (as nurec convert records it).
+    return {"source": fmt, "path": str(path), "detector": {"name": SOURCE_STAND_IN_DETECTOR[fmt], "stand_in": True}}
 
 
 def source_keys_table(events: ak.Array) -> pd.DataFrame:
@@ -114,9 +123,6 @@ def attach_source_keys(predictions: pd.DataFrame, dataset_dir: str | os.PathLike
     return predictions.merge(keys[extra], on="event_id", how="left", validate="many_to_one")
 
 
-SOURCE_STAND_IN_DETECTOR = {"km3net-offline": "km3net-orca", "graphnet-sqlite": "icecube86",
-                            "graphnet-parquet": "icecube86", "kaggle": "icecube86"}
-SOURCE_MEDIUM = {"km3net-offline": "water", "graphnet-sqlite": "ice", "graphnet-parquet": "ice", "kaggle": "ice"}
 EVENT_KEYS_FILE = "event_keys.parquet"
 
 

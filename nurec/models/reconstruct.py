@@ -12,8 +12,16 @@ import numpy as np
 import pandas as pd
 import torch
 
+from nurec.geometry import Geometry, get_geometry
 from nurec.graph.features import FlatGraphs, events_to_graphs
 from nurec.io.schema import empty_predictions, event_problems, finish_predictions, validate_events
+from nurec.methods.contract import (
+    ESTIMATES,
+    MethodInfo,
+    check_detector,
+    detectors_of_record,
+    energy_range_of_record,
+)
 from nurec.models.export import export_static_parts
 from nurec.models.network import GraphNetwork
 from nurec.models.serialize import load_network
@@ -85,22 +93,43 @@ def outputs_to_columns(outputs: np.ndarray, kappa_scale: float) -> dict[str, np.
 OUTPUT_COLUMNS = ("dir_x", "dir_y", "dir_z", "energy", "angular_uncertainty_deg", "p_track", "kappa")
 
 
+TRAINING_COMMAND = ("nurec simulate --detector {detector} --flavor nue numu nutau --interaction cc nc "
+                    "--events 200000 --energy-range 100 1e6 --spectral-index 1 --seed 2026 --out DATA && "
+                    "nurec train --data DATA --config nurec/models/default/train_config.toml --out RUN")
+"""How a GNN is trained for a detector (the bundled model's recipe, MODEL_CARD.md)."""
+
+
 class GnnReconstructor:
-    """Reconstruct events with a trained graph network (method "gnn")."""
+    """Graph neural network (DynEdge-style): direction with calibrated uncertainty, energy, track probability."""
 
     name = METHOD_NAME
 
     def __init__(self, network: GraphNetwork, metadata: dict[str, Any], version: str, batch_size: int = 512,
-                 threads: int | None = None, export: bool = False):
+                 threads: int | None = None, export: bool = False,
+                 detector: Geometry | str | None = None):
+        """``detector``: the detector the events come from; a model trained for another one refuses it."""
+        self.metadata = metadata
+        self.version = version
+        if detector is not None:
+            check_detector(self.describe(), get_geometry(detector) if isinstance(detector, str) else detector)
         self.network = network.eval()
         # Scripted static parts give the same outputs but measured no faster (benchmarks/bench_gnn.py), so off by default.
         self.inference_network = export_static_parts(self.network) if export else self.network
-        self.metadata = metadata
-        self.version = version
         self.batch_size = batch_size
         self.features = network.spec.features
         if threads:
             torch.set_num_threads(threads)
+
+    def describe(self) -> MethodInfo:
+        """Return what the model is and the detectors and energies it was trained for."""
+        record = self.metadata.get("trained_for")
+        summary = self.metadata.get("summary")
+        validation = summary.get("val", {}) if isinstance(summary, dict) else {}
+        return MethodInfo(
+            self.name, self.version, (type(self).__doc__ or "").splitlines()[0], ESTIMATES,
+            detectors_of_record(record), trained=True, training=TRAINING_COMMAND,
+            energy_range_gev=energy_range_of_record(record),
+            metrics={f"val.{k}": float(v) for k, v in validation.items() if isinstance(v, int | float)})
 
     def reconstruct(self, events: ak.Array) -> pd.DataFrame:
         """Return one prediction row per event; unusable events come back as failed rows."""
@@ -132,7 +161,7 @@ def file_digest(path: Path) -> str:
 
 
 def load_model(model: str | os.PathLike = "default", batch_size: int = 512, threads: int | None = None,
-               export: bool = False) -> GnnReconstructor:
+               export: bool = False, detector: Geometry | str | None = None) -> GnnReconstructor:
     """Return a GNN reconstructor for the bundled default model, a model file or a run directory.
 
     ``export``: run the TorchScript-frozen static parts (nurec.models.export). Same outputs; on 2 CPU
@@ -141,4 +170,4 @@ def load_model(model: str | os.PathLike = "default", batch_size: int = 512, thre
     path = resolve_model_path(model)
     network, metadata = load_network(path)
     name = metadata.get("name", path.stem)
-    return GnnReconstructor(network, metadata, f"{name}-{file_digest(path)}", batch_size, threads, export)
+    return GnnReconstructor(network, metadata, f"{name}-{file_digest(path)}", batch_size, threads, export, detector)

@@ -10,7 +10,8 @@ import numpy as np
 
 from nurec.graph.features import FeatureConfig, FlatGraphs, events_to_graphs
 from nurec.io.schema import SchemaError, event_problems
-from nurec.io.sources import iter_events
+from nurec.io.sources import iter_events, source_metadata
+from nurec.methods.contract import trained_for_record
 
 
 @dataclass
@@ -119,3 +120,21 @@ def is_validation(event_id: np.ndarray, run_id: np.ndarray, val_fraction: float)
         key = event_id.astype(np.uint64) ^ _splitmix64(run_id.astype(np.uint64))
     unit = (_splitmix64(key) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
     return unit < val_fraction
+
+
+def dataset_trained_for(data_dir: str | os.PathLike) -> dict:
+    """Return the ``trained_for`` record (detector name and hash, energy range) of a training dataset.
+
+    The detector comes from the dataset metadata; the energy range from its simulation
+    settings when it has them. Every model trained on the dataset stores this record, so it
+    refuses events of other detectors.
+    """
+    metadata = source_metadata(str(data_dir))
+    detector = metadata.get("detector")
+    if not detector:
+        raise ValueError(f"{data_dir}: dataset metadata names no detector; a model must know what it was "
+                         "trained for (simulate or convert the data with nurec, which records it)")
+    config = metadata.get("config") if isinstance(metadata.get("config"), dict) else {}
+    energies = (config.get("energy_min_gev"), config.get("energy_max_gev"))
+    energy_range = (float(energies[0]), float(energies[1])) if None not in energies else None
+    return trained_for_record(detector, energy_range)

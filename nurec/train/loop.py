@@ -31,7 +31,7 @@ from nurec.models.tasks import (
 )
 from nurec.train.checkpoint import load_checkpoint, save_checkpoint
 from nurec.train.config import TrainConfig
-from nurec.train.data import TrainingSet, is_validation, load_training_set
+from nurec.train.data import TrainingSet, dataset_trained_for, is_validation, load_training_set
 
 METRIC_COLUMNS = [
     "epoch", "lr", "train_loss", "train_direction", "train_energy", "train_track",
@@ -162,6 +162,7 @@ def _train(spec, config, data_dir, out_dir, val_dir, resume, progress, name, sto
         "name": name or out_dir.name,
         "training": config.to_dict(),
         "data": str(data_dir),
+        "trained_for": dataset_trained_for(data_dir),
         "val_data": str(val_dir) if val_dir else None,
         "n_train": len(train_set),
         "n_val": len(val_set),

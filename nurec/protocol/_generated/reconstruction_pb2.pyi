@@ -18,6 +18,7 @@ class Code(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DEADLINE_EXCEEDED: _ClassVar[Code]
     NOT_FOUND: _ClassVar[Code]
     RESOURCE_EXHAUSTED: _ClassVar[Code]
+    FAILED_PRECONDITION: _ClassVar[Code]
     INTERNAL: _ClassVar[Code]
     UNAVAILABLE: _ClassVar[Code]
 OK: Code
@@ -27,6 +28,7 @@ INVALID_ARGUMENT: Code
 DEADLINE_EXCEEDED: Code
 NOT_FOUND: Code
 RESOURCE_EXHAUSTED: Code
+FAILED_PRECONDITION: Code
 INTERNAL: Code
 UNAVAILABLE: Code
 
@@ -158,7 +160,7 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "variant", "version", "description", "detectors", "inputs", "metrics", "is_default")
+    __slots__ = ("name", "variant", "version", "description", "detectors", "inputs", "metrics", "is_default", "estimates", "trained", "training")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -174,6 +176,9 @@ class ModelInfo(_message.Message):
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATES_FIELD_NUMBER: _ClassVar[int]
+    TRAINED_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_FIELD_NUMBER: _ClassVar[int]
     name: str
     variant: str
     version: str
@@ -182,7 +187,10 @@ class ModelInfo(_message.Message):
     inputs: _containers.RepeatedScalarFieldContainer[str]
     metrics: _containers.ScalarMap[str, float]
     is_default: bool
-    def __init__(self, name: _Optional[str] = ..., variant: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ..., detectors: _Optional[_Iterable[str]] = ..., inputs: _Optional[_Iterable[str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., is_default: _Optional[bool] = ...) -> None: ...
+    estimates: _containers.RepeatedScalarFieldContainer[str]
+    trained: bool
+    training: str
+    def __init__(self, name: _Optional[str] = ..., variant: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ..., detectors: _Optional[_Iterable[str]] = ..., inputs: _Optional[_Iterable[str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., is_default: _Optional[bool] = ..., estimates: _Optional[_Iterable[str]] = ..., trained: _Optional[bool] = ..., training: _Optional[str] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models",)

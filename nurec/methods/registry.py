@@ -1,30 +1,22 @@
-"""The one method registry: a name maps to a reconstructor with ``reconstruct(events)``.
+"""The one method registry: a name maps to a factory of methods following ``nurec.methods.contract``.
 
-The CLI, the gRPC service, the pipeline and the evaluation all look methods up here,
-so a new method is one ``register_method`` line away from being served and reported.
-Targets are imported lazily ("module:attribute") so that asking for LineFit does not
-import torch.
+The CLI, the gRPC service, the pipeline and the evaluation all build methods here with
+``build_method(name, detector, **options)``, so a new method is one ``register_method``
+line away from being served and reported, and every trained method is checked against
+the detector it is asked to run on. Targets are imported lazily ("module:attribute") so
+that asking for LineFit does not import torch.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-import awkward as ak
-import pandas as pd
-
-
-@runtime_checkable
-class Reconstructor(Protocol):
-    """What every method provides: a name, a version and batch reconstruction."""
-
-    name: str
-    version: str
-
-    def reconstruct(self, events: ak.Array) -> pd.DataFrame:
-        """Return one prediction row per event (nurec.io.schema.PREDICTION_COLUMNS first)."""
+from nurec.geometry import DEFAULT_DETECTOR, Geometry, get_geometry
+from nurec.methods.contract import Method, check_detector
 
 
 @dataclass(frozen=True)
@@ -57,14 +49,40 @@ def available_methods() -> list[MethodSpec]:
     return list(_METHODS.values())
 
 
-def get_method(name: str, **options: Any) -> Reconstructor:
-    """Return a ready reconstructor for ``name``, built with ``options``."""
+def method_factory(name: str) -> Callable[..., Method]:
+    """Return the factory registered under ``name`` (imported on first use)."""
     if name not in _METHODS:
         known = ", ".join(_METHODS) or "none"
         raise UnknownMethodError(f"unknown method '{name}' (available: {known})")
     module_name, attribute = _METHODS[name].target.split(":")
-    factory = getattr(importlib.import_module(module_name), attribute)
-    return factory(**options)
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def resolve_detector(detector: Geometry | Mapping[str, Any] | str | None) -> Geometry:
+    """Return the geometry of a detector given as a Geometry, a metadata record, a name or path (None: default)."""
+    if isinstance(detector, Geometry):
+        return detector
+    if isinstance(detector, Mapping):
+        detector = detector.get("name")
+    return get_geometry(detector or DEFAULT_DETECTOR)
+
+
+def build_method(name: str, detector: Geometry | Mapping[str, Any] | str | None = None, **options: Any) -> Method:
+    """Return method ``name`` built with ``options`` for ``detector``.
+
+    Raises DetectorMismatch (one line: both detectors and the training command) if the
+    method is trained and not valid for ``detector``.
+    """
+    geometry = resolve_detector(detector)
+    method = method_factory(name)(detector=geometry, **options)
+    check_detector(method.describe(), geometry)
+    return method
+
+
+def method_accepts(name: str, option: str) -> bool:
+    """Return True if the factory of method ``name`` takes keyword option ``option``."""
+    parameters = inspect.signature(method_factory(name)).parameters
+    return option in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
 
 
 # Built-in methods. Each line makes a method available to CLI, service and evaluation.
@@ -88,3 +106,4 @@ register_method("bdt-uncertainty", "nurec.baselines.bdt_uncertainty:make_bdt_unc
                 "SPE likelihood track fit with a BDT-predicted, calibrated 68% angular uncertainty", trained=True)
 register_method("cnn-energy", "nurec.baselines.cnn_energy:make_cnn_energy",
                 "CNN on detector images (strings x depth / z x t) predicting log10 E", trained=True)
+
