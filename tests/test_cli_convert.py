@@ -27,8 +27,8 @@ V92 = data_path("offline/KM3NeT_00000049_00011291.mc.gsg_neutrinos.km3sim_sirene
 
 
 @pytest.fixture(scope="module")
-def graphnet_tests(shared_dir):
-    return shared_dir / "data" / "graphnet" / "tests"
+def graphnet_tests(graphnet_data):
+    return graphnet_data / "tests"
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +37,14 @@ def osc_db(graphnet_tests):
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory, osc_db, graphnet_tests, shared_dir):
+def converted(tmp_path_factory, osc_db, graphnet_tests, graphnet_data):
     """Convert each real sample once with the CLI; return {name: dataset dir}."""
     from test_io_kaggle import write_kaggle_layout
 
     root = tmp_path_factory.mktemp("converted")
     kaggle = root / "kaggle-source"
     kaggle.mkdir()
-    write_kaggle_layout(kaggle, osc_db, shared_dir / "data/graphnet/geometry_tables/icecube/icecube86.parquet")
+    write_kaggle_layout(kaggle, osc_db, graphnet_data / "geometry_tables/icecube/icecube86.parquet")
     jobs = {
         "numucc": [NUMUCC, "--from", "km3net-offline", "--detx", NUMUCC_DETX],
         # ~4000 hits per event, mostly 40K noise: LineFit's hit cleaning is quadratic in the

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pandas as pd
 import pytest
-from service_testing import CentroidDirection, serve_config, small_events, wait_until
+from service_testing import CentroidDirection, free_port, serve_config, small_events, wait_until
 
 from nurec.cli import main
 from nurec.client import AsyncReconstructionClient, ReconstructionClient, channel_target
@@ -129,6 +134,28 @@ def test_async_client_matches_the_sync_client(fleet, events):
 def test_unreadable_target_is_a_clear_error():
     with pytest.raises(ValueError, match="not host:port"):
         channel_target(["localhost:1", "nonsense"])
+
+
+REPO = Path(__file__).resolve().parents[1]
+GRAPHNET_DB = REPO / "tests/data/graphnet/tests/sqlite/oscNext_genie_level7_v02/oscNext_genie_level7_v02_first_5_frames.db"
+
+
+@pytest.mark.parametrize("action", [["health"], ["models"], ["reconstruct", str(GRAPHNET_DB), "--out", "out.parquet"]])
+def test_client_without_a_server_prints_one_line_and_exits_1(action, tmp_path):
+    # a port nobody listens on; run as a user would, so gRPC's own stderr output counts too
+    target = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "nurec", "client", *action, "--target", target, "--retries", "1"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    elapsed = time.monotonic() - start
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"nurec client: error: UNAVAILABLE at {target}: ")
+    assert result.stdout == "" and not (tmp_path / "out.parquet").exists()
+    assert elapsed < 60  # gives up after one short retry, not a hang
 
 
 def test_interrupted_stream_resends_unanswered_messages_to_the_restarted_server(events):

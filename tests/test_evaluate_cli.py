@@ -5,6 +5,7 @@ import json
 import numpy as np
 
 from nurec.cli import main
+from nurec.cli.evaluate import TERMINAL_LABELS, format_table
 from nurec.evaluate.truth import truth_table
 from nurec.io.parquet import write_dataset
 from nurec.io.predictions import write_predictions
@@ -26,7 +27,16 @@ def test_evaluate_cli_reports_prediction_files_against_a_dataset(tmp_path, capsy
     rc = main(["evaluate", "--data", str(tmp_path / "data"), "--predictions", str(tmp_path / "copy.parquet"),
                "--out", str(tmp_path / "report"), "--bootstrap", "100"])
     assert rc == 0
-    assert "copy" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    # plain-text summary table (no terminal library): header, dashes, one row per method
+    lines = out.splitlines()
+    start = lines.index("Reconstruction quality summary (see the report for definitions)")
+    header, dashes, row = lines[start + 1:start + 4]
+    assert header.split("  ")[0] == "Method" and header.endswith(TERMINAL_LABELS[-1])
+    assert row.startswith("copy ") and " 1 of 50 " in row and row.endswith("123")
+    gaps = [i for i, c in enumerate(dashes) if c == " "]
+    assert len(dashes.split()) == len(TERMINAL_LABELS)
+    assert all(line[i] == " " for line in (header, row) for i in gaps if i < len(line))  # columns line up
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     method = metrics["methods"]["copy"]
     assert method["version"] == "2" and method["throughput"]["events_per_s_per_core"] == 123.0
@@ -42,3 +52,13 @@ def test_evaluate_cli_names_a_missing_predictions_file(tmp_path, capsys):
                "--out", str(tmp_path / "report")])
     assert rc == 1
     assert "nope.parquet: no such predictions file" in capsys.readouterr().err
+
+
+def test_format_table_aligns_text_left_and_numbers_right():
+    text = format_table(["Method", "Events"], [["copy", "5"], ["likelihood", "1,234"]])
+    assert text.splitlines() == [
+        "Method      Events",
+        "----------  ------",
+        "copy             5",
+        "likelihood   1,234",
+    ]

@@ -62,8 +62,8 @@ def test_all_builtins_load_and_have_stable_hashes():
     assert get_geometry("icecube86").hash != get_geometry("icecube-mini").hash
 
 
-def test_real_icecube86_table_from_graphnet_loads(shared_dir):
-    path = shared_dir / "data/graphnet/geometry_tables/icecube/icecube86.parquet"
+def test_real_icecube86_table_from_graphnet_loads(graphnet_data):
+    path = graphnet_data / "geometry_tables/icecube/icecube86.parquet"
     g = get_geometry(path)
     assert g.family == "icecube"
     assert len(np.unique(g.string_id)) == 86

@@ -1,4 +1,4 @@
-"""GraphNeT SQLite and Parquet samples (real IceCube simulation from ../shared) and the IceCube86 table.
+"""GraphNeT SQLite and Parquet samples (real IceCube simulation, tests/data/graphnet) and the IceCube86 table.
 
 Expectations are read independently with sqlite3 / pandas and recomputed from raw fields.
 """
@@ -19,8 +19,8 @@ from nurec.io.sources import SourceError
 
 
 @pytest.fixture(scope="module")
-def graphnet_dir(shared_dir):
-    return shared_dir / "data" / "graphnet"
+def graphnet_dir(graphnet_data):
+    return graphnet_data
 
 
 @pytest.fixture(scope="module")

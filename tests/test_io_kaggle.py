@@ -2,7 +2,7 @@
 
 No Kaggle competition file is available here, so the fixture writes the Kaggle layout
 (sensor_geometry.csv, train_meta.parquet, train/batch_<n>.parquet) from the real GraphNeT
-oscNext events and the real IceCube86 geometry table in ../shared, with the same pulses.
+oscNext events and the real IceCube86 geometry table in tests/data/graphnet, with the same pulses.
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ def write_kaggle_layout(root, db_path, geometry_path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def kaggle(tmp_path_factory, shared_dir):
-    graphnet = shared_dir / "data" / "graphnet"
+def kaggle(tmp_path_factory, graphnet_data):
+    graphnet = graphnet_data
     db = graphnet / "tests/sqlite/oscNext_genie_level7_v02/oscNext_genie_level7_v02_first_5_frames.db"
     root = tmp_path_factory.mktemp("kaggle")
     pulses = write_kaggle_layout(root, db, graphnet / "geometry_tables/icecube/icecube86.parquet")

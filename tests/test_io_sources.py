@@ -15,8 +15,8 @@ data_path = km3net_testdata.data_path
 
 
 @pytest.fixture(scope="module")
-def graphnet_tests(shared_dir):
-    return shared_dir / "data" / "graphnet" / "tests"
+def graphnet_tests(graphnet_data):
+    return graphnet_data / "tests"
 
 
 def test_detect_format_recognises_each_real_layout(graphnet_tests, tmp_path):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -51,6 +53,25 @@ def _targets(args: argparse.Namespace) -> list[str]:
     return targets
 
 
+@contextmanager
+def _server_errors(args: argparse.Namespace) -> Iterator[None]:
+    """Turn a failed call (server down, refused token, deadline...) into a one-line user error.
+
+    The error names the gRPC status and the target(s), e.g.
+    ``UNAVAILABLE at localhost:50051: connections to all backends failing; ...``.
+    """
+    import grpc
+
+    try:
+        yield
+    except grpc.RpcError as err:
+        code = err.code() if callable(getattr(err, "code", None)) else None
+        details = err.details() if callable(getattr(err, "details", None)) else None
+        status = code.name if code is not None else "RPC failed"
+        text = " ".join(str(details or err).split())  # one line, whatever gRPC put in it
+        raise ConnectionError(f"{status} at {','.join(_targets(args))}: {text}") from None
+
+
 def _client(args: argparse.Namespace):
     from nurec.client import ClientOptions, ReconstructionClient, read_token
 
@@ -86,15 +107,16 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     total = _total_events(args)
     start = time.perf_counter()
     tables = []
-    with _client(args) as client, tqdm(total=total, unit="ev", disable=args.no_progress, desc="reconstruct") as bar:
-        info = client.model_info(args.model)
+    with _server_errors(args), _client(args) as client:
+        info = client.model_info(args.model)  # before the progress bar: an unreachable server is one line
         streams = args.streams or len(_targets(args))
-        for table in client.reconstruct_streams(iter_events(args.data_dir, args.format), streams=streams,
-                                                detector=detector, model=args.model,
-                                                batch_events=args.batch_events, window=args.window,
-                                                timeout_s=args.timeout_s):
-            tables.append(table)
-            bar.update(len(table))
+        chunks = iter_events(args.data_dir, args.format)
+        with tqdm(total=total, unit="ev", disable=args.no_progress, desc="reconstruct") as bar:
+            for table in client.reconstruct_streams(chunks, streams=streams, detector=detector, model=args.model,
+                                                    batch_events=args.batch_events, window=args.window,
+                                                    timeout_s=args.timeout_s):
+                tables.append(table)
+                bar.update(len(table))
     predictions = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     if predictions.empty:
         raise ValueError(f"{args.data_dir}: no events to reconstruct")
@@ -111,13 +133,13 @@ def run_reconstruct(args: argparse.Namespace) -> int:
 
 
 def run_health(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with _server_errors(args), _client(args) as client:
         status = client.health(timeout_s=args.timeout_s or 5.0)
     print(status)
     return 0 if status == "SERVING" else 1
 
 
 def run_models(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with _server_errors(args), _client(args) as client:
         print(json.dumps(client.list_models(), indent=2))
     return 0

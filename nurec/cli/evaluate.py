@@ -6,6 +6,7 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import TextIO
 
 import awkward as ak
 import pandas as pd
@@ -58,24 +59,30 @@ TERMINAL_LABELS = ["Method", "Version", "Events", "Failed", "Tracks: median angl
                    "68% coverage", "AUC", "Events/s per core"]
 
 
-def print_summary(summary: pd.DataFrame, file=None) -> None:
-    """Print the summary table to the terminal (rich table; medians with 68% bootstrap CIs)."""
-    import shutil
+LEFT_ALIGNED = ("Method", "Version")
 
-    from rich.console import Console
-    from rich.table import Table
 
-    from nurec.evaluate.report import summary_text
+def format_table(labels: list[str], rows: list[list[str]], left: tuple[str, ...] = LEFT_ALIGNED) -> str:
+    """Return ``rows`` under ``labels`` as plain text in aligned columns.
 
-    width = shutil.get_terminal_size(fallback=(160, 24)).columns
-    console = Console(file=file or sys.stdout, width=max(width, 120))
-    table = Table(title="Reconstruction quality summary (see the report for definitions)")
-    for label in TERMINAL_LABELS:
-        table.add_column(label, justify="left" if label in ("Method", "Version") else "right", overflow="fold",
-                         no_wrap=label == "Method")
-    for line in summary_text(summary).splitlines()[2:]:
-        table.add_row(*[cell.strip() for cell in line.strip().strip("|").split("|")])
-    console.print(table)
+    Columns named in ``left`` are left-aligned, the others (numbers) right-aligned; a line of
+    dashes separates the header from the rows.
+    """
+    widths = [max([len(label), *(len(row[i]) for row in rows)]) for i, label in enumerate(labels)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(cell.ljust(width) if label in left else cell.rjust(width)
+                         for cell, width, label in zip(cells, widths, labels, strict=True)).rstrip()
+
+    return "\n".join([line(labels), "  ".join("-" * width for width in widths), *map(line, rows)])
+
+
+def print_summary(summary: pd.DataFrame, file: TextIO | None = None) -> None:
+    """Print the summary table to the terminal as plain text (medians with 68% bootstrap CIs)."""
+    from nurec.evaluate.report import summary_cells
+
+    print("Reconstruction quality summary (see the report for definitions)", file=file or sys.stdout)
+    print(format_table(TERMINAL_LABELS, summary_cells(summary)), file=file or sys.stdout)
 
 
 def run(args: argparse.Namespace) -> int:

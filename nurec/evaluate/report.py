@@ -308,6 +308,13 @@ def summary_text(summary: pd.DataFrame) -> str:
     """Return the summary table as GitHub Markdown (plain text, for terminals and the README)."""
     labels = [label for _, label in SUMMARY_HEADERS]
     lines = ["| " + " | ".join(labels) + " |", "|" + "---|" * len(labels)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in summary_cells(summary)]
+    return "\n".join(lines)
+
+
+def summary_cells(summary: pd.DataFrame) -> list[list[str]]:
+    """Return the summary table's cells as text, one list per method in SUMMARY_HEADERS order."""
+    rows = []
     for row in summary.to_dict(orient="records"):
         row = {k: np.nan if v is None else v for k, v in row.items()}  # also rows read back from metrics.json
         cells = []
@@ -325,8 +332,8 @@ def summary_text(summary: pd.DataFrame) -> str:
                 cells.append("—" if not np.isfinite(value) else (f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"))
             else:
                 cells.append(str(value))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return rows
 
 
 def _binned_html(title: str, results: Sequence[MethodResult], section: str, key: str, columns: list[tuple[str, str]]) -> str:
