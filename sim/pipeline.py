@@ -388,10 +388,10 @@ def run_pipeline(
         if cap is not None and cap < len(events):
             say(f"  {name}: the first {cap} of {len(events)} test events (preset event cap)")
             events = events[:cap]
-            extra["subsample"] = True
         runs, why = reconstruct_all(events, [name], run_dir / "predictions", budget_s=preset.method_budget_s,
                                     options=trained_options(run_dir), progress=progress, extra_metadata=extra,
-                                    detector=preset.dataset_config("test").detector)
+                                    detector=preset.dataset_config("test").detector,
+                                    subsample=cap is not None and cap < len(test_events[0]))
         if why:
             skipped.update(why)
             return f"skipped: {why[name]}"

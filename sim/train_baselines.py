@@ -20,7 +20,7 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 
-from nurec.baselines.artifacts import update_card
+from nurec.baselines.artifacts import TRAINED_DIR, update_card
 from nurec.baselines.bdt_uncertainty import BdtUncertainty
 from nurec.baselines.charge_energy import ChargeEnergy
 from nurec.baselines.cnn_energy import CnnEnergy, TrainSettings, predict_log10_energy, train_cnn
@@ -106,7 +106,7 @@ def train_bdt(out: Path, detector: str, n_events: int, seed: int, n_jobs: int | 
 def main(argv: list[str] | None = None) -> int:
     """Train the requested artifacts into --out; return the exit code."""
     parser = argparse.ArgumentParser(prog="python -m sim.train_baselines", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "trained"))
+    parser.add_argument("--out", default=str(TRAINED_DIR))
     parser.add_argument("--detector", default="icecube86")
     parser.add_argument("--energy-events", type=int, default=4000)
     parser.add_argument("--direction-events", type=int, default=1200)

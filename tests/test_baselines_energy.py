@@ -1,3 +1,4 @@
+import pickle
 import shutil
 
 import awkward as ak
@@ -8,6 +9,7 @@ import torch
 from nurec.baselines.artifacts import TRAINED_DIR, ArtifactError, artifact_path, read_card
 from nurec.baselines.charge_energy import ChargeEnergy
 from nurec.evaluate.metrics import log_energy_ratio, resolution_and_bias
+from nurec.methods.contract import DetectorMismatch
 from nurec.methods.registry import build_method
 from sim.config import SimulationConfig
 from sim.simulate import simulate_events
@@ -60,9 +62,16 @@ def test_tampered_artifact_is_refused(tmp_path):
         build_method("bdt-uncertainty", model=copy / "bdt_uncertainty.joblib")
 
 
-def test_trained_methods_refuse_other_detectors():
-    with pytest.raises(ArtifactError, match="trained for detector 'icecube86'"):
-        build_method("cnn-energy", detector="orca6")
+@pytest.mark.parametrize("name", ["gnn", "cnn-energy", "charge-energy", "bdt-uncertainty"])
+def test_trained_methods_refuse_other_detectors(name):
+    with pytest.raises(DetectorMismatch) as refused:
+        build_method(name, detector="orca6")
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "icecube86" in message and "orca6" in message
+    assert "--detector orca6" in message  # the command that trains one for the new detector
+    restored = pickle.loads(pickle.dumps(refused.value))  # crosses worker processes intact
+    assert str(restored) == message
 
 
 def test_cascade_fit_recovers_deposited_energy():

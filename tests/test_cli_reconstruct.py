@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from nurec.cli import main
@@ -25,7 +26,8 @@ def test_reconstruct_writes_predictions_with_provenance(tiny_dataset, tmp_path, 
     np.testing.assert_allclose(np.linalg.norm(table[["dir_x", "dir_y", "dir_z"]].to_numpy(), axis=1), 1.0)
     meta = read_predictions_metadata(out)
     assert meta["method"] == method and meta["n_events"] == 8 and meta["wall_s"] > 0
-    assert meta["options"]["detector"] == "icecube-mini"
+    assert meta["schema"] == "nurec.provenance/1"
+    assert meta["detector"]["name"] == "icecube-mini" and meta["detector"]["hash"]
 
 
 def test_reconstruct_unknown_method_is_one_line_error(tiny_dataset, tmp_path, capsys):
@@ -39,3 +41,40 @@ def test_reconstruct_model_option_rejected_for_method_without_model(tiny_dataset
     code = main(["reconstruct", "--method", "linefit", "--data", str(tiny_dataset), "--out",
                  str(tmp_path / "p.parquet"), "--model", "x.pt"])
     assert code == 1 and "--model" in capsys.readouterr().err
+
+
+def test_reconstruct_refuses_a_trained_method_on_another_detector(tmp_path, capsys):
+    orca = tmp_path / "orca"
+    assert main(["simulate", "--detector", "orca6", "--events", "3", "--seed", "3", "--out", str(orca)]) == 0
+    capsys.readouterr()
+    code = main(["reconstruct", "--method", "gnn", "--data", str(orca), "--out", str(tmp_path / "p.parquet")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "\n" not in err
+    assert err.startswith("nurec reconstruct: error: method 'gnn'") and "icecube86" in err and "orca6" in err
+    assert "nurec train" in err  # how to train one for orca6
+    assert not (tmp_path / "p.parquet").exists()
+
+
+def test_reconstruct_on_a_dask_cluster_equals_in_process(tmp_path):
+    from dask.distributed import LocalCluster
+
+    from nurec.io.parquet import write_dataset
+    from nurec.io.predictions import read_predictions_manifest
+    from sim.config import SimulationConfig
+    from sim.simulate import simulate_events
+
+    events, metadata = simulate_events(SimulationConfig(detector="orca6", n_events=12, seed=4))
+    data = write_dataset(tmp_path / "data", events, metadata, chunk_events=5)
+    assert main(["reconstruct", "--method", "linefit", "--data", str(data), "--out", str(tmp_path / "one.parquet"),
+                 "--quiet"]) == 0
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        assert main(["reconstruct", "--method", "linefit", "--data", str(data), "--out", str(tmp_path / "parts"),
+                     "--scheduler", cluster.scheduler_address, "--quiet"]) == 0
+    in_process = read_predictions(tmp_path / "one.parquet")
+    on_cluster = read_predictions(tmp_path / "parts")
+    assert sorted(p.name for p in (tmp_path / "parts").glob("part-*.parquet")) == [
+        "part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    pd.testing.assert_frame_equal(on_cluster, in_process)
+    provenance = read_predictions_manifest(tmp_path / "parts")["provenance"]
+    assert provenance["n_events"] == 12 and provenance["detector"]["name"] == "orca6"

@@ -10,6 +10,7 @@ from nurec.evaluate.truth import truth_table
 from nurec.io.parquet import write_dataset
 from nurec.io.predictions import write_predictions
 from nurec.io.schema import empty_predictions, finish_predictions
+from nurec.methods.run import Provenance
 from sim.config import SimulationConfig
 from sim.simulate import simulate_events
 
@@ -22,8 +23,8 @@ def test_evaluate_cli_reports_prediction_files_against_a_dataset(tmp_path, capsy
     table[["dir_x", "dir_y", "dir_z"]] = truth[["dir_x", "dir_y", "dir_z"]].to_numpy()
     table.loc[0, ["dir_x", "dir_y", "dir_z"]] = np.nan
     table.loc[0, "fit_status"] = "failed: all hits at one time"
-    write_predictions(finish_predictions(table), tmp_path / "copy.parquet",
-                      {"method": "copy", "version": "2", "throughput": {"events_per_s_per_core": 123.0}})
+    provenance = Provenance("copy", "2", {"name": "icecube86", "hash": ""}, n_events=123, wall_s=0.5, cpu_s=1.0)
+    write_predictions(finish_predictions(table), tmp_path / "copy.parquet", provenance.to_dict())
     rc = main(["evaluate", "--data", str(tmp_path / "data"), "--predictions", str(tmp_path / "copy.parquet"),
                "--out", str(tmp_path / "report"), "--bootstrap", "100"])
     assert rc == 0
@@ -62,3 +63,13 @@ def test_format_table_aligns_text_left_and_numbers_right():
         "copy             5",
         "likelihood   1,234",
     ]
+
+
+def test_evaluate_cli_refuses_a_method_trained_for_another_detector(tmp_path, capsys):
+    events, metadata = simulate_events(SimulationConfig(detector="orca6", n_events=5, seed=9))
+    write_dataset(tmp_path / "data", events, metadata)
+    rc = main(["evaluate", "--data", str(tmp_path / "data"), "--methods", "gnn", "--out", str(tmp_path / "report")])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 1 and err.startswith("nurec evaluate: error: method 'gnn'")
+    assert "icecube86" in err and "orca6" in err and "nurec train" in err
+    assert not (tmp_path / "report" / "metrics.json").exists()

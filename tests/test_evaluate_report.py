@@ -26,6 +26,7 @@ from nurec.evaluate.report import (
 from nurec.evaluate.truth import truth_table
 from nurec.io.predictions import write_predictions
 from nurec.io.schema import empty_predictions, finish_predictions
+from nurec.methods.run import Provenance
 from sim.config import SimulationConfig
 from sim.simulate import simulate_events
 
@@ -162,17 +163,23 @@ def test_same_inputs_give_byte_identical_metrics_and_figures(sample, report, tmp
 
 def test_prediction_files_carry_version_and_throughput_into_the_report(sample, tmp_path):
     truth, _ = sample
+    provenance = Provenance("smeared", "3.2", {"name": "icecube86", "hash": ""}, n_events=100, wall_s=1.0, cpu_s=2.0)
     path = write_predictions(smeared_predictions(truth, "smeared", 2.0, 0.2, 1), tmp_path / "p.parquet",
-                             {"method": "smeared", "version": "3.2", "throughput": {"events_per_s": 100.0, "n_workers": 2}})
+                             provenance.to_dict())
     loaded = load_method_predictions(path)
     assert (loaded.name, loaded.version) == ("smeared", "3.2")
     assert loaded.throughput["events_per_s_per_core"] == 50.0
-    # As `nurec reconstruct` writes it: only the wall-clock rate is known, and the table says so.
-    wall_only = write_predictions(smeared_predictions(truth, "other", 2.0, 0.2, 1), tmp_path / "q.parquet",
-                                  {"method": "other", "version": "1", "events_per_s": 80.0, "wall_s": 2.0})
-    result = evaluate_method("other", "1", truth, load_method_predictions(wall_only).predictions, SETTINGS,
-                             throughput=load_method_predictions(wall_only).throughput)
+    # Only the wall-clock rate is known (no CPU time recorded), and the table says so.
+    wall_only = Provenance("other", "1", {"name": "icecube86", "hash": ""}, n_events=160, wall_s=2.0)
+    path = write_predictions(smeared_predictions(truth, "other", 2.0, 0.2, 1), tmp_path / "q.parquet",
+                             wall_only.to_dict())
+    result = evaluate_method("other", "1", truth, load_method_predictions(path).predictions, SETTINGS,
+                             throughput=load_method_predictions(path).throughput)
     assert summary_text(pd.DataFrame([summary_row(result)])).splitlines()[2].endswith("| 80 (wall) |")
+    # A file from another tool carries no provenance: it is evaluated, with no throughput claimed.
+    foreign = write_predictions(smeared_predictions(truth, "other", 2.0, 0.2, 1), tmp_path / "r.parquet",
+                                {"events_per_s": 80.0})
+    assert load_method_predictions(foreign).throughput == {}
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")

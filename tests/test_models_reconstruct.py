@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from nurec.geometry import get_geometry
 from nurec.graph.features import FeatureConfig, events_to_graphs
 from nurec.io.schema import PREDICTION_COLUMNS
+from nurec.methods.contract import DetectorMismatch, trained_for_record
 from nurec.methods.registry import build_method
 from nurec.models.network import GraphNetwork, ModelSpec
 from nurec.models.reconstruct import DEFAULT_MODEL_FILE, load_model
@@ -34,7 +36,8 @@ def model_file(events, tmp_path_factory):
     network = GraphNetwork(spec)
     network.set_statistics(events_to_graphs(events, spec.features))
     network.kappa_scale.fill_(0.7)
-    return save_model(network, tmp_path_factory.mktemp("model") / "model.pt", {"name": "tiny"})
+    trained_for = trained_for_record(get_geometry("icecube86"), (1e3, 1e5))
+    return save_model(network, tmp_path_factory.mktemp("model") / "model.pt", {"name": "tiny", "trained_for": trained_for})
 
 
 def test_predictions_follow_the_prediction_schema(events, model_file):
@@ -86,9 +89,20 @@ def test_events_without_hits_or_with_nan_fail_alone(events, model_file):
 
 
 def test_registry_builds_gnn_from_a_model_path(events, model_file):
-    method = build_method("gnn", model=str(model_file))
+    method = build_method("gnn", model=str(model_file), detector="icecube86")
     assert method.name == "gnn" and method.version.startswith("tiny-")
     assert len(method.reconstruct(events[:3])) == 3
+    info = method.describe()
+    assert info.trained and [d.name for d in info.detectors] == ["icecube86"]
+    assert info.energy_range_gev == (1e3, 1e5)
+
+
+def test_model_without_a_training_record_refuses_every_detector(events, tmp_path):
+    network = GraphNetwork(ModelSpec(network=SMALL, features=FeatureConfig(max_nodes=64)))
+    network.set_statistics(events_to_graphs(events, network.spec.features))
+    path = save_model(network, tmp_path / "anonymous.pt", {"name": "anonymous"})
+    with pytest.raises(DetectorMismatch, match="trained for no recorded detector, not icecube86"):
+        build_method("gnn", model=str(path), detector="icecube86")
 
 
 def test_missing_model_file_is_a_clear_error(tmp_path):

@@ -364,3 +364,41 @@ def test_missing_sensor_ids_are_named(client, events):
     (result,) = client.reconstruct_messages(messages).results
     assert result.error.field == "hits.sensor_id"
     assert result.error.message == f"hits.sensor_id: 0 values, expected {len(events.hits[0])} (one per hit)"
+
+
+def test_served_linefit_on_km3net_events_equals_nurec_reconstruct(tmp_path):
+    """The server builds the method for the request's detector (water medium, KM3NeT cleaning)."""
+    from nurec.cli import main
+    from nurec.io.parquet import write_dataset
+    from nurec.io.predictions import read_predictions
+    from sim.config import SimulationConfig
+    from sim.simulate import simulate_events
+
+    orca, metadata = simulate_events(SimulationConfig(detector="orca6", n_events=12, seed=5))
+    write_dataset(tmp_path / "orca", orca, metadata)
+    assert main(["reconstruct", "--method", "linefit", "--data", str(tmp_path / "orca"),
+                 "--out", str(tmp_path / "linefit.parquet"), "--quiet"]) == 0
+    expected = read_predictions(tmp_path / "linefit.parquet")
+    with BackgroundServer(serve_config(method="linefit", detector="icecube-mini")) as running, \
+            ReconstructionClient(running.target) as linefit_client:
+        served = linefit_client.reconstruct_messages(encode_events(orca, "orca6"))
+    assert [r.dir_x for r in served.results] == expected["dir_x"].tolist()
+    assert [r.fit_status for r in served.results] == expected["fit_status"].tolist()
+    icecube_media = build_method("linefit", detector="icecube-mini").reconstruct(orca)
+    assert not np.allclose(icecube_media["dir_x"], expected["dir_x"], equal_nan=True)  # the detector matters
+
+
+def test_served_gnn_refuses_events_of_a_detector_it_was_not_trained_for():
+    orca = small_events(3, detector="orca6")
+    icecube = small_events(2, detector="icecube86")
+    with BackgroundServer(serve_config(method="gnn", model="default", detector="icecube86")) as running, \
+            ReconstructionClient(running.target) as gnn_client:
+        (info,) = gnn_client.list_models()
+        response = gnn_client.reconstruct_messages(encode_events(icecube, "icecube86") + encode_events(orca, "orca6"))
+    assert info["detectors"] == ["icecube86"]
+    assert [r.HasField("error") for r in response.results] == [False, False, True, True, True]
+    refused = response.results[2].error
+    assert refused.code == pb.FAILED_PRECONDITION and refused.field == "detector"
+    assert "icecube86" in refused.message and "orca6" in refused.message and "nurec train" in refused.message
+    assert "\n" not in refused.message
+    assert all(r.fit_status == "ok" for r in response.results[:2])

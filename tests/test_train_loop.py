@@ -29,7 +29,7 @@ def events():
 
 @pytest.fixture(scope="module")
 def dataset(events, tmp_path_factory):
-    return write_dataset(tmp_path_factory.mktemp("data") / "train", events)
+    return write_dataset(tmp_path_factory.mktemp("data") / "train", events, {"detector": "icecube86"})
 
 
 def test_tiny_model_overfits_32_events(events, request):

@@ -28,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--predictions", nargs="+", metavar="FILE", help="prediction files (.parquet or .csv)")
     source.add_argument("--methods", help="comma-separated registered methods to run on --data first")
     parser.add_argument("--out", required=True, help="report directory")
+    parser.add_argument("--detector", default=None,
+                        help="detector the --methods are built for (default: from the dataset metadata)")
     parser.add_argument("--max-events", type=int, default=None, help="evaluate only the first N events")
     parser.add_argument("--batch-size", type=int, default=256, help="events per reconstruct call (with --methods)")
     parser.add_argument("--bins-per-decade", type=int, default=2)
@@ -100,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
         runs, skipped = reconstruct_all(events, names, out / "predictions", batch_size=args.batch_size,
                                         skip_unready=False, progress=print_progress,
                                         detector=args.detector or metadata.get("detector"))
+        if skipped:  # a method asked for by name that cannot run here (e.g. trained for another detector)
+            name, reason = next(iter(skipped.items()))
+            raise ValueError(reason if name in reason else f"{name}: {reason}")
         methods = [r.as_method_predictions() for r in runs]
     settings = EvaluationSettings(bins_per_decade=args.bins_per_decade, min_events_per_bin=args.min_events_per_bin,
                                   n_bootstrap=args.bootstrap, seed=args.seed,

@@ -81,7 +81,7 @@ def load_method_predictions(path: str | os.PathLike) -> MethodPredictions:
     metadata = read_predictions_metadata(path) if path.suffix != ".csv" else {}
     methods = table["method"].dropna().unique()
     name = str(metadata.get("method") or (methods[0] if len(methods) else path.stem))
-    version = str(metadata.get("version") or metadata.get("method_version") or "unknown")
+    version = str(metadata.get("version") or "unknown")
     return MethodPredictions(name, version, table, metadata, throughput_from_metadata(metadata),
                              bool(metadata.get("subsample", False)))
 

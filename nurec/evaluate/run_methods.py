@@ -254,6 +254,7 @@ def reconstruct_all(
     progress: Progress | None = print_progress,
     extra_metadata: dict | None = None,
     detector: Any = None,
+    subsample: bool = False,
 ) -> tuple[list[MethodRun], dict[str, str]]:
     """Return (runs of the methods that ran, {method: reason} for those skipped) on ``events``.
 
@@ -261,6 +262,7 @@ def reconstruct_all(
     on a subsample (nurec.evaluate.run_methods.run_methods). Predictions are written to
     ``out_dir/<method>.parquet`` when ``out_dir`` is given, with ``extra_metadata`` in
     each file's provenance (``extra``). Methods are built for ``detector`` (see run_methods).
+    ``subsample``: ``events`` are already a subsample of the dataset (the provenance says so).
     """
     say = progress or (lambda _msg: None)
     say(f"reconstructing {len(events)} events with {', '.join(names) or 'no methods'}"
@@ -278,6 +280,7 @@ def reconstruct_all(
             f"({rate['events_per_s']:.3g} events/s, {rate['events_per_s_per_core']:.3g} per core), {n_failed} failed")
         if out_dir is not None:
             provenance = run.provenance()
+            provenance.subsample = provenance.subsample or subsample
             provenance.extra.update(extra_metadata or {})
             write_predictions(run.predictions, Path(out_dir) / f"{run.name}.parquet", provenance.to_dict())
         runs.append(run)

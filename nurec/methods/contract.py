@@ -113,6 +113,10 @@ class DetectorMismatch(ValueError):
             f"method '{info.name}' ({info.version}) was trained for {trained_for}, not {detector.label}; "
             f"train one for {detector.name}: {info.training_command(detector)}")
 
+    def __reduce__(self):
+        # Rebuilt from its arguments so it crosses process and Dask worker boundaries intact.
+        return (type(self), (self.info, self.detector))
+
 
 def check_detector(info: MethodInfo, detector: Geometry | DetectorRef | Mapping[str, Any] | str) -> None:
     """Raise DetectorMismatch if a trained method is not valid for ``detector``."""

@@ -25,7 +25,7 @@ import pandas as pd
 
 from nurec import __version__
 from nurec.io.schema import PREDICTION_COLUMNS, empty_predictions
-from nurec.methods.contract import DetectorRef, Method
+from nurec.methods.contract import DetectorMismatch, DetectorRef, Method
 
 PROVENANCE_SCHEMA = "nurec.provenance/1"
 METHOD_RAISED_STATUS = "failed: method raised"
@@ -99,7 +99,9 @@ def failed_predictions(event_ids: np.ndarray, method: str, reason: str) -> pd.Da
 
 
 def error_reason(err: BaseException) -> str:
-    """Return a one-line reason for a method that raised ``err``."""
+    """Return a one-line reason for a method that raised ``err`` (a refusal is its own message, whole)."""
+    if isinstance(err, DetectorMismatch):
+        return str(err)
     text = str(err).strip().splitlines()[0] if str(err).strip() else ""
     prefix = METHOD_RAISED_STATUS.removeprefix("failed: ")
     return f"{prefix} {type(err).__name__}" + (f": {text[:200]}" if text else "")

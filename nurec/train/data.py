@@ -12,6 +12,7 @@ from nurec.graph.features import FeatureConfig, FlatGraphs, events_to_graphs
 from nurec.io.schema import SchemaError, event_problems
 from nurec.io.sources import iter_events, source_metadata
 from nurec.methods.contract import trained_for_record
+from nurec.methods.registry import resolve_detector
 
 
 @dataclass
@@ -137,4 +138,4 @@ def dataset_trained_for(data_dir: str | os.PathLike) -> dict:
     config = metadata.get("config") if isinstance(metadata.get("config"), dict) else {}
     energies = (config.get("energy_min_gev"), config.get("energy_max_gev"))
     energy_range = (float(energies[0]), float(energies[1])) if None not in energies else None
-    return trained_for_record(detector, energy_range)
+    return trained_for_record(resolve_detector(detector), energy_range)
