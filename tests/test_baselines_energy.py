@@ -11,6 +11,7 @@ from nurec.baselines.charge_energy import ChargeEnergy
 from nurec.evaluate.metrics import log_energy_ratio, resolution_and_bias
 from nurec.methods.contract import DetectorMismatch
 from nurec.methods.registry import build_method
+from nurec.threads import torch_threads
 from sim.config import SimulationConfig
 from sim.simulate import simulate_events
 from sim.train_baselines import energy_sample_config
@@ -81,3 +82,12 @@ def test_cascade_fit_recovers_deposited_energy():
     ratio = log_energy_ratio(predictions.energy, ak.to_numpy(events.truth.visible_energy))
     assert (predictions.fit_status == "ok").all()
     assert abs(np.median(ratio)) < 0.15
+
+
+def test_reconstructing_leaves_the_torch_thread_count_as_it_was():
+    events, _ = simulate_events(SimulationConfig(detector="icecube86", n_events=4, seed=5))
+    with torch_threads(3):
+        build_method("cnn-energy", detector="icecube86").reconstruct(events)
+        build_method("cnn-energy", detector="icecube86", threads=1).reconstruct(events)
+        build_method("gnn", detector="icecube86", threads=1).reconstruct(events)
+        assert torch.get_num_threads() == 3

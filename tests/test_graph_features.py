@@ -90,3 +90,22 @@ def test_cleaning_flag_marks_isolated_sensors_and_the_cap_drops_them_first():
     assert sorted(capped.nodes[:, 0].tolist()) == [0.0, 17.0, 34.0]  # brightest, but isolated: dropped
     without = events_to_graphs(events, FeatureConfig(max_nodes=3))
     assert 900.0 in without.nodes[:, 0].tolist()
+
+
+def test_node_times_are_scaled_by_the_light_speed_of_the_detector_medium():
+    from nurec.models.network import GraphNetwork, ModelSpec
+    from nurec.physics.medium import get_medium
+
+    graphs = events_to_graphs(make_events(), FeatureConfig())
+    small = {"conv_dims": [8], "post_dims": [8], "readout_dims": [8]}
+    scales = {}
+    for medium in ("ice", "water"):
+        config = FeatureConfig(linefit_medium=medium)
+        assert config.light_speed_m_per_ns == get_medium(medium).light_speed_m_per_ns
+        network = GraphNetwork(ModelSpec(network=small, features=config))
+        network.set_statistics(graphs)
+        length = float(network.node_std[0])
+        scales[medium] = length / float(network.node_std[3])  # metres per nanosecond of node time
+    assert scales["ice"] == pytest.approx(get_medium("ice").light_speed_m_per_ns)
+    assert scales["water"] == pytest.approx(get_medium("water").light_speed_m_per_ns)
+    assert scales["water"] < scales["ice"]  # sea water's group index (1.38) is larger than ice's (1.356)

@@ -37,6 +37,7 @@ from nurec.baselines.common import (
 )
 from nurec.geometry import DEFAULT_DETECTOR, Geometry
 from nurec.methods.contract import DetectorRef, MethodInfo, check_detector
+from nurec.threads import torch_threads
 
 ARTIFACT = "cnn_energy"
 TIME_UNIT_NS = 1000.0
@@ -142,12 +143,21 @@ class TrainSettings:
     validation_fraction: float = 0.2
     seed: int = 0
     width: int = 16
+    threads: int = 2  # torch threads while training (restored afterwards)
 
 
 def train_cnn(images: np.ndarray, scalars: np.ndarray, log10_energy: np.ndarray,
               settings: TrainSettings) -> tuple[EnergyCNN, dict]:
-    """Return (the trained CNN with the best validation loss, training history and metrics)."""
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    """Return (the trained CNN with the best validation loss, training history and metrics).
+
+    Runs on ``settings.threads`` torch threads; the caller's thread count is restored.
+    """
+    with torch_threads(settings.threads):
+        return _train_cnn(images, scalars, log10_energy, settings)
+
+
+def _train_cnn(images: np.ndarray, scalars: np.ndarray, log10_energy: np.ndarray,
+               settings: TrainSettings) -> tuple[EnergyCNN, dict]:
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     order = rng.permutation(len(images))
@@ -203,12 +213,14 @@ class CnnEnergy:
     version = "1.0"
 
     def __init__(self, detector: str | Geometry = DEFAULT_DETECTOR, model: str | os.PathLike | None = None,
-                 trained: bool = True, width: int = 16):
-        """``model``: weights written by save(); default: the shipped ones.
+                 trained: bool = True, width: int = 16, threads: int | None = None):
+        """``model``: weights written by save(); default: the shipped ones. ``threads``: torch
+        threads while reconstructing (None: the process's setting), restored afterwards.
 
         Raises DetectorMismatch before loading if the weights are for another detector.
         """
         self.setup = detector_setup(detector)
+        self.threads = threads
         self.spec = ImageSpec.for_geometry(self.setup.geometry)
         self.model = EnergyCNN(self.spec.channels, width)
         self.trained_for: dict = {}
@@ -228,10 +240,10 @@ class CnnEnergy:
 
     def reconstruct(self, events: ak.Array) -> pd.DataFrame:
         """Return one prediction row per event with ``energy`` [GeV] from the CNN."""
-        torch.set_num_threads(min(2, torch.get_num_threads()))
         images, scalars, reasons = self.images(events)
         table = start_predictions(events, self.name, reasons)
-        table["energy"] = 10.0 ** predict_log10_energy(self.model, images, scalars)
+        with torch_threads(self.threads):
+            table["energy"] = 10.0 ** predict_log10_energy(self.model, images, scalars)
         return finish(table)
 
     def save(self, path: str | os.PathLike) -> Path:

@@ -48,7 +48,9 @@ class FeatureConfig:
     coordinates (the seed frame hides which way is up: strings are vertical, the ice layered).
     ``cleaning_flag``: add a node feature that is 1 where the sensor has a causally close
     partner (the baselines' noise cleaning for ``linefit_medium``) and 0 for isolated,
-    noise-like sensors; the node cap then drops isolated sensors first.
+    noise-like sensors; the node cap then drops isolated sensors first. ``linefit_medium``
+    is the detector's medium ("ice" or "water"): it sets the noise cleaning, the Cherenkov
+    geometry of the seed residuals and the light speed that scales node times.
     """
 
     per_sensor: bool = True
@@ -62,6 +64,11 @@ class FeatureConfig:
     seed_residuals: bool = False
     detector_coordinates: bool = False
     cleaning_flag: bool = False
+
+    @property
+    def light_speed_m_per_ns(self) -> float:
+        """Return the group speed of light in the detector's medium [m/ns] (nurec.physics.medium)."""
+        return get_medium(self.linefit_medium).light_speed_m_per_ns
 
     def validate(self) -> FeatureConfig:
         """Return self if valid, else raise ValueError naming the setting."""
@@ -127,10 +134,6 @@ direction); node positions are (r - cog)·(e1, e2, e3)."""
 SPACE_TIME_COLUMNS = 4
 """The first four node features (x, y, z, t) span the space-time of the first kNN."""
 
-PHOTON_SPEED_M_PER_NS = 0.299792458 / 1.356
-"""Light speed in ice, c / n_group with n_group = 1.356 (Price & Bergstrom, Appl. Opt. 36 (1997)
-4181; sea water's 1.38 differs by 2%). Times are scaled by it so that space-time distances
-between nodes are physical: 1 unit of time is the light travel time over 1 unit of length."""
 
 
 @dataclass

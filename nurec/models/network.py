@@ -16,7 +16,6 @@ from torch import nn
 
 from nurec.graph.features import (
     GLOBAL_FEATURE_NAMES,
-    PHOTON_SPEED_M_PER_NS,
     SEED_FRAME_NAMES,
     FeatureConfig,
     FlatGraphs,
@@ -122,7 +121,7 @@ class GraphNetwork(nn.Module):
             if prefix == "node":
                 length = float(np.sqrt(np.mean(std[:3] ** 2)))
                 std[:3] = length
-                mean[3], std[3] = 0.0, length / PHOTON_SPEED_M_PER_NS
+                mean[3], std[3] = 0.0, length / self.spec.features.light_speed_m_per_ns
             getattr(self, f"{prefix}_mean").copy_(torch.as_tensor(mean))
             getattr(self, f"{prefix}_std").copy_(torch.as_tensor(std))
 

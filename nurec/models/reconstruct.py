@@ -26,6 +26,7 @@ from nurec.models.export import export_static_parts
 from nurec.models.network import GraphNetwork
 from nurec.models.serialize import load_network
 from nurec.models.tasks import containment_radius_deg, kappa_of
+from nurec.threads import torch_threads
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
 DEFAULT_MODEL_FILE = DEFAULT_MODEL_DIR / "model.pt"
@@ -59,17 +60,13 @@ def predict_outputs(network: GraphNetwork, graphs: FlatGraphs, batch_size: int =
     outputs = np.zeros((n, 5), dtype=np.float32)
     order = np.argsort(graphs.counts, kind="stable")
     device = network.node_mean.device
-    threads = torch.get_num_threads()
-    try:
-        for start in range(0, n, batch_size):
-            index = order[start : start + batch_size]
-            batch = graphs.take(index)
-            # Tiny batches run faster on one thread: thread hand-offs cost more than they save.
-            torch.set_num_threads(1 if len(batch.nodes) < SMALL_BATCH_NODES else threads)
+    for start in range(0, n, batch_size):
+        index = order[start : start + batch_size]
+        batch = graphs.take(index)
+        # Tiny batches run faster on one thread: thread hand-offs cost more than they save.
+        with torch_threads(1 if len(batch.nodes) < SMALL_BATCH_NODES else None):
             out = network(*(torch.from_numpy(a).to(device) for a in (batch.nodes, batch.counts, batch.globals)))
-            outputs[index] = out.cpu().numpy()
-    finally:
-        torch.set_num_threads(threads)
+        outputs[index] = out.cpu().numpy()
     return outputs
 
 
@@ -117,8 +114,7 @@ class GnnReconstructor:
         self.inference_network = export_static_parts(self.network) if export else self.network
         self.batch_size = batch_size
         self.features = network.spec.features
-        if threads:
-            torch.set_num_threads(threads)
+        self.threads = threads  # torch threads while reconstructing (None: the process's), restored after
 
     def describe(self) -> MethodInfo:
         """Return what the model is and the detectors and energies it was trained for."""
@@ -143,7 +139,8 @@ class GnnReconstructor:
         columns = {name: np.full(len(events), np.nan) for name in OUTPUT_COLUMNS}
         if good.any():
             graphs = events_to_graphs(events[good] if not good.all() else events, self.features)
-            outputs = predict_outputs(self.inference_network, graphs, self.batch_size)
+            with torch_threads(self.threads):
+                outputs = predict_outputs(self.inference_network, graphs, self.batch_size)
             rows = np.flatnonzero(good)
             finite = np.all(np.isfinite(outputs), axis=1)
             for name, values in outputs_to_columns(outputs, float(self.network.kappa_scale)).items():

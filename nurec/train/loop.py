@@ -29,6 +29,7 @@ from nurec.models.tasks import (
     fit_kappa_scale,
     task_losses,
 )
+from nurec.threads import torch_threads
 from nurec.train.checkpoint import load_checkpoint, save_checkpoint
 from nurec.train.config import TrainConfig
 from nurec.train.data import TrainingSet, dataset_trained_for, is_validation, load_training_set
@@ -124,11 +125,8 @@ def train(
     ``resume=True``); the schedule still spans ``config.epochs``. Torch's thread count is
     set to ``config.threads`` for the run and restored afterwards.
     """
-    previous_threads = torch.get_num_threads()
-    try:
+    with torch_threads(torch.get_num_threads()):  # restores the caller's count after the run
         return _train(spec, config, data_dir, out_dir, val_dir, resume, progress, name, stop_after_epochs)
-    finally:
-        torch.set_num_threads(previous_threads)
 
 
 def _train(spec, config, data_dir, out_dir, val_dir, resume, progress, name, stop_after_epochs) -> TrainResult:
