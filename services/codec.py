@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import awkward as ak
 import numpy as np
@@ -22,6 +22,7 @@ from nurec.io.schema import HIT_FIELDS, PREDICTION_COLUMNS
 from nurec.methods.run import METHOD_RAISED_STATUS
 from nurec.protocol import pb
 from nurec.protocol.codec import DIR_FIELDS, FLOAT_OUTPUTS, WIRE_DTYPES
+from nurec.ragged import RaggedEvents, offsets_from_counts
 
 FINITE_FIELDS = ("x", "y", "z", "t", "charge")
 """Hit fields that must be finite (as nurec.io.schema.event_problems checks)."""
@@ -45,65 +46,46 @@ def invalid(field_name: str, reason: str) -> EventFailure:
     return EventFailure(pb.INVALID_ARGUMENT, field_name, reason)
 
 
-@dataclass
-class EventBlock:
-    """Events as columns: ``hits`` maps each hit field to a flat array, ``counts`` hits per event."""
+class EventBlock(RaggedEvents):
+    """Decoded events: a RaggedEvents view with the wire's hit fields as item columns and
+    ``event_id``, ``run_id`` and ``detector`` (name) as event columns."""
 
-    event_id: np.ndarray
-    run_id: np.ndarray
-    counts: np.ndarray
-    hits: dict[str, np.ndarray]
-    detector: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
-
-    def __len__(self) -> int:
-        return len(self.event_id)
+    @classmethod
+    def of(cls, event_id: np.ndarray, run_id: np.ndarray, counts: np.ndarray, hits: dict[str, np.ndarray],
+           detector: np.ndarray) -> EventBlock:
+        """Return the block of events with ``counts`` hits each, in order."""
+        return cls(offsets_from_counts(counts), hits,
+                   {"event_id": event_id, "run_id": run_id, "detector": np.asarray(detector, dtype=object)})
 
     @property
-    def offsets(self) -> np.ndarray:
-        """Return the hit offsets, length n_events + 1."""
-        return np.concatenate([[0], np.cumsum(self.counts)])
+    def event_id(self) -> np.ndarray:
+        return self.event_columns["event_id"]
 
-    def take(self, index: np.ndarray) -> EventBlock:
-        """Return the events at positions ``index`` (in that order)."""
-        index = np.asarray(index, dtype=np.int64)
-        offsets = self.offsets
-        hit_index = _ranges(offsets[index], self.counts[index])
-        return EventBlock(self.event_id[index], self.run_id[index], self.counts[index],
-                          {k: v[hit_index] for k, v in self.hits.items()}, self.detector[index])
+    @property
+    def run_id(self) -> np.ndarray:
+        return self.event_columns["run_id"]
 
-    def to_awkward(self, event_id: np.ndarray | None = None) -> ak.Array:
-        """Return the events in the nurec event schema (optionally with replaced event ids)."""
-        hits = ak.unflatten(ak.zip({k: self.hits[k] for k in HIT_FIELDS}, depth_limit=1), self.counts)
-        ids = self.event_id if event_id is None else np.asarray(event_id, dtype=np.int64)
-        return ak.zip({"event_id": ids, "run_id": self.run_id, "hits": hits}, depth_limit=1)
+    @property
+    def detector(self) -> np.ndarray:
+        return self.event_columns["detector"]
 
-    @staticmethod
-    def concatenate(blocks: Sequence[EventBlock]) -> EventBlock:
-        """Return the events of several blocks, one after the other."""
-        if len(blocks) == 1:
-            return blocks[0]
-        return EventBlock(
-            np.concatenate([b.event_id for b in blocks]), np.concatenate([b.run_id for b in blocks]),
-            np.concatenate([b.counts for b in blocks]),
-            {k: np.concatenate([b.hits[k] for b in blocks]) for k in HIT_FIELDS},
-            np.concatenate([b.detector for b in blocks]),
-        )
+    @property
+    def hits(self) -> dict[str, np.ndarray]:
+        return self.columns
+
+    def renumbered(self) -> EventBlock:
+        """Return the block with event ids 0..n-1 (ids are only unique within a client's request)."""
+        return self.with_event_columns(event_id=np.arange(len(self), dtype=np.int64))
+
+    def to_awkward(self) -> ak.Array:  # type: ignore[override]
+        """Return the events in the nurec event schema."""
+        return super().to_awkward("hits", list(HIT_FIELDS), ["event_id", "run_id", "hits"])
 
     @staticmethod
     def empty() -> EventBlock:
-        return EventBlock(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
-                          {k: np.zeros(0, WIRE_DTYPES[k].newbyteorder("=")) for k in HIT_FIELDS},
-                          np.zeros(0, dtype=object))
-
-
-def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Return the concatenation of arange(s, s + c) for each start s and count c."""
-    total = int(counts.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    ends = np.cumsum(counts)
-    shift = np.repeat(starts - (ends - counts), counts)
-    return np.arange(total, dtype=np.int64) + shift
+        return EventBlock.of(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                             {k: np.zeros(0, WIRE_DTYPES[k].newbyteorder("=")) for k in HIT_FIELDS},
+                             np.zeros(0, dtype=object))
 
 
 @dataclass(frozen=True)
@@ -182,7 +164,7 @@ def decode_events(events: Sequence[pb.Event], limits: DecodeLimits) -> tuple[Eve
         parts = [_field_bytes(event, name, dtype, n, fill) for event, n, fill
                  in zip(chosen, n_hits, needs_dirs, strict=True)]
         hits[name] = np.frombuffer(b"".join(parts), dtype=dtype).astype(dtype.newbyteorder("="))
-    block = EventBlock(
+    block = EventBlock.of(
         np.fromiter((e.event_id for e in chosen), dtype=np.int64, count=len(chosen)),
         np.fromiter((e.run_id for e in chosen), dtype=np.int64, count=len(chosen)),
         counts, hits, np.asarray(detectors, dtype=object),

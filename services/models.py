@@ -9,7 +9,6 @@ predictions into one result message per event.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import Any
 
@@ -115,7 +114,7 @@ class ServedModel:
         if failure is None:
             try:
                 # Event ids are renumbered within the batch: different clients may reuse ids.
-                numbered = dataclasses.replace(block, event_id=np.arange(len(block)))
+                numbered = block.renumbered()
                 table = (self.worker.reconstruct_block(detector, numbered) if self.worker is not None
                          else reconstruct_batch(self.method_for(detector), numbered.to_awkward()))
                 return encode_predictions(table, block.event_id, self.version)

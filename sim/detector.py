@@ -5,14 +5,11 @@ the expected charge of nurec.physics.light (sampled by sim.photons, which only v
 strings and modules the light can reach) → arrival times (direct Cherenkov time + Pandel
 scattering delay + PMT jitter) → noise in the readout window → pulses (photo-electrons on
 one sensor closer than the merge window) → trigger → events in the nurec schema, built
-once per chunk from numpy columns (EventColumns).
+once per chunk from ragged numpy columns (nurec.ragged.RaggedEvents).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import awkward as ak
 import numpy as np
 
 from nurec.geometry import Geometry
@@ -22,6 +19,7 @@ from nurec.physics.medium import Medium
 from nurec.physics.muon import muon_range_m
 from nurec.physics.response import DetectorResponse
 from nurec.physics.timing import sample_pandel_delay_ns
+from nurec.ragged import RaggedEvents
 from sim.generator import Primaries, makes_muon_track, orthonormal_basis
 from sim.noise import sample_noise_hits
 from sim.photons import PhotoElectrons, sample_photoelectrons
@@ -68,19 +66,6 @@ class LightSources:
         self.visible_energy_gev = self.cascade_em_energy_gev + self.muon_energy_gev
 
 
-def simulate_hits(
-    primaries: Primaries,
-    geometry: Geometry,
-    medium: Medium,
-    response: DetectorResponse,
-    rng: np.random.Generator,
-    noise: bool = True,
-) -> tuple[ak.Array, np.ndarray]:
-    """Return (triggered events without ids, indices of the primaries they came from)."""
-    columns, kept = simulate_hit_columns(primaries, geometry, medium, response, rng, noise)
-    return columns.to_awkward(), kept
-
-
 def simulate_hit_columns(
     primaries: Primaries,
     geometry: Geometry,
@@ -88,8 +73,9 @@ def simulate_hit_columns(
     response: DetectorResponse,
     rng: np.random.Generator,
     noise: bool = True,
-) -> tuple[EventColumns, np.ndarray]:
-    """Return (triggered events as numpy columns, indices of the primaries they came from)."""
+) -> tuple[RaggedEvents, np.ndarray]:
+    """Return (triggered events as ragged columns: hits, ``truth.*`` and ``weight`` per event;
+    indices of the primaries they came from)."""
     n = len(primaries)
     sources = LightSources(primaries, medium, rng)
     pe = sample_photoelectrons(sources, geometry, medium, response, rng)
@@ -166,56 +152,9 @@ def simulate_hit_columns(
         "is_track": sources.is_track[k],
         "visible_energy": sources.visible_energy_gev[k],
     }
-    return EventColumns(hits, counts, truth, primaries.weight[k]), kept_events
-
-
-@dataclass
-class EventColumns:
-    """Triggered events as flat numpy columns: hit columns, hits per event, truth, weight."""
-
-    hits: dict[str, np.ndarray]
-    hit_counts: np.ndarray
-    truth: dict[str, np.ndarray]
-    weight: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.hit_counts)
-
-    def take_first(self, n: int) -> EventColumns:
-        """Return the first ``n`` events."""
-        n_hits = int(self.hit_counts[:n].sum())
-        return EventColumns({k: v[:n_hits] for k, v in self.hits.items()}, self.hit_counts[:n],
-                            {k: v[:n] for k, v in self.truth.items()}, self.weight[:n])
-
-    @staticmethod
-    def concatenate(parts: list[EventColumns]) -> EventColumns:
-        """Return the events of ``parts`` one after the other."""
-        if len(parts) == 1:
-            return parts[0]
-        return EventColumns(
-            {k: np.concatenate([p.hits[k] for p in parts]) for k in parts[0].hits},
-            np.concatenate([p.hit_counts for p in parts]),
-            {k: np.concatenate([p.truth[k] for p in parts]) for k in parts[0].truth},
-            np.concatenate([p.weight for p in parts]),
-        )
-
-    def to_awkward(self, extra: dict[str, np.ndarray] | None = None) -> ak.Array:
-        """Return the events in the nurec schema (``extra`` per-event fields come first)."""
-        contents = ak.contents
-        offsets = np.zeros(len(self.hit_counts) + 1, dtype=np.int64)
-        np.cumsum(self.hit_counts, out=offsets[1:])
-        hits = contents.RecordArray([contents.NumpyArray(v) for v in self.hits.values()], list(self.hits))
-        truth_fields = []
-        for value in self.truth.values():
-            if value.dtype.kind == "U":
-                truth_fields.append(ak.to_layout(ak.from_numpy(value)))
-            else:
-                truth_fields.append(contents.NumpyArray(value))
-        fields = {name: contents.NumpyArray(v) for name, v in (extra or {}).items()}
-        fields["hits"] = contents.ListOffsetArray(ak.index.Index64(offsets), hits)
-        fields["truth"] = contents.RecordArray(truth_fields, list(self.truth), length=len(self))
-        fields["weight"] = contents.NumpyArray(self.weight)
-        return ak.Array(contents.RecordArray(list(fields.values()), list(fields), length=len(self)))
+    event_columns = {f"truth.{name}": values for name, values in truth.items()}
+    event_columns["weight"] = primaries.weight[k]
+    return RaggedEvents.from_counts(counts, hits, event_columns), kept_events
 
 
 def photoelectron_times_ns(pe: PhotoElectrons, medium: Medium, response: DetectorResponse,

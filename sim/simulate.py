@@ -15,8 +15,9 @@ import numpy as np
 from nurec.geometry import Geometry, get_geometry
 from nurec.physics.medium import Medium, get_medium
 from nurec.physics.response import RESPONSES, DetectorResponse
+from nurec.ragged import RaggedEvents
 from sim.config import SimulationConfig
-from sim.detector import EventColumns, simulate_hit_columns
+from sim.detector import simulate_hit_columns
 from sim.generator import generate_primaries
 
 SIMULATOR_VERSION = "0.1.0"
@@ -45,7 +46,7 @@ def simulate_chunk(config: SimulationConfig, chunk_index: int) -> tuple[ak.Array
     quota = chunk_sizes(config)[chunk_index]
     geometry, medium, response = detector_setup(config)
     rng = chunk_rng(config, chunk_index)
-    pieces: list[EventColumns] = []
+    pieces: list[RaggedEvents] = []
     n_triggered = 0
     n_generated = 0
     max_batches = 10_000  # guards against settings that never trigger
@@ -54,7 +55,7 @@ def simulate_chunk(config: SimulationConfig, chunk_index: int) -> tuple[ak.Array
         events, source_index = simulate_hit_columns(primaries, geometry, medium, response, rng, noise=config.noise)
         needed = quota - n_triggered
         if len(events) >= needed:
-            events = events.take_first(needed)
+            events = events.take(np.arange(needed))
             # Count generated events up to and including the last one kept.
             n_generated += int(source_index[needed - 1]) + 1 if needed > 0 else 0
             pieces.append(events)
@@ -68,11 +69,13 @@ def simulate_chunk(config: SimulationConfig, chunk_index: int) -> tuple[ak.Array
             f"chunk {chunk_index}: only {n_triggered} of {quota} events triggered after "
             f"{max_batches * config.batch_events} generated; check energy range and detector"
         )
-    columns = EventColumns.concatenate(pieces)
+    columns = RaggedEvents.concatenate(pieces)
     first_id = chunk_index * config.chunk_events
     event_id = np.arange(first_id, first_id + len(columns), dtype=np.int64)
     run_id = np.full(len(columns), config.seed, dtype=np.int64)
-    return columns.to_awkward({"event_id": event_id, "run_id": run_id}), n_generated
+    truth = [name for name in columns.event_columns if name.startswith("truth.")]
+    events = columns.with_event_columns(event_id=event_id, run_id=run_id)
+    return events.to_awkward("hits", event_fields=["event_id", "run_id", "hits", *truth, "weight"]), n_generated
 
 
 def dataset_metadata(config: SimulationConfig, n_generated: int) -> dict:

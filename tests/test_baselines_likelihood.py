@@ -55,7 +55,7 @@ def test_likelihood_higher_at_truth_than_10_degrees_away(numu_events):
     differences = []
     for i in range(60):
         sl = pulses.event_slice(i)
-        args = (pulses.pos[sl], pulses.t[sl], np.ones(sl.stop - sl.start))
+        args = (pulses["pos"][sl], pulses["t"][sl], np.ones(sl.stop - sl.start))
         at_truth = track_log_likelihood_terms(*args, vertex[i], t0[i], truth[i], settings).sum()
         away = track_log_likelihood_terms(*args, vertex[i], t0[i], _rotate(truth[i], 10.0, rng), settings).sum()
         differences.append(at_truth - away)

@@ -28,7 +28,6 @@ from nurec.baselines.cleaning import clean_hits
 from nurec.baselines.common import (
     flatten_hits,
     opening_angle_deg,
-    segment_sum,
     trained_info,
     truth_directions,
 )
@@ -49,17 +48,15 @@ def event_features(events: ak.Array, fits: pd.DataFrame, medium_name: str) -> pd
     flat = clean_hits(flatten_hits(events), medium_name)
     n = flat.n_events
     direction = fits[["dir_x", "dir_y", "dir_z"]].to_numpy(float)
-    along = np.sum(flat.pos * direction[flat.event], axis=1)
-    lo = np.full(n, np.inf)
-    hi = np.full(n, -np.inf)
-    np.minimum.at(lo, flat.event, np.where(np.isfinite(along), along, np.inf))
-    np.maximum.at(hi, flat.event, np.where(np.isfinite(along), along, -np.inf))
+    along = np.sum(flat["pos"] * direction[flat.event_index], axis=1)
+    lo = flat.segment_min(np.where(np.isfinite(along), along, np.inf))
+    hi = flat.segment_max(np.where(np.isfinite(along), along, -np.inf))
     # Strings hit: distinct horizontal positions (rounded to 1 m) per event.
-    key = np.column_stack([flat.event, np.round(flat.pos[:, 0]), np.round(flat.pos[:, 1])])
+    key = np.column_stack([flat.event_index, np.round(flat["pos"][:, 0]), np.round(flat["pos"][:, 1])])
     unique_keys = np.unique(key, axis=0) if len(key) else np.zeros((0, 3))
     n_strings = np.bincount(unique_keys[:, 0].astype(int), minlength=n).astype(float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        charge = segment_sum(np.where(np.isfinite(flat.q), flat.q, 0.0), flat.event, n)
+        charge = flat.segment_sum(np.where(np.isfinite(flat["charge"]), flat["charge"], 0.0))
         features = pd.DataFrame({
             "n_sensors": fits["n_hits_used"].to_numpy(float),
             "n_strings": n_strings,

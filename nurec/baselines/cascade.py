@@ -34,7 +34,6 @@ from nurec.baselines.common import (
     finish,
     flatten_hits,
     orthonormal_pair,
-    segment_sum,
     start_predictions,
 )
 from nurec.baselines.likelihood import first_pulses
@@ -186,25 +185,25 @@ class CascadeLikelihoodFit:
         flat = flatten_hits(events)
         reasons = failure_reasons(events, flat)
         table = start_predictions(events, self.name, reasons)
-        good = (reasons == "")[flat.event]
+        good = (reasons == "")[flat.event_index]
         hits = flat.select(good)
-        rows = np.full(len(hits.t), -1)
+        rows = np.full(hits.n_items, -1)
         try:
-            rows = geometry.sensor_lookup(hits.sensor_id)
+            rows = geometry.sensor_lookup(hits["sensor_id"])
         except ValueError:
             # Unknown sensors fail only their own events.
-            known = np.isin(hits.sensor_id, geometry.sensor_id)
-            bad_events = np.unique(hits.event[~known])
+            known = np.isin(hits["sensor_id"], geometry.sensor_id)
+            bad_events = np.unique(hits.event_index[~known])
             reasons[bad_events] = f"hits.sensor_id: not in the {geometry.name} geometry"
-            hits = hits.select(known & (reasons == "")[hits.event])
-            rows = geometry.sensor_lookup(hits.sensor_id)
+            hits = hits.select(known & (reasons == "")[hits.event_index])
+            rows = geometry.sensor_lookup(hits["sensor_id"])
         cleaned = clean_hits(hits, self.setup.medium.name)
         pulses, _ = first_pulses(cleaned)
         seed = linefit_flat(cleaned)
         n = flat.n_events
-        q = np.where(cleaned.q > 0, cleaned.q, 0.0)
+        q = np.where(cleaned["charge"] > 0, cleaned["charge"], 0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            cog = segment_sum(q[:, None] * cleaned.pos, cleaned.event, n) / segment_sum(q, cleaned.event, n)[:, None]
+            cog = cleaned.segment_sum(q[:, None] * cleaned["pos"]) / cleaned.segment_sum(q)[:, None]
         seed_dir = np.where(np.all(np.isfinite(seed.direction), axis=1, keepdims=True), seed.direction,
                             np.array([0.0, 0.0, -1.0]))
         reach = REACH_ATTENUATION_LENGTHS * self.setup.medium.attenuation_length_m
@@ -214,11 +213,11 @@ class CascadeLikelihoodFit:
         items = []
         for i in todo:
             near = np.linalg.norm(geometry.position - cog[i], axis=1) < reach
-            charge = np.bincount(rows[hits.event_slice(i)], weights=hits.q[hits.event_slice(i)],
+            charge = np.bincount(rows[hits.event_slice(i)], weights=hits["charge"][hits.event_slice(i)],
                                  minlength=geometry.n_sensors)
             sl = pulses.event_slice(i)
             items.append((geometry.position[near], geometry.direction[near], charge[near],
-                          pulses.pos[sl], pulses.t[sl], cog[i], seed_dir[i],
+                          pulses["pos"][sl], pulses["t"][sl], cog[i], seed_dir[i],
                           zlib.crc32(np.int64(event_ids[i]).tobytes())))
         tasks = [(self.settings, items[r.start:r.stop]) for r in split_evenly(len(items), self.n_jobs, max_chunk=16)]
         results = [row for chunk in map_chunks(_fit_chunk, tasks, self.n_jobs) for row in chunk]

@@ -19,24 +19,23 @@ import pandas as pd
 from nurec.baselines.artifacts import TRAINING_COMMAND, artifact_path, trained_for
 from nurec.baselines.cleaning import clean_hits
 from nurec.baselines.common import (
-    FlatHits,
     detector_setup,
     finish,
-    segment_sum,
     start_predictions,
     trained_info,
     usable_hits,
 )
 from nurec.geometry import DEFAULT_DETECTOR, Geometry
 from nurec.methods.contract import DetectorRef, MethodInfo, check_detector, trained_for_record
+from nurec.ragged import RaggedEvents
 
 ARTIFACT = "charge_energy"
 POLY_DEGREE = 2
 
 
-def total_charge_pe(flat: FlatHits) -> np.ndarray:
+def total_charge_pe(flat: RaggedEvents) -> np.ndarray:
     """Return each event's summed charge [pe] of its (already cleaned) hits."""
-    return segment_sum(np.where(np.isfinite(flat.q), flat.q, 0.0), flat.event, flat.n_events)
+    return flat.segment_sum(np.where(np.isfinite(flat["charge"]), flat["charge"], 0.0))
 
 
 class ChargeEnergy:

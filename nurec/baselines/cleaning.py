@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nurec.baselines.common import FlatHits
+from nurec.ragged import RaggedEvents
 
 _MAX_PAIRS_PER_BLOCK = 4_000_000
 
@@ -34,7 +34,7 @@ CLEANING = {
 }
 
 
-def isolated_hit_mask(flat: FlatHits, settings: CleaningSettings) -> np.ndarray:
+def isolated_hit_mask(flat: RaggedEvents, settings: CleaningSettings) -> np.ndarray:
     """Return True for hits on a sensor with a partner sensor (same event) within radius and window.
 
     Works on sensors, not pulses: each hit sensor of an event has a time span [first, last]
@@ -42,16 +42,16 @@ def isolated_hit_mask(flat: FlatHits, settings: CleaningSettings) -> np.ndarray:
     spans are within ``window_ns``. All pulses of a sensor share its verdict. Vectorised
     over all sensor pairs of blocks of events (Σ n_sensors² pairs per block, bounded).
     """
-    order = np.lexsort((flat.t, flat.sensor_id, flat.event))
-    event, sensor = flat.event[order], flat.sensor_id[order]
+    order = np.lexsort((flat["t"], flat["sensor_id"], flat.event_index))
+    event, sensor = flat.event_index[order], flat["sensor_id"][order]
     new = np.ones(len(order), dtype=bool)
     new[1:] = (event[1:] != event[:-1]) | (sensor[1:] != sensor[:-1])
     group_of_sorted = np.cumsum(new) - 1
     starts = np.flatnonzero(new)
     ends = np.append(starts[1:], len(order)) - 1
     groups = _Groups(
-        event=event[starts], pos=flat.pos[order[starts]],
-        t_first=flat.t[order[starts]], t_last=flat.t[order[ends]],
+        event=event[starts], pos=flat["pos"][order[starts]],
+        t_first=flat["t"][order[starts]], t_last=flat["t"][order[ends]],
         offsets=np.concatenate([[0], np.cumsum(np.bincount(event[starts], minlength=flat.n_events))]),
     )
     group_keep = np.zeros(len(starts), dtype=bool)
@@ -94,12 +94,13 @@ def _mark_block(groups: _Groups, start: int, stop: int, settings: CleaningSettin
     keep[np.unique(i[close])] = True
 
 
-def clean_hits(flat: FlatHits, medium_name: str, min_hits: int = 3, mask: np.ndarray | None = None) -> FlatHits:
+def clean_hits(flat: RaggedEvents, medium_name: str, min_hits: int = 3,
+               mask: np.ndarray | None = None) -> RaggedEvents:
     """Return the cleaned hits; events left with fewer than ``min_hits`` keep all their hits.
 
     ``mask``: the hits' ``isolated_hit_mask`` if already computed (it is not recomputed).
     """
     keep = (isolated_hit_mask(flat, CLEANING[medium_name]) if mask is None else mask).copy()
-    kept_per_event = np.bincount(flat.event[keep], minlength=flat.n_events)
-    keep |= (kept_per_event < min_hits)[flat.event]
+    kept_per_event = np.bincount(flat.event_index[keep], minlength=flat.n_events)
+    keep |= (kept_per_event < min_hits)[flat.event_index]
     return flat.select(keep)

@@ -30,7 +30,6 @@ from nurec.baselines.cleaning import clean_hits
 from nurec.baselines.common import (
     detector_setup,
     finish,
-    segment_sum,
     start_predictions,
     trained_info,
     usable_hits,
@@ -68,24 +67,24 @@ def event_images(events: ak.Array, geometry: Geometry, spec: ImageSpec,
                  medium_name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return (images (n, C, H, W) float32, scalars (n, 2) float32, failure reasons)."""
     hits, reasons = usable_hits(events)
-    known = np.isin(hits.sensor_id, geometry.sensor_id)
+    known = np.isin(hits["sensor_id"], geometry.sensor_id)
     if not known.all():
-        reasons[np.unique(hits.event[~known])] = f"hits.sensor_id: not in the {geometry.name} geometry"
-        hits = hits.select(known & (reasons == "")[hits.event])
+        reasons[np.unique(hits.event_index[~known])] = f"hits.sensor_id: not in the {geometry.name} geometry"
+        hits = hits.select(known & (reasons == "")[hits.event_index])
     hits = clean_hits(hits, medium_name)
     n, (c, h, w) = hits.n_events, (spec.channels, spec.height, spec.width)
-    module = geometry.sensor_module_index[geometry.sensor_lookup(hits.sensor_id)]
+    module = geometry.sensor_module_index[geometry.sensor_lookup(hits["sensor_id"])]
     row = geometry.module_floor[module]
-    q = np.maximum(hits.q, 0.0)
-    total_q = segment_sum(q, hits.event, n)
+    q = np.maximum(hits["charge"], 0.0)
+    total_q = hits.segment_sum(q)
     images = np.zeros((n, c, h, w), dtype=np.float64)
     if spec.kind == "strings-depth":
         strings = np.unique(geometry.module_string)
         col = np.searchsorted(strings, geometry.module_string[module])
         with np.errstate(invalid="ignore", divide="ignore"):
-            t_ref = segment_sum(q * hits.t, hits.event, n) / total_q
-        t_rel = (hits.t - t_ref[hits.event]) / TIME_UNIT_NS
-        pixel = (hits.event * h + row) * w + col
+            t_ref = hits.segment_sum(q * hits["t"]) / total_q
+        t_rel = (hits["t"] - t_ref[hits.event_index]) / TIME_UNIT_NS
+        pixel = (hits.event_index * h + row) * w + col
         size = n * h * w
         charge = np.bincount(pixel, weights=q, minlength=size)
         count = np.bincount(pixel, minlength=size).astype(float)
@@ -99,15 +98,14 @@ def event_images(events: ak.Array, geometry: Geometry, spec: ImageSpec,
         images[:, 2] = np.where(hit & np.isfinite(mean_t), mean_t, 0.0).reshape(n, h, w)
         images[:, 3] = np.log1p(count).reshape(n, h, w)
     else:
-        t_first = np.full(n, np.inf)
-        np.minimum.at(t_first, hits.event, hits.t)
-        col = np.floor((hits.t - t_first[hits.event] - ZT_START_NS) / ZT_BIN_NS).astype(int)
+        t_first = hits.segment_min(hits["t"])
+        col = np.floor((hits["t"] - t_first[hits.event_index] - ZT_START_NS) / ZT_BIN_NS).astype(int)
         inside = (col >= 0) & (col < w)
-        pixel = ((hits.event * h + row) * w + col)[inside]
+        pixel = ((hits.event_index * h + row) * w + col)[inside]
         size = n * h * w
         images[:, 0] = np.log1p(np.bincount(pixel, weights=q[inside], minlength=size)).reshape(n, h, w)
         images[:, 1] = np.log1p(np.bincount(pixel, minlength=size)).reshape(n, h, w)
-    key = np.unique(hits.event.astype(np.int64) * (geometry.n_modules + 1) + module)
+    key = np.unique(hits.event_index.astype(np.int64) * (geometry.n_modules + 1) + module)
     n_modules = np.bincount(key // (geometry.n_modules + 1), minlength=n)
     with np.errstate(divide="ignore"):
         scalars = np.column_stack([np.log10(np.maximum(total_q, 1e-3)), np.log10(np.maximum(n_modules, 1))])

@@ -1,8 +1,8 @@
 """Shared plumbing of the classical methods: flat hit arrays, detector setup, bad-event checks.
 
 Events arrive as awkward arrays; every method works on one flat numpy view of the hits
-(``FlatHits``) with per-event offsets, so per-event sums are segment sums
-(np.add.reduceat / np.bincount) rather than Python loops.
+(nurec.ragged.RaggedEvents, ``flatten_hits``) with per-event offsets, so per-event sums are
+segment sums (np.bincount) rather than Python loops.
 """
 
 from __future__ import annotations
@@ -15,10 +15,17 @@ import numpy as np
 import pandas as pd
 
 from nurec.geometry import DEFAULT_DETECTOR, Geometry, get_geometry
-from nurec.io.schema import empty_predictions, event_problems, finish_predictions, validate_events
+from nurec.io.schema import (
+    HIT_FIELDS,
+    empty_predictions,
+    event_problems,
+    finish_predictions,
+    validate_events,
+)
 from nurec.methods.contract import MethodInfo, detectors_of_record, energy_range_of_record
 from nurec.physics.medium import Medium, get_medium
 from nurec.physics.response import RESPONSES, DetectorResponse
+from nurec.ragged import RaggedEvents
 
 MIN_HITS = 3
 """Fewest hits any classical method accepts: a direction needs three points off one line."""
@@ -77,69 +84,37 @@ def detector_from_metadata(metadata: dict[str, Any] | None, default: str = DEFAU
     return default
 
 
-@dataclass
-class FlatHits:
-    """The hits of a batch of events as flat float64 arrays with per-event offsets.
+def hit_columns(events: ak.Array) -> RaggedEvents:
+    """Return the hits of ``events`` as columns of the schema's hit fields: float64, sensor_id int64.
 
-    ``event`` is the event index of each hit, ``offsets`` has n_events + 1 entries,
-    ``pos`` and ``pmt_dir`` are (n_hits, 3).
+    No schema check (flatten_hits has one).
     """
-
-    offsets: np.ndarray
-    event: np.ndarray
-    pos: np.ndarray
-    t: np.ndarray
-    q: np.ndarray
-    sensor_id: np.ndarray
-    pmt_dir: np.ndarray
-
-    @property
-    def n_events(self) -> int:
-        return len(self.offsets) - 1
-
-    @property
-    def counts(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
-    def select(self, keep: np.ndarray) -> FlatHits:
-        """Return the hits where ``keep`` is True (event indices unchanged)."""
-        counts = np.bincount(self.event[keep], minlength=self.n_events)
-        offsets = np.concatenate([[0], np.cumsum(counts)])
-        return FlatHits(offsets, self.event[keep], self.pos[keep], self.t[keep], self.q[keep],
-                        self.sensor_id[keep], self.pmt_dir[keep])
-
-    def event_slice(self, index: int) -> slice:
-        return slice(int(self.offsets[index]), int(self.offsets[index + 1]))
+    dtypes = {name: np.int64 if name == "sensor_id" else np.float64 for name in HIT_FIELDS}
+    return RaggedEvents.from_awkward(events.hits, list(HIT_FIELDS), dtypes)
 
 
-def flatten_hits(events: ak.Array) -> FlatHits:
-    """Return the hits of ``events`` as FlatHits (positions, times, charges in float64).
+def fit_columns(hits: RaggedEvents) -> RaggedEvents:
+    """Return hit columns as the fits use them: ``pos`` and ``pmt_dir`` (n_hits, 3), ``t``, ``charge``, ``sensor_id``."""
+    c = hits.columns
+    return RaggedEvents(hits.offsets, {
+        "pos": np.column_stack([c["x"], c["y"], c["z"]]),
+        "t": c["t"],
+        "charge": c["charge"],
+        "sensor_id": c["sensor_id"],
+        "pmt_dir": np.column_stack([c["dir_x"], c["dir_y"], c["dir_z"]]),
+    })
+
+
+def flatten_hits(events: ak.Array) -> RaggedEvents:
+    """Return the hits of ``events`` as fit_columns (positions, times, charges in float64).
 
     Raises SchemaError naming the field if ``events`` does not follow the event schema.
     """
     validate_events(events)
-    hits = events.hits
-    counts = ak.to_numpy(ak.num(hits, axis=1)).astype(np.int64)
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-
-    def column(name: str, dtype=np.float64) -> np.ndarray:
-        return ak.to_numpy(ak.flatten(hits[name], axis=1)).astype(dtype)
-
-    pos = np.column_stack([column("x"), column("y"), column("z")])
-    pmt_dir = np.column_stack([column("dir_x"), column("dir_y"), column("dir_z")])
-    return FlatHits(offsets, np.repeat(np.arange(len(counts)), counts), pos, column("t"),
-                    column("charge"), column("sensor_id", np.int64), pmt_dir)
+    return fit_columns(hit_columns(events))
 
 
-def segment_sum(values: np.ndarray, event: np.ndarray, n_events: int) -> np.ndarray:
-    """Return per-event sums of per-hit ``values`` (1-D or (n_hits, k))."""
-    if values.ndim == 1:
-        return np.bincount(event, weights=values, minlength=n_events)
-    return np.stack([np.bincount(event, weights=values[:, k], minlength=n_events)
-                     for k in range(values.shape[1])], axis=1)
-
-
-def failure_reasons(events: ak.Array, flat: FlatHits, min_hits: int = MIN_HITS) -> np.ndarray:
+def failure_reasons(events: ak.Array, flat: RaggedEvents, min_hits: int = MIN_HITS) -> np.ndarray:
     """Return per event "" if it can be fitted, else the reason ("<field>: <problem>").
 
     Checks: at least ``min_hits`` hits, finite positions/times/charges (event_problems),
@@ -147,13 +122,10 @@ def failure_reasons(events: ak.Array, flat: FlatHits, min_hits: int = MIN_HITS) 
     """
     reasons = np.array([str(p) if p is not None else "" for p in event_problems(events, min_hits)],
                        dtype=object)
-    n = flat.n_events
-    finite_t = np.where(np.isfinite(flat.t), flat.t, 0.0)
-    t_min = np.full(n, np.inf)
-    t_max = np.full(n, -np.inf)
-    np.minimum.at(t_min, flat.event, finite_t)
-    np.maximum.at(t_max, flat.event, finite_t)
-    q_sum = segment_sum(np.where(np.isfinite(flat.q), flat.q, 0.0), flat.event, n)
+    finite_t = np.where(np.isfinite(flat["t"]), flat["t"], 0.0)
+    t_min = flat.segment_min(finite_t)
+    t_max = flat.segment_max(finite_t)
+    q_sum = flat.segment_sum(np.where(np.isfinite(flat["charge"]), flat["charge"], 0.0))
     ok = reasons == ""
     reasons[ok & (t_max <= t_min)] = "hits.t: all hits at one time"
     ok = reasons == ""
@@ -161,11 +133,11 @@ def failure_reasons(events: ak.Array, flat: FlatHits, min_hits: int = MIN_HITS) 
     return reasons
 
 
-def usable_hits(events: ak.Array, min_hits: int = MIN_HITS) -> tuple[FlatHits, np.ndarray]:
+def usable_hits(events: ak.Array, min_hits: int = MIN_HITS) -> tuple[RaggedEvents, np.ndarray]:
     """Return (hits of the events that can be fitted, per-event failure reasons; "" = usable)."""
     flat = flatten_hits(events)
     reasons = failure_reasons(events, flat, min_hits)
-    return flat.select((reasons == "")[flat.event]), reasons
+    return flat.select((reasons == "")[flat.event_index]), reasons
 
 
 def start_predictions(events: ak.Array, method: str, reasons: np.ndarray) -> pd.DataFrame:

@@ -34,7 +34,6 @@ from scipy import optimize, special
 from nurec.baselines.cleaning import clean_hits
 from nurec.baselines.common import (
     DetectorSetup,
-    FlatHits,
     classical_info,
     detector_setup,
     finish,
@@ -49,6 +48,7 @@ from nurec.geometry import DEFAULT_DETECTOR, Geometry
 from nurec.methods.contract import MethodInfo
 from nurec.physics.medium import Medium
 from nurec.physics.timing import log_arrival_time_pdf, pandel_shape_rate, track_geometry
+from nurec.ragged import RaggedEvents
 
 # Parameter scales: the optimiser works in units of (rad, rad, 10 m, 10 m, 10 ns).
 _SCALE = np.array([1.0, 1.0, 10.0, 10.0, 10.0])
@@ -202,14 +202,14 @@ def _fit_chunk(task: tuple) -> list[dict[str, float]]:
     return [fit_track_event(*item[:5], settings=settings, event_seed=item[5]) for item in items]
 
 
-def first_pulses(flat: FlatHits) -> tuple[FlatHits, np.ndarray]:
+def first_pulses(flat: RaggedEvents) -> tuple[RaggedEvents, np.ndarray]:
     """Return (the first pulse on each sensor of each event, total charge of that sensor)."""
-    order = np.lexsort((flat.t, flat.sensor_id, flat.event))
-    event, sensor = flat.event[order], flat.sensor_id[order]
+    order = np.lexsort((flat["t"], flat["sensor_id"], flat.event_index))
+    event, sensor = flat.event_index[order], flat["sensor_id"][order]
     new = np.ones(len(order), dtype=bool)
     new[1:] = (event[1:] != event[:-1]) | (sensor[1:] != sensor[:-1])
     group = np.cumsum(new) - 1
-    charge = np.bincount(group, weights=flat.q[order])
+    charge = np.bincount(group, weights=flat["charge"][order])
     keep = np.zeros(len(order), dtype=bool)
     keep[order[new]] = True
     # flat.select keeps the original order; map the group charges onto it.
@@ -255,7 +255,7 @@ class LikelihoodTrackFit:
         todo = np.flatnonzero(reasons == "")
         event_ids = table["event_id"].to_numpy()
         items = [
-            (pulses.pos[pulses.event_slice(i)], pulses.t[pulses.event_slice(i)],
+            (pulses["pos"][pulses.event_slice(i)], pulses["t"][pulses.event_slice(i)],
              np.maximum(sensor_charge[pulses.event_slice(i)], 1.0), seed.direction[i], seed.anchor[i],
              zlib.crc32(np.int64(event_ids[i]).tobytes()))
             for i in todo

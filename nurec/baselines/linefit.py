@@ -18,16 +18,15 @@ import pandas as pd
 from nurec.baselines.cleaning import clean_hits
 from nurec.baselines.common import (
     DetectorSetup,
-    FlatHits,
     classical_info,
     detector_setup,
     finish,
-    segment_sum,
     start_predictions,
     usable_hits,
 )
 from nurec.geometry import DEFAULT_DETECTOR, Geometry
 from nurec.methods.contract import MethodInfo
+from nurec.ragged import RaggedEvents
 
 # Huber scale of the improved LineFit [m] (NIM A 736 (2014) 143, Sec. 3.2: 153 m).
 HUBER_SCALE_M = 153.0
@@ -46,36 +45,37 @@ class LineFitResult:
     n_hits_used: np.ndarray
 
 
-def linefit_flat(flat: FlatHits, huber_scale_m: float = HUBER_SCALE_M,
+def linefit_flat(flat: RaggedEvents, huber_scale_m: float = HUBER_SCALE_M,
                  iterations: int = HUBER_ITERATIONS, charge_weighting: bool = True) -> LineFitResult:
     """Return the LineFit of every event of ``flat`` (NaN for events with < 2 distinct times)."""
     n = flat.n_events
-    e = flat.event
-    base_w = np.minimum(flat.q, CHARGE_WEIGHT_CAP_PE) if charge_weighting else np.ones_like(flat.t)
+    e = flat.event_index
+    pos, t = flat["pos"], flat["t"]
+    base_w = np.minimum(flat["charge"], CHARGE_WEIGHT_CAP_PE) if charge_weighting else np.ones_like(t)
     base_w = np.where(np.isfinite(base_w) & (base_w > 0), base_w, 0.0)
     weight = base_w.copy()
     velocity = np.full((n, 3), np.nan)
     anchor = np.full((n, 3), np.nan)
     t_mean = np.full(n, np.nan)
     for iteration in range(iterations + 1):
-        w_sum = segment_sum(weight, e, n)
+        w_sum = flat.segment_sum(weight)
         with np.errstate(invalid="ignore", divide="ignore"):
-            t_mean = segment_sum(weight * flat.t, e, n) / w_sum
-            x_mean = segment_sum(weight[:, None] * flat.pos, e, n) / w_sum[:, None]
-            dt = flat.t - t_mean[e]
-            var_t = segment_sum(weight * dt**2, e, n)
-            cov = segment_sum((weight * dt)[:, None] * (flat.pos - x_mean[e]), e, n)
+            t_mean = flat.segment_sum(weight * t) / w_sum
+            x_mean = flat.segment_sum(weight[:, None] * pos) / w_sum[:, None]
+            dt = t - t_mean[e]
+            var_t = flat.segment_sum(weight * dt**2)
+            cov = flat.segment_sum((weight * dt)[:, None] * (pos - x_mean[e]))
             velocity = cov / var_t[:, None]
         anchor = x_mean
         if iteration == iterations:
             break
-        residual = np.linalg.norm(flat.pos - x_mean[e] - velocity[e] * dt[:, None], axis=1)
+        residual = np.linalg.norm(pos - x_mean[e] - velocity[e] * dt[:, None], axis=1)
         huber = np.where(residual <= huber_scale_m, 1.0, huber_scale_m / np.maximum(residual, 1e-12))
         weight = base_w * np.where(np.isfinite(huber), huber, 0.0)
     speed = np.linalg.norm(velocity, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         direction = velocity / speed[:, None]
-    return LineFitResult(direction, speed, anchor, t_mean, np.bincount(e, minlength=n))
+    return LineFitResult(direction, speed, anchor, t_mean, flat.counts)
 
 
 class LineFit:

@@ -16,10 +16,11 @@ import awkward as ak
 import numpy as np
 
 from nurec.baselines.cleaning import CLEANING, clean_hits, isolated_hit_mask
-from nurec.baselines.common import FlatHits
+from nurec.baselines.common import fit_columns, hit_columns
 from nurec.baselines.linefit import linefit_flat
 from nurec.physics.medium import get_medium
 from nurec.physics.timing import track_geometry
+from nurec.ragged import RaggedEvents, offsets_from_counts, segment_sum
 
 NODE_SELECTIONS = ("brightest", "earliest")
 LINEFIT_KINDS = ("plane_wave", "improved")
@@ -136,48 +137,38 @@ SPACE_TIME_COLUMNS = 4
 
 
 
-@dataclass
-class FlatGraphs:
-    """Node features of many events as flat arrays.
+class FlatGraphs(RaggedEvents):
+    """Node features of many events: a RaggedEvents view with nodes as items.
 
-    ``nodes`` (n_nodes, n_features) float32, raw (not standardised); ``counts`` nodes
-    per event; ``globals`` (n_events, len(GLOBAL_FEATURE_NAMES)) float32.
+    ``nodes`` (n_nodes, n_features) float32, raw (not standardised); ``counts`` nodes per
+    event; ``globals`` (n_events, len(GLOBAL_FEATURE_NAMES)) float32. ``take`` and
+    ``concatenate`` are the container's.
     """
 
-    nodes: np.ndarray
-    counts: np.ndarray
-    globals: np.ndarray
+    @classmethod
+    def of(cls, nodes: np.ndarray, counts: np.ndarray, globals_: np.ndarray) -> FlatGraphs:
+        """Return the graphs with ``counts`` nodes per event, in order."""
+        return cls(offsets_from_counts(counts), {"nodes": nodes}, {"globals": globals_})
 
     @property
-    def offsets(self) -> np.ndarray:
-        """Return the start of each event's nodes, plus the total at the end."""
-        return np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
+    def nodes(self) -> np.ndarray:
+        """Return the node features (n_nodes, n_features)."""
+        return self.columns["nodes"]
 
-    def take(self, index: np.ndarray) -> FlatGraphs:
-        """Return the graphs of events ``index`` (vectorised gather)."""
-        index = np.asarray(index, dtype=np.int64)
-        offsets = self.offsets
-        counts = self.counts[index]
-        starts = np.repeat(offsets[index], counts)
-        within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        return FlatGraphs(self.nodes[starts + within], counts, self.globals[index])
-
-
-def _segment_sum(values: np.ndarray, segment: np.ndarray, n: int) -> np.ndarray:
-    return np.bincount(segment, weights=values, minlength=n)
+    @property
+    def globals(self) -> np.ndarray:
+        """Return the event features (n_events, n_global_features)."""
+        return self.event_columns["globals"]
 
 
 def events_to_graphs(events: ak.Array, config: FeatureConfig) -> FlatGraphs:
     """Return the node features of every event (events with 0 hits get 0 nodes)."""
-    hits = events.hits
-    n_pulses = ak.to_numpy(ak.num(hits, axis=1)).astype(np.int64)
-    n_events = len(n_pulses)
-    event_of_hit = np.repeat(np.arange(n_events), n_pulses)
-    cols = {name: ak.to_numpy(ak.flatten(hits[name])).astype(np.float64)
-            for name in ("x", "y", "z", "t", "charge", "dir_x", "dir_y", "dir_z")}
-    sensor = ak.to_numpy(ak.flatten(hits.sensor_id)).astype(np.int64)
+    pulses = hit_columns(events)
+    n_pulses, n_events, event_of_hit = pulses.counts, pulses.n_events, pulses.event_index
+    cols = {name: pulses[name] for name in ("x", "y", "z", "t", "charge", "dir_x", "dir_y", "dir_z")}
+    sensor = pulses["sensor_id"]
     charge = cols["charge"]
-    flat = _flat_hits(cols, sensor, n_pulses)
+    flat = fit_columns(pulses)
     partner = isolated_hit_mask(flat, CLEANING[config.linefit_medium]) \
         if (config.cleaning_flag or config.linefit == "improved") else None
 
@@ -191,13 +182,13 @@ def events_to_graphs(events: ak.Array, config: FeatureConfig) -> FlatGraphs:
     n_groups = int(group_of_sorted[-1] + 1) if len(order) else 0
     group_event = key_sorted[0][new_group]
     n_sensors = np.bincount(group_event, minlength=n_events)
-    total_charge = _segment_sum(charge, event_of_hit, n_events)
+    total_charge = segment_sum(charge, event_of_hit, n_events)
 
     if config.per_sensor:
         first = order[new_group]  # earliest pulse of each sensor
-        q = _segment_sum(charge[order], group_of_sorted, n_groups)
+        q = segment_sum(charge[order], group_of_sorted, n_groups)
         n_in = np.bincount(group_of_sorted, minlength=n_groups).astype(np.float64)
-        qt = _segment_sum(charge[order] * cols["t"][order], group_of_sorted, n_groups)
+        qt = segment_sum(charge[order] * cols["t"][order], group_of_sorted, n_groups)
         with np.errstate(invalid="ignore", divide="ignore"):
             t_mean = np.where(q > 0, qt / q, cols["t"][first])
         node = {name: cols[name][first] for name in ("x", "y", "z", "t", "dir_x", "dir_y", "dir_z")}
@@ -240,8 +231,8 @@ def events_to_graphs(events: ak.Array, config: FeatureConfig) -> FlatGraphs:
     counts = np.bincount(node_event, minlength=n_events).astype(np.int64)
 
     # Times relative to the charge-weighted mean time of the kept nodes.
-    q_event = _segment_sum(node["charge"], node_event, n_events)
-    qt_event = _segment_sum(node["charge"] * node["t"], node_event, n_events)
+    q_event = segment_sum(node["charge"], node_event, n_events)
+    qt_event = segment_sum(node["charge"] * node["t"], node_event, n_events)
     with np.errstate(invalid="ignore", divide="ignore"):
         t_ref = np.where(q_event > 0, qt_event / q_event, 0.0)
     t_rel = node["t"] - t_ref[node_event]
@@ -286,7 +277,7 @@ def events_to_graphs(events: ak.Array, config: FeatureConfig) -> FlatGraphs:
         ],
         axis=1,
     ).astype(np.float32)
-    return FlatGraphs(nodes, counts, glob)
+    return FlatGraphs.of(nodes, counts, glob)
 
 
 def seed_frame_axes(direction: np.ndarray) -> np.ndarray:
@@ -317,30 +308,23 @@ def _seed_residuals(rel: np.ndarray, t_rel: np.ndarray, direction: np.ndarray, c
     """
     geometry = track_geometry(rel, np.zeros(3), direction, get_medium(medium_name))
     residual = t_rel - geometry["delay_ns"]
-    q_sum = np.maximum(_segment_sum(charge, node_event, n_events), 1e-12)
-    offset = _segment_sum(charge * residual, node_event, n_events) / q_sum
+    q_sum = np.maximum(segment_sum(charge, node_event, n_events), 1e-12)
+    offset = segment_sum(charge * residual, node_event, n_events) / q_sum
     return residual - offset[node_event], geometry["perpendicular_m"]
 
 
 def _time_window(node: dict[str, np.ndarray], node_event: np.ndarray, n_events: int, window_ns: float):
     """Return the nodes within ``window_ns`` of their event's charge-weighted mean time."""
-    q_event = _segment_sum(node["charge"], node_event, n_events)
+    q_event = segment_sum(node["charge"], node_event, n_events)
     with np.errstate(invalid="ignore", divide="ignore"):
-        t_mean = _segment_sum(node["charge"] * node["t"], node_event, n_events) / q_event
+        t_mean = segment_sum(node["charge"] * node["t"], node_event, n_events) / q_event
     inside = np.abs(node["t"] - t_mean[node_event]) <= window_ns
     has_inside = np.bincount(node_event[inside], minlength=n_events) > 0
     keep = np.flatnonzero(inside | ~has_inside[node_event])
     return {name: value[keep] for name, value in node.items()}, node_event[keep]
 
 
-def _flat_hits(cols: dict[str, np.ndarray], sensor: np.ndarray, n_pulses: np.ndarray) -> FlatHits:
-    offsets = np.concatenate([[0], np.cumsum(n_pulses)])
-    return FlatHits(offsets, np.repeat(np.arange(len(n_pulses)), n_pulses),
-                    np.stack([cols["x"], cols["y"], cols["z"]], axis=1), cols["t"], cols["charge"], sensor,
-                    np.stack([cols["dir_x"], cols["dir_y"], cols["dir_z"]], axis=1))
-
-
-def _improved_linefit(flat: FlatHits, partner: np.ndarray, medium: str):
+def _improved_linefit(flat: RaggedEvents, partner: np.ndarray, medium: str):
     """Return (direction (n, 3), speed [m/ns] capped at 1) of the baseline LineFit; zeros where it fails."""
     result = linefit_flat(clean_hits(flat, medium, mask=partner))
     ok = np.all(np.isfinite(result.direction), axis=1) & np.isfinite(result.speed_m_per_ns)
@@ -362,15 +346,15 @@ def _plane_wave_fit(node: dict[str, np.ndarray], t_rel: np.ndarray, node_event: 
     of the mean time; events with one such node get zeros.
     """
     q = np.where(np.abs(t_rel) <= LINEFIT_WINDOW_NS, node["charge"], 0.0)
-    q_sum = np.maximum(_segment_sum(q, node_event, n_events), 1e-12)
+    q_sum = np.maximum(segment_sum(q, node_event, n_events), 1e-12)
     positions = np.stack([node["x"], node["y"], node["z"]], axis=1)
-    cog = np.stack([_segment_sum(q * positions[:, i], node_event, n_events) for i in range(3)], axis=1)
+    cog = np.stack([segment_sum(q * positions[:, i], node_event, n_events) for i in range(3)], axis=1)
     cog /= q_sum[:, None]
-    t_mean = _segment_sum(q * t_rel, node_event, n_events) / q_sum
+    t_mean = segment_sum(q * t_rel, node_event, n_events) / q_sum
     dt = t_rel - t_mean[node_event]
     dr = positions - cog[node_event]
-    var_t = _segment_sum(q * dt * dt, node_event, n_events)
-    cov = np.stack([_segment_sum(q * dr[:, i] * dt, node_event, n_events) for i in range(3)], axis=1)
+    var_t = segment_sum(q * dt * dt, node_event, n_events)
+    cov = np.stack([segment_sum(q * dr[:, i] * dt, node_event, n_events) for i in range(3)], axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         velocity = np.where(var_t[:, None] > 0, cov / var_t[:, None], 0.0)
     speed = np.linalg.norm(velocity, axis=1)

@@ -96,11 +96,7 @@ def load_training_set(path: str | os.PathLike, features: FeatureConfig, max_even
 
 def concatenate_training_sets(parts: list[TrainingSet]) -> TrainingSet:
     """Return the events of ``parts``, in order, as one training set."""
-    graphs = FlatGraphs(
-        np.concatenate([p.graphs.nodes for p in parts]),
-        np.concatenate([p.graphs.counts for p in parts]),
-        np.concatenate([p.graphs.globals for p in parts]),
-    )
+    graphs = FlatGraphs.concatenate([p.graphs for p in parts])
     return TrainingSet(graphs, np.concatenate([p.targets for p in parts]),
                        np.concatenate([p.event_id for p in parts]), np.concatenate([p.run_id for p in parts]))
 
