@@ -33,7 +33,7 @@ from nurec.evaluate.metrics import (
     roc_auc,
 )
 from nurec.models.export import export_static_parts
-from nurec.models.reconstruct import load_model, predict_outputs
+from nurec.models.reconstruct import load_gnn, predict_outputs
 from nurec.models.tasks import task_losses
 from nurec.train.data import make_training_set
 
@@ -96,7 +96,7 @@ def time_training(model, events: ak.Array, batch_size: int, steps: int) -> float
 
 def speed(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
-    model = load_model(args.model)
+    model = load_gnn(args.model)
     events = simulated_events(args.events, args.seed)
     n_hits = ak.to_numpy(ak.num(events.hits))
     print(f"model {model.version} ({model.network.n_parameters()} parameters), {args.threads} threads, "
@@ -163,7 +163,7 @@ def quality(args: argparse.Namespace) -> None:
               + ["log10E res", "track AUC", "68% coverage", "events/s"])
     print("| " + " | ".join(header) + " |")
     print("|" + " --- |" * len(header))
-    model = load_model(args.model)
+    model = load_gnn(args.model)
     start = time.perf_counter()
     gnn = model.reconstruct(events)
     seconds = time.perf_counter() - start

@@ -38,7 +38,7 @@ from nurec.methods.registry import build_method  # noqa: E402
 from nurec.protocol._generated import reconstruction_pb2 as pb  # noqa: E402
 from nurec.protocol._generated import reconstruction_pb2_grpc as pb_grpc  # noqa: E402
 from nurec.protocol.codec import encode_events  # noqa: E402
-from services.models import resolve_method  # noqa: E402
+from services.served import resolve_method  # noqa: E402
 from sim.config import SimulationConfig  # noqa: E402
 from sim.simulate import simulate_events  # noqa: E402
 

@@ -8,6 +8,6 @@ def load_model(model: str = "default", **options):
 
     Imported lazily so that ``import nurec`` does not import torch.
     """
-    from nurec.models.reconstruct import load_model as _load_model
+    from nurec.models.reconstruct import load_gnn
 
-    return _load_model(model, **options)
+    return load_gnn(model, **options)

@@ -28,7 +28,7 @@ from services.auth import BearerTokenInterceptor, server_credentials
 from services.batcher import DynamicBatcher
 from services.config import ServeConfig
 from services.metrics import ServerMetrics
-from services.models import FALLBACK_METHOD, ServedModel, resolve_method
+from services.served import FALLBACK_METHOD, ServedModel, resolve_method
 from services.servicer import ReconstructionServicer
 from services.worker import ProcessWorker
 

@@ -13,7 +13,7 @@ from services.batcher import BatchFailed, DeadlineExpired, Draining, DynamicBatc
 from services.codec import decode_events, failure_message
 from services.config import ServeConfig
 from services.metrics import ServerMetrics
-from services.models import ServedModel
+from services.served import ServedModel
 
 
 class ServingState(Protocol):

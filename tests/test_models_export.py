@@ -7,7 +7,7 @@ import torch
 from nurec.graph.features import FeatureConfig, events_to_graphs
 from nurec.models.export import export_static_parts
 from nurec.models.network import GraphNetwork, ModelSpec
-from nurec.models.reconstruct import load_model, predict_outputs
+from nurec.models.reconstruct import load_gnn, predict_outputs
 from sim.config import SimulationConfig
 from sim.simulate import simulate_events
 
@@ -38,7 +38,7 @@ def test_exported_network_matches_eager_to_1e_5(events, architecture):
 
 
 def test_bundled_model_exported_and_eager_predictions_agree(events):
-    exported = load_model("default", export=True).reconstruct(events)
-    eager = load_model("default").reconstruct(events)
+    exported = load_gnn("default", export=True).reconstruct(events)
+    eager = load_gnn("default").reconstruct(events)
     numeric = ["dir_x", "dir_y", "dir_z", "energy", "angular_uncertainty_deg", "p_track"]
     np.testing.assert_allclose(exported[numeric].to_numpy(), eager[numeric].to_numpy(), rtol=1e-5, atol=1e-5)

@@ -14,7 +14,7 @@ from nurec.io.schema import PREDICTION_COLUMNS
 from nurec.methods.contract import DetectorMismatch, trained_for_record
 from nurec.methods.registry import build_method
 from nurec.models.network import GraphNetwork, ModelSpec
-from nurec.models.reconstruct import DEFAULT_MODEL_FILE, load_model
+from nurec.models.reconstruct import DEFAULT_MODEL_FILE, load_gnn
 from nurec.models.serialize import save_model
 from sim.config import SimulationConfig
 from sim.simulate import simulate_events
@@ -41,7 +41,7 @@ def model_file(events, tmp_path_factory):
 
 
 def test_predictions_follow_the_prediction_schema(events, model_file):
-    table = load_model(model_file).reconstruct(events)
+    table = load_gnn(model_file).reconstruct(events)
     assert list(table.columns[: len(PREDICTION_COLUMNS)]) == list(PREDICTION_COLUMNS)
     assert (table["method"] == "gnn").all() and (table["fit_status"] == "ok").all()
     assert np.allclose(np.linalg.norm(table[["dir_x", "dir_y", "dir_z"]].to_numpy(), axis=1), 1.0)
@@ -52,10 +52,10 @@ def test_predictions_follow_the_prediction_schema(events, model_file):
 
 
 def test_saved_and_reloaded_model_gives_identical_predictions(events, model_file, tmp_path):
-    first = load_model(model_file)
+    first = load_gnn(model_file)
     copy = save_model(first.network, tmp_path / "copy.pt", first.metadata)
     a = first.reconstruct(events)
-    b = load_model(copy).reconstruct(events)
+    b = load_gnn(copy).reconstruct(events)
     numeric = [c for c in a.columns if a[c].dtype.kind == "f"]
     assert np.array_equal(a[numeric].to_numpy(), b[numeric].to_numpy())
 
@@ -66,8 +66,8 @@ def test_model_file_loads_with_weights_only(model_file):
 
 
 def test_batch_size_does_not_change_predictions(events, model_file):
-    a = load_model(model_file, batch_size=7).reconstruct(events)
-    b = load_model(model_file, batch_size=512).reconstruct(events)
+    a = load_gnn(model_file, batch_size=7).reconstruct(events)
+    b = load_gnn(model_file, batch_size=512).reconstruct(events)
     assert np.allclose(a["dir_x"], b["dir_x"], atol=1e-5) and np.allclose(a["energy"], b["energy"], rtol=1e-5)
 
 
@@ -79,12 +79,12 @@ def test_events_without_hits_or_with_nan_fail_alone(events, model_file):
     nan_hits = ak.with_field(hits[1:2], ak.unflatten(t, ak.num(hits[1:2])), "t")
     with_nan = ak.with_field(events[1:2], nan_hits, "hits")
     batch = ak.concatenate([empty, with_nan, events[2:6]])
-    table = load_model(model_file).reconstruct(batch)
+    table = load_gnn(model_file).reconstruct(batch)
     assert table["fit_status"].iloc[0].startswith("failed: hits")
     assert table["fit_status"].iloc[1] == "failed: hits.t: non-finite value"
     assert table.iloc[:2][["dir_x", "energy", "angular_uncertainty_deg", "p_track"]].isna().all().all()
     assert (table["fit_status"].iloc[2:] == "ok").all()
-    good = load_model(model_file).reconstruct(events[2:6])
+    good = load_gnn(model_file).reconstruct(events[2:6])
     assert np.allclose(table["dir_z"].iloc[2:].to_numpy(), good["dir_z"].to_numpy(), atol=1e-6)
 
 
@@ -107,7 +107,7 @@ def test_model_without_a_training_record_refuses_every_detector(events, tmp_path
 
 def test_missing_model_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such model file"):
-        load_model(tmp_path / "nope.pt")
+        load_gnn(tmp_path / "nope.pt")
 
 
 def test_importing_nurec_does_not_import_torch():

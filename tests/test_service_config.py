@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.config import ServeConfig, ServeConfigError, load_config
-from services.models import resolve_method
+from services.served import resolve_method
 
 
 def test_settings_layer_file_then_environment_then_arguments(tmp_path):
@@ -57,7 +57,7 @@ def test_default_method_is_the_bundled_gnn_when_registered(monkeypatch):
 
 def test_model_info_lists_what_the_method_describes():
     from nurec.methods.contract import DetectorRef, MethodInfo
-    from services.models import describe_model
+    from services.served import describe_model
 
     described = MethodInfo("gnn", "v7", "a network", ("direction", "energy"), (DetectorRef("icecube86", "0d6f"),),
                            trained=True, training="nurec train --detector {detector}",

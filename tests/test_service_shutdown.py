@@ -83,7 +83,7 @@ def _serving(client: ReconstructionClient) -> bool:
 
 def test_serve_without_arguments_serves_the_default_model(tmp_path):
     from nurec.methods.registry import available_methods
-    from services.models import resolve_method
+    from services.served import resolve_method
 
     try:
         name, variant = resolve_method(None, None)

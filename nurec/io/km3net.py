@@ -74,7 +74,7 @@ KM3NET_TIMESLICE_NS = 1e8
 # monitoring based on highly compressed hit information in KM3NeT", arXiv:2108.11467).
 KM3NET_SPE_TOT_NS = 26.4
 
-METHOD_NAME = "km3net-jmuon"
+JMUON_METHOD_NAME = "km3net-jmuon"
 DEFAULT_STEP_EVENTS = 1000
 
 _HIT_BRANCHES = ["hits.dom_id", "hits.channel_id", "hits.t", "hits.tot", "hits.trig",
@@ -375,7 +375,7 @@ def _no_reference(events: ak.Array, reason: str) -> pd.DataFrame:
         "dir_x": np.full(n, np.nan), "dir_y": np.full(n, np.nan), "dir_z": np.full(n, np.nan),
         "zenith": np.full(n, np.nan), "azimuth": np.full(n, np.nan), "energy": np.full(n, np.nan),
         "angular_uncertainty_deg": np.full(n, np.nan), "p_track": np.full(n, np.nan),
-        "method": np.full(n, METHOD_NAME, dtype=object),
+        "method": np.full(n, JMUON_METHOD_NAME, dtype=object),
         "fit_status": np.full(n, f"failed: {reason}", dtype=object),
         "likelihood": np.full(n, np.nan), "n_rec_stages": np.zeros(n, np.int64),
         "jgandalf_beta0_deg": np.full(n, np.nan),
@@ -417,7 +417,7 @@ def _best_jmuon(raw: ak.Array, events: ak.Array) -> pd.DataFrame:
         "energy": pick(raw["trks.E"], np.nan),
         "angular_uncertainty_deg": np.nan,
         "p_track": np.nan,
-        "method": METHOD_NAME,
+        "method": JMUON_METHOD_NAME,
         "fit_status": np.where(has_best, "ok", "failed: no JMUON track in event"),
         "likelihood": pick(raw["trks.lik"], np.nan),
         "n_rec_stages": np.where(has_best, pick(chain, 0), 0).astype(np.int64),
@@ -432,7 +432,7 @@ def _best_jmuon(raw: ak.Array, events: ak.Array) -> pd.DataFrame:
 __all__ = [
     "KM3NET_SPE_TOT_NS",
     "KM3NeTOptions",
-    "METHOD_NAME",
+    "JMUON_METHOD_NAME",
     "iter_km3net_chunks",
     "iter_km3net_offline",
     "read_km3net_reference",

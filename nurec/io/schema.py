@@ -64,7 +64,6 @@ TRUTH_FIELDS: dict[str, str] = {
 }
 
 EVENT_FIELDS = ("event_id", "run_id", "hits")
-OPTIONAL_EVENT_FIELDS = ("truth", "weight")
 
 PREDICTION_COLUMNS: dict[str, str] = {
     "event_id": "int64",

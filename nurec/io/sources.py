@@ -162,7 +162,7 @@ def convert_source(
         "medium": SOURCE_MEDIUM[fmt],
     }
     if fmt == "km3net-offline":
-        from nurec.io.km3net import METHOD_NAME, KM3NeTOptions, iter_km3net_chunks
+        from nurec.io.km3net import JMUON_METHOD_NAME, KM3NeTOptions, iter_km3net_chunks
 
         if options.get("detx") is not None:
             from nurec.geometry import load_detx
@@ -171,7 +171,7 @@ def convert_source(
             detx_path = str(Path(options["detx"]).resolve())
             metadata["detector"] = {**load_detx(detx_path).describe(), "name": detx_path}
         chunks = iter_km3net_chunks(path, KM3NeTOptions(**options))
-        reference_method: str | None = METHOD_NAME
+        reference_method: str | None = JMUON_METHOD_NAME
     else:
         chunks = ((events, None) for events in iter_events(path, fmt, **options))
         reference_method = None

@@ -87,7 +87,7 @@ def method_accepts(name: str, option: str) -> bool:
 
 # Built-in methods. Each line makes a method available to CLI, service and evaluation.
 register_method(
-    "gnn", "nurec.models.reconstruct:load_model",
+    "gnn", "nurec.models.reconstruct:load_gnn",
     "graph neural network (DynEdge-style): direction with calibrated uncertainty, energy, track probability",
     trained=True,
 )

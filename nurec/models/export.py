@@ -7,7 +7,7 @@ passing (its gathers use torch-geometric's patched ``index_select``, which Torch
 rejects; its linear maps are single matmuls with nothing to fuse), graph pooling and feature
 standardisation stay eager. ``benchmarks/bench_gnn.py`` measures what this buys (network-only
 columns, eager vs exported): on 2 CPU threads nothing measurable for the default model, whose
-time goes to the kNN searches and per-edge gathers, so ``load_model`` runs eager unless
+time goes to the kNN searches and per-edge gathers, so ``load_gnn`` runs eager unless
 ``export=True``. Tests check parity with the eager network.
 """
 

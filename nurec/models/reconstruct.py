@@ -1,4 +1,4 @@
-"""Inference: ``load_model("default" | path)`` -> a reconstructor with ``reconstruct(events)``."""
+"""Inference: ``load_gnn("default" | path)`` -> a reconstructor with ``reconstruct(events)``."""
 
 from __future__ import annotations
 
@@ -30,7 +30,6 @@ from nurec.threads import torch_threads
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
 DEFAULT_MODEL_FILE = DEFAULT_MODEL_DIR / "model.pt"
-METHOD_NAME = "gnn"
 SMALL_BATCH_NODES = 2048
 """Batches with fewer nodes than this run on one thread: at batch 1 on a busy 2-core machine,
 thread hand-offs made each call several times slower (5 vs 22 events/s, benchmarks/bench_gnn.py)."""
@@ -99,7 +98,7 @@ TRAINING_COMMAND = ("nurec simulate --detector {detector} --flavor nue numu nuta
 class GnnReconstructor:
     """Graph neural network (DynEdge-style): direction with calibrated uncertainty, energy, track probability."""
 
-    name = METHOD_NAME
+    name = "gnn"
 
     def __init__(self, network: GraphNetwork, metadata: dict[str, Any], version: str, batch_size: int = 512,
                  threads: int | None = None, export: bool = False,
@@ -157,7 +156,7 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
-def load_model(model: str | os.PathLike = "default", batch_size: int = 512, threads: int | None = None,
+def load_gnn(model: str | os.PathLike = "default", batch_size: int = 512, threads: int | None = None,
                export: bool = False, detector: Geometry | str | None = None) -> GnnReconstructor:
     """Return a GNN reconstructor for the bundled default model, a model file or a run directory.
 
