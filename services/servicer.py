@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import grpc
@@ -106,10 +108,12 @@ class ReconstructionServicer(pb_grpc.ReconstructionServicer):
             self._metrics.errors.labels(code.name).inc()
         self._metrics.total_seconds.labels(rpc).observe(time.perf_counter() - start)
 
-    async def Reconstruct(self, request, context):
+    @contextlib.asynccontextmanager
+    async def _accounted(self, rpc: str, context) -> AsyncIterator[None]:
+        """Count and time one call; an RpcFailure aborts it with its status code and details."""
         start, code = time.perf_counter(), grpc.StatusCode.OK
         try:
-            return await self._reconstruct(request, context.time_remaining(), wait_for_room=False)
+            yield
         except RpcFailure as failure:
             code = failure.code
             await context.abort(failure.code, failure.details)
@@ -117,10 +121,13 @@ class ReconstructionServicer(pb_grpc.ReconstructionServicer):
             code = grpc.StatusCode.CANCELLED
             raise
         finally:
-            self._finish("Reconstruct", code, start)
+            self._finish(rpc, code, start)
+
+    async def Reconstruct(self, request, context):
+        async with self._accounted("Reconstruct", context):
+            return await self._reconstruct(request, context.time_remaining(), wait_for_room=False)
 
     async def ReconstructStream(self, request_iterator, context):
-        start, code = time.perf_counter(), grpc.StatusCode.OK
         window: asyncio.Queue = asyncio.Queue(maxsize=STREAM_WINDOW)
         done = object()
 
@@ -134,24 +141,18 @@ class ReconstructionServicer(pb_grpc.ReconstructionServicer):
             await window.put(done)
 
         reader = asyncio.ensure_future(read())
-        try:
-            while (task := await window.get()) is not done:
-                if isinstance(task, Exception):
-                    raise task
-                yield await task
-        except RpcFailure as failure:
-            code = failure.code
-            await context.abort(failure.code, failure.details)
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
-            raise
-        finally:
-            reader.cancel()
-            while not window.empty():
-                task = window.get_nowait()
-                if isinstance(task, asyncio.Future):
-                    task.cancel()
-            self._finish("ReconstructStream", code, start)
+        async with self._accounted("ReconstructStream", context):
+            try:
+                while (task := await window.get()) is not done:
+                    if isinstance(task, Exception):
+                        raise task
+                    yield await task
+            finally:
+                reader.cancel()
+                while not window.empty():
+                    task = window.get_nowait()
+                    if isinstance(task, asyncio.Future):
+                        task.cancel()
 
     async def ListModels(self, request, context):
         start = time.perf_counter()
@@ -160,14 +161,8 @@ class ReconstructionServicer(pb_grpc.ReconstructionServicer):
         return pb.ListModelsResponse(models=models)
 
     async def GetModelInfo(self, request, context):
-        start, code = time.perf_counter(), grpc.StatusCode.OK
-        try:
+        async with self._accounted("GetModelInfo", context):
             return self._info(self._model(request.name))
-        except RpcFailure as failure:
-            code = failure.code
-            await context.abort(failure.code, failure.details)
-        finally:
-            self._finish("GetModelInfo", code, start)
 
     def _info(self, model: ServedModel) -> pb.ModelInfo:
         info = pb.ModelInfo()

@@ -13,6 +13,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from nurec.geometry import Geometry
+from nurec.io.files import write_json_atomic
+from nurec.methods.contract import check_detector
+
 TRAINED_DIR = Path(__file__).resolve().parent / "trained"
 CARD_NAME = "card.json"
 
@@ -93,6 +97,19 @@ def update_card(directory: str | os.PathLike, name: str, file_name: str, info: d
     if common and "command" in common:
         entry["command"] = common["command"]
     card.setdefault("files", {})[name] = entry
-    tmp = path.with_name(CARD_NAME + ".tmp")
-    tmp.write_text(json.dumps(card, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    write_json_atomic(path, card)
+
+
+def claim_artifact(method: Any, name: str, model: str | os.PathLike | None, trained: bool,
+                   geometry: Geometry) -> Path | None:
+    """Return the artifact file a trained baseline will load (None: untrained), checked for ``geometry``.
+
+    ``model`` is a file the user gave, else the shipped artifact ``name`` if ``trained``. Sets
+    ``method.trained_for`` from the artifact's record, then raises DetectorMismatch (before
+    anything is loaded) if the method does not describe itself as valid for ``geometry``.
+    """
+    path = Path(model) if model is not None else artifact_path(name) if trained else None
+    method.trained_for = trained_for(path) if path is not None else {}
+    if path is not None:
+        check_detector(method.describe(), geometry)
+    return path

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-from nurec.baselines.artifacts import TRAINING_COMMAND, artifact_path, trained_for
+from nurec.baselines.artifacts import TRAINING_COMMAND, artifact_path, claim_artifact
 from nurec.baselines.cleaning import clean_hits
 from nurec.baselines.common import (
     flatten_hits,
@@ -33,7 +33,7 @@ from nurec.baselines.common import (
 )
 from nurec.baselines.likelihood import LikelihoodTrackFit
 from nurec.geometry import DEFAULT_DETECTOR, Geometry
-from nurec.methods.contract import MethodInfo, check_detector, trained_for_record
+from nurec.methods.contract import MethodInfo, trained_for_record
 
 ARTIFACT = "bdt_uncertainty"
 FEATURES = [
@@ -89,11 +89,8 @@ class BdtUncertainty:
         self.seed = seed
         self.regressors: list[HistGradientBoostingRegressor] = []
         self.scale = 1.0
-        self.trained_for: dict = {}
-        path = Path(model) if model is not None else artifact_path(ARTIFACT) if trained else None
+        path = claim_artifact(self, ARTIFACT, model, trained, self.likelihood.setup.geometry)
         if path is not None:
-            self.trained_for = trained_for(path)
-            check_detector(self.describe(), self.likelihood.setup.geometry)
             self.load(path, verified=model is None)
 
     def describe(self) -> MethodInfo:

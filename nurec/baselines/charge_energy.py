@@ -16,7 +16,7 @@ import awkward as ak
 import numpy as np
 import pandas as pd
 
-from nurec.baselines.artifacts import TRAINING_COMMAND, artifact_path, trained_for
+from nurec.baselines.artifacts import TRAINING_COMMAND, claim_artifact
 from nurec.baselines.cleaning import clean_hits
 from nurec.baselines.common import (
     detector_setup,
@@ -26,7 +26,7 @@ from nurec.baselines.common import (
     usable_hits,
 )
 from nurec.geometry import DEFAULT_DETECTOR, Geometry
-from nurec.methods.contract import DetectorRef, MethodInfo, check_detector, trained_for_record
+from nurec.methods.contract import DetectorRef, MethodInfo, trained_for_record
 from nurec.ragged import RaggedEvents
 
 ARTIFACT = "charge_energy"
@@ -53,11 +53,8 @@ class ChargeEnergy:
         self.setup = detector_setup(detector)
         self.coefficients: np.ndarray | None = None
         self.valid_log10_charge: tuple[float, float] = (-np.inf, np.inf)
-        self.trained_for: dict = {}
-        path = Path(model) if model is not None else artifact_path(ARTIFACT) if trained else None
+        path = claim_artifact(self, ARTIFACT, model, trained, self.setup.geometry)
         if path is not None:
-            self.trained_for = trained_for(path)
-            check_detector(self.describe(), self.setup.geometry)
             self.load(path)
 
     def describe(self) -> MethodInfo:

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from nurec.baselines.artifacts import TRAINING_COMMAND, artifact_path, trained_for
+from nurec.baselines.artifacts import TRAINING_COMMAND, claim_artifact
 from nurec.baselines.cleaning import clean_hits
 from nurec.baselines.common import (
     detector_setup,
@@ -35,7 +35,7 @@ from nurec.baselines.common import (
     usable_hits,
 )
 from nurec.geometry import DEFAULT_DETECTOR, Geometry
-from nurec.methods.contract import DetectorRef, MethodInfo, check_detector
+from nurec.methods.contract import DetectorRef, MethodInfo
 from nurec.threads import torch_threads
 
 ARTIFACT = "cnn_energy"
@@ -221,11 +221,8 @@ class CnnEnergy:
         self.threads = threads
         self.spec = ImageSpec.for_geometry(self.setup.geometry)
         self.model = EnergyCNN(self.spec.channels, width)
-        self.trained_for: dict = {}
-        path = Path(model) if model is not None else artifact_path(ARTIFACT) if trained else None
+        path = claim_artifact(self, ARTIFACT, model, trained, self.setup.geometry)
         if path is not None:
-            self.trained_for = trained_for(path)
-            check_detector(self.describe(), self.setup.geometry)
             self.load(path)
 
     def describe(self) -> MethodInfo:

@@ -35,6 +35,7 @@ from nurec.evaluate.evaluation import (
 )
 from nurec.evaluate.metrics import energy_bin_edges
 from nurec.evaluate.plots import FIGURES, figure_png
+from nurec.io.files import write_atomic
 from nurec.io.predictions import read_predictions, read_predictions_metadata
 from nurec.methods.run import Provenance
 
@@ -194,17 +195,11 @@ def build_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "plots").mkdir(exist_ok=True)
     for key, png in figures.items():
-        _write_atomic(out_dir / "plots" / f"{key}.png", png)
-    _write_atomic(out_dir / "metrics.json", (json.dumps(json_safe(metrics), indent=2, allow_nan=False) + "\n").encode())
+        write_atomic(out_dir / "plots" / f"{key}.png", png)
+    write_atomic(out_dir / "metrics.json", (json.dumps(json_safe(metrics), indent=2, allow_nan=False) + "\n").encode())
     page = render_html(metrics, summary, results, figures)
-    _write_atomic(out_dir / "index.html", page.encode())
+    write_atomic(out_dir / "index.html", page.encode())
     return Report(results, summary, metrics, out_dir, figures)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def json_safe(value: Any) -> Any:

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from nurec.io.files import read_chunk_manifest, write_json_atomic
 from nurec.io.schema import HIT_FIELDS, OPTIONAL_HIT_FIELDS, SchemaError, validate_events
 
 MANIFEST = "dataset.json"
@@ -118,9 +119,7 @@ class DatasetWriter:
             "chunks": chunks,
             "metadata": self.metadata,
         }
-        tmp = self.out_dir / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=_json_default))
-        os.replace(tmp, self.out_dir / MANIFEST)
+        write_json_atomic(self.out_dir / MANIFEST, manifest, default=_json_default)
 
 
 def prepare_output_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -169,17 +168,7 @@ def read_manifest(data_dir: str | os.PathLike) -> dict[str, Any]:
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DatasetError(f"{data_dir}: no such dataset directory")
-    manifest_path = data_dir / MANIFEST
-    if not manifest_path.exists():
-        raise DatasetError(f"{data_dir}: no {MANIFEST}; the dataset is incomplete or not a nurec dataset")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as err:
-        raise DatasetError(f"{manifest_path}: not valid JSON ({err})") from err
-    for chunk in manifest.get("chunks", []):
-        if not (data_dir / chunk["file"]).exists():
-            raise DatasetError(f"{data_dir}: chunk file {chunk['file']} listed in {MANIFEST} is missing")
-    return manifest
+    return read_chunk_manifest(data_dir, MANIFEST, DatasetError, "the dataset is incomplete or not a nurec dataset")
 
 
 def read_metadata(data_dir: str | os.PathLike) -> dict[str, Any]:

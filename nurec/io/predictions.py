@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from nurec.io.files import read_chunk_manifest
 from nurec.io.schema import validate_predictions
 
 PREDICTIONS_METADATA_KEY = b"nurec.predictions"
@@ -59,18 +60,10 @@ def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
 
 def read_predictions_manifest(directory: str | os.PathLike) -> dict[str, Any]:
     """Return the manifest of a prediction directory (its part files and provenance)."""
-    path = Path(directory) / PREDICTIONS_MANIFEST
-    if not path.exists():
-        raise FileNotFoundError(f"{directory}: no {PREDICTIONS_MANIFEST}; the predictions are incomplete")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    manifest = read_chunk_manifest(directory, PREDICTIONS_MANIFEST, ValueError, "the predictions are incomplete")
     if manifest.get("format") != PREDICTIONS_FORMAT:
-        raise ValueError(f"{path}: format {manifest.get('format')!r} is not {PREDICTIONS_FORMAT}")
-    for chunk in manifest.get("chunks", []):
-        if not (Path(directory) / chunk["file"]).exists():
-            raise FileNotFoundError(f"{directory}: part file {chunk['file']} listed in {PREDICTIONS_MANIFEST} is missing")
+        raise ValueError(f"{Path(directory) / PREDICTIONS_MANIFEST}: format {manifest.get('format')!r} "
+                         f"is not {PREDICTIONS_FORMAT}")
     return manifest
 
 

@@ -12,7 +12,6 @@ such a directory as one table.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 import awkward as ak
 
 from nurec.geometry import Geometry
+from nurec.io.files import write_json_atomic
 from nurec.io.parquet import read_manifest
 from nurec.io.predictions import PREDICTIONS_FORMAT, PREDICTIONS_MANIFEST, write_predictions
 from nurec.io.sources import iter_events, source_metadata
@@ -130,7 +130,5 @@ def reconstruct_chunks(
     provenance.cpu_s = sum(e["cpu_s"] for e in entries)
     manifest = {"format": PREDICTIONS_FORMAT, "provenance": provenance.to_dict(),
                 "chunks": [{"file": e["file"], "n_events": e["n_events"]} for e in entries]}
-    tmp = out_dir / (PREDICTIONS_MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, out_dir / PREDICTIONS_MANIFEST)
+    write_json_atomic(out_dir / PREDICTIONS_MANIFEST, manifest)
     return provenance
