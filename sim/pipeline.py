@@ -1,98 +1,38 @@
-"""The demo and the reproducible benchmark pipeline: simulate -> (train) -> reconstruct -> report.
+"""``nurec pipeline``: the reproducible benchmark, simulate -> train -> reconstruct -> report.
 
-``run_demo`` reconstructs a small fresh sample with every registered method that works
-without training and writes the report. ``run_pipeline`` (see sim.pipeline_steps) adds
-separate train/validation/test sets and the training steps.
+A run directory holds separate train/validation/test sets with fixed seeds, the trained
+models, one prediction file per method and the report. Every step writes its output
+atomically and is skipped when that output is present, so rerunning the command resumes an
+interrupted run; the directory remembers its preset and refuses a different one.
 """
 
 from __future__ import annotations
 
-import shlex
+import hashlib
+import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import awkward as ak
 
+import nurec.models
+from nurec import __version__
+from nurec.baselines.artifacts import ArtifactError, artifact_path
 from nurec.evaluate.evaluation import EvaluationSettings
-from nurec.evaluate.report import Report, build_report
-from nurec.evaluate.run_methods import MethodRun, method_names, print_progress, reconstruct_all
+from nurec.evaluate.report import Report, build_report, json_safe, load_method_predictions
+from nurec.evaluate.run_methods import method_names, print_progress, reconstruct_all
 from nurec.evaluate.truth import truth_table
+from nurec.io.files import write_atomic
+from nurec.io.parquet import MANIFEST, DatasetWriter, read_dataset, read_manifest, read_metadata
+from nurec.io.predictions import read_predictions_metadata
 from sim.config import SimulationConfig
-from sim.simulate import simulate_events
+from sim.simulate import chunk_sizes, dataset_metadata, simulate_chunk
 
 Progress = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class DemoConfig:
-    """What ``nurec demo`` simulates and how long it may spend reconstructing."""
-
-    n_events: int = 400
-    seed: int = 2026
-    detector: str = "icecube86"
-    flavors: tuple[str, ...] = ("numu", "nue")
-    interactions: tuple[str, ...] = ("CC",)
-    energy_min_gev: float = 1.0e3
-    energy_max_gev: float = 1.0e5
-    methods: tuple[str, ...] | None = None  # None: every registered method
-    reconstruction_budget_s: float = 60.0  # shared by all methods; slow ones run on a subsample
-    batch_size: int = 256
-
-    def simulation(self) -> SimulationConfig:
-        """Return the simulation settings of the demo sample."""
-        return SimulationConfig(
-            detector=self.detector, flavors=self.flavors, interactions=self.interactions,
-            n_events=self.n_events, energy_min_gev=self.energy_min_gev,
-            energy_max_gev=self.energy_max_gev, seed=self.seed,
-        ).validate()
-
-
-@dataclass
-class RunOutcome:
-    """Methods' runs on one event sample and the report written from them."""
-
-    report: Report
-    runs: list[MethodRun]
-    skipped: dict[str, str] = field(default_factory=dict)
-    wall_s: float = 0.0
-
-
-def run_demo(config: DemoConfig, out_dir: str | Path, progress: Progress | None = print_progress,
-             command: str | None = None) -> RunOutcome:
-    """Return the outcome of the demo: simulate, reconstruct with every ready method, write the report."""
-    say = progress or (lambda _msg: None)
-    start = time.perf_counter()
-    out_dir = Path(out_dir)
-    names = method_names(config.methods)
-    sim = config.simulation()
-    say(f"simulating {sim.n_events} events ({'+'.join(sim.flavors)} {'/'.join(sim.interactions)}, "
-        f"{sim.detector}, {sim.energy_min_gev:g}-{sim.energy_max_gev:g} GeV, seed {sim.seed}) ...")
-    events, metadata = simulate_events(sim)
-    say(f"  simulated in {time.perf_counter() - start:.1f} s")
-    if not names:
-        say("no reconstruction methods are registered; the report shows the data set only")
-    runs, skipped = reconstruct_all(
-        events, names, out_dir / "predictions", budget_s=config.reconstruction_budget_s,
-        batch_size=config.batch_size, progress=progress, detector=metadata.get("detector"),
-    )
-    say("writing the report ...")
-    command = command or demo_command(config)
-    report = build_report(truth_table(events), metadata, [r.as_method_predictions() for r in runs], out_dir,
-                          EvaluationSettings(), command=command, skipped=skipped)
-    return RunOutcome(report, runs, skipped, time.perf_counter() - start)
-
-
-def demo_command(config: DemoConfig) -> str:
-    """Return the command line that reproduces a demo run with ``config``."""
-    parts = ["nurec", "demo", "--events", str(config.n_events), "--seed", str(config.seed)]
-    if config.methods is not None:
-        parts += ["--methods", ",".join(config.methods)]
-    return shlex.join(parts)
-
-
-# ============================================================================ pipeline
 @dataclass(frozen=True)
 class PipelinePreset:
     """Everything a pipeline run depends on; stored in the run directory as preset.json.
@@ -139,8 +79,6 @@ class PipelinePreset:
 
     def to_dict(self) -> dict:
         """Return the preset as JSON-able data."""
-        from dataclasses import asdict
-
         data = asdict(self)
         data["flavors"], data["interactions"] = list(self.flavors), list(self.interactions)
         return data
@@ -175,22 +113,8 @@ class StepResult:
     seconds: float
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    import json
-    import os
-
-    from nurec.evaluate.report import json_safe
-
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, path)
-
-
 def simulate_dataset(config: SimulationConfig, out_dir: Path, say: Progress) -> str:
     """Simulate ``config`` into ``out_dir`` unless a complete data set is there; return the step status."""
-    from nurec.io.parquet import MANIFEST, DatasetWriter
-    from sim.simulate import chunk_sizes, dataset_metadata, simulate_chunk
-
     if (out_dir / MANIFEST).exists():
         return "present"
     n_generated = 0
@@ -208,10 +132,6 @@ def simulate_dataset(config: SimulationConfig, out_dir: Path, say: Progress) -> 
 
 def dataset_sha256(data_dir: Path) -> str:
     """Return the sha256 of a data set's chunk files in manifest order (identifies the exact events)."""
-    import hashlib
-
-    from nurec.io.parquet import read_manifest
-
     digest = hashlib.sha256()
     for chunk in read_manifest(data_dir)["chunks"]:
         with open(data_dir / chunk["file"], "rb") as handle:
@@ -222,8 +142,6 @@ def dataset_sha256(data_dir: Path) -> str:
 
 def default_train_config() -> Path:
     """Return the training config the bundled default GNN was made with (nurec/models/default)."""
-    import nurec.models
-
     path = Path(nurec.models.__file__).resolve().parent / "default" / "train_config.toml"
     if not path.exists():
         raise FileNotFoundError(f"{path}: the bundled model's training config is missing")
@@ -232,18 +150,15 @@ def default_train_config() -> Path:
 
 def train_gnn(preset: PipelinePreset, run_dir: Path, say: Progress, progress: bool = True) -> str:
     """Train the GNN on the train/validation sets into run_dir/models/gnn (resuming a checkpoint); return the status."""
+    # torch is imported only when a GNN is trained.
+    from nurec.models.network import ModelSpec
+    from nurec.train.config import TrainConfig, load_config
+    from nurec.train.loop import train
+
     out = run_dir / "models" / "gnn"
     if (out / "model.pt").exists():
         return "present"
-    try:
-        from nurec.models.network import ModelSpec
-        from nurec.train.config import TrainConfig
-        from nurec.train.loop import train
-    except ImportError as err:
-        return f"skipped: no GNN trainer available ({err})"
     if preset.gnn_config is not None:
-        from nurec.train.config import load_config
-
         path = default_train_config() if preset.gnn_config == "default" else Path(preset.gnn_config)
         spec, base = load_config(path)
         config = TrainConfig.from_dict({**base.to_dict(), **preset.gnn_training})
@@ -260,50 +175,38 @@ def train_gnn(preset: PipelinePreset, run_dir: Path, say: Progress, progress: bo
     return "done"
 
 
-# Learned baselines: artifact name in nurec/baselines/artifacts card -> (method, option naming the file).
-BASELINE_ARTIFACTS = {
-    "charge_energy": ("charge-energy", "model"),
-    "cnn_energy": ("cnn-energy", "model"),
-    "bdt_uncertainty": ("bdt-uncertainty", "model"),
-}
+# Learned baselines: artifact name in the card of run_dir/models/baselines -> the method that loads it.
+BASELINE_ARTIFACTS = {"charge_energy": "charge-energy", "cnn_energy": "cnn-energy", "bdt_uncertainty": "bdt-uncertainty"}
 BASELINE_STEPS = {"energy": ("charge_energy", "cnn_energy"), "bdt": ("bdt_uncertainty",)}
 
 
 def _artifact(run_dir: Path, name: str) -> Path | None:
     try:
-        from nurec.baselines.artifacts import artifact_path
-    except ImportError:
-        return None
-    try:
         return artifact_path(name, run_dir / "models" / "baselines")
-    except (FileNotFoundError, ValueError):
+    except (ArtifactError, ValueError):
         return None
 
 
-def train_baselines(step: str, preset: PipelinePreset, run_dir: Path, command: str | None) -> str:
-    """Train the learned baselines of ``step`` ("energy": charge + CNN, "bdt") with their library trainers.
+def train_learned_baselines(step: str, preset: PipelinePreset, run_dir: Path, command: str | None) -> str:
+    """Train the learned baselines of ``step`` ("energy": charge + CNN, "bdt") with sim.train_baselines.
 
-    The trainers (sim.train_baselines) simulate their own seeded samples (seeds
-    derived from the preset's, different from the test set's). Returns the step status.
+    The trainers simulate their own seeded samples (seeds derived from the preset's,
+    different from the test set's). Returns the step status.
     """
+    from sim import train_baselines as baseline_trainers  # imports torch: only when training
+
     if all(_artifact(run_dir, name) is not None for name in BASELINE_STEPS[step]):
         return "present"
-    try:
-        from nurec.baselines import train_all
-    except ImportError as err:
-        return f"skipped: no baseline trainer available ({err})"
-    from nurec import __version__
-
     out = run_dir / "models" / "baselines"
     out.mkdir(parents=True, exist_ok=True)
     common = {"detector": preset.detector, "nurec_version": __version__,
               "command": command or f"nurec pipeline --preset {preset.name}"}
     if step == "energy":
-        metrics = train_all.train_energy(out, preset.detector, preset.baseline_energy_events, preset.seed + 11,
-                                         preset.baseline_epochs, common)
+        metrics = baseline_trainers.train_energy(out, preset.detector, preset.baseline_energy_events,
+                                                 preset.seed + 11, preset.baseline_epochs, common)
     else:
-        metrics = train_all.train_bdt(out, preset.detector, preset.baseline_direction_events, preset.seed + 12,
-                                      None, common)
+        metrics = baseline_trainers.train_bdt(out, preset.detector, preset.baseline_direction_events,
+                                              preset.seed + 12, None, common)
     return "done: " + ", ".join(f"{k} {v:.3g}" for k, v in metrics.items() if isinstance(v, float))
 
 
@@ -312,11 +215,115 @@ def trained_options(run_dir: Path) -> dict[str, dict]:
     options: dict[str, dict] = {}
     if (run_dir / "models" / "gnn" / "model.pt").exists():
         options["gnn"] = {"model": str(run_dir / "models" / "gnn" / "model.pt")}
-    for artifact, (method, option) in BASELINE_ARTIFACTS.items():
+    for artifact, method in BASELINE_ARTIFACTS.items():
         path = _artifact(run_dir, artifact)
         if path is not None:
-            options[method] = {option: str(path)}
+            options[method] = {"model": str(path)}
     return options
+
+
+def write_json_record(path: Path, data: dict) -> None:
+    """Write a run record (preset, steps) as strict JSON, atomically."""
+    write_atomic(path, (json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n").encode())
+
+
+@dataclass
+class PipelineRun:
+    """One run directory: its preset, the requested methods, and what the steps found on the way."""
+
+    preset: PipelinePreset
+    run_dir: Path
+    names: list[str]
+    say: Progress
+    progress: bool
+    command: str | None
+    skipped: dict[str, str] = field(default_factory=dict)
+    _test_sha256: str | None = None
+    _test_events: ak.Array | None = None
+
+    @property
+    def test_dir(self) -> Path:
+        return self.run_dir / "data" / "test"
+
+    def check_preset(self) -> None:
+        """Record the preset in a new run directory; refuse a directory made with another one."""
+        path = self.run_dir / "preset.json"
+        if path.exists():
+            stored = json.loads(path.read_text())
+            if stored != json.loads(json.dumps(self.preset.to_dict())):
+                raise ValueError(f"{self.run_dir}: made with a different preset ('{stored.get('name')}'); "
+                                 "use another --out")
+        else:
+            write_json_record(path, self.preset.to_dict())
+
+    def test_sha256(self) -> str:
+        """Return the fingerprint of the test set (computed once, after it is simulated)."""
+        if self._test_sha256 is None:
+            self._test_sha256 = dataset_sha256(self.test_dir)
+        return self._test_sha256
+
+    def test_events(self) -> ak.Array:
+        """Return the test events (read once)."""
+        if self._test_events is None:
+            self._test_events = read_dataset(self.test_dir)
+        return self._test_events
+
+    def plan(self, train: bool) -> list[tuple[str, Callable[[], str]]]:
+        """Return the steps, in order: simulate, train what the requested methods need, reconstruct."""
+        steps: list[tuple[str, Callable[[], str]]] = []
+        for split in ("train", "val", "test"):
+            if split != "test" and not train or split == "val" and self.preset.n_val == 0:
+                continue
+            config = self.preset.dataset_config(split)
+            steps.append((f"simulate {split} ({config.n_events} events, seed {config.seed})",
+                          lambda c=config, s=split: simulate_dataset(c, self.run_dir / "data" / s, self.say)))
+        if train:
+            steps += self.training_steps()
+        for name in self.names:
+            steps.append((f"reconstruct test set with {name}", lambda n=name: self.reconstruct(n)))
+        return steps
+
+    def training_steps(self) -> list[tuple[str, Callable[[], str]]]:
+        """Return the training steps the requested methods need (and only those)."""
+        wanted = set(self.names)
+        steps: list[tuple[str, Callable[[], str]]] = []
+        if "gnn" in wanted:
+            steps.append(("train gnn", lambda: train_gnn(self.preset, self.run_dir, self.say, self.progress)))
+        for step, artifacts in BASELINE_STEPS.items():
+            methods = [BASELINE_ARTIFACTS[a] for a in artifacts]
+            if wanted & set(methods):
+                steps.append((f"train {' and '.join(methods)}",
+                              lambda s=step: train_learned_baselines(s, self.preset, self.run_dir, self.command)))
+        return steps
+
+    def reconstruct(self, name: str) -> str:
+        """Reconstruct the test set with method ``name`` unless its predictions of these events exist."""
+        path = self.run_dir / "predictions" / f"{name}.parquet"
+        if path.exists():
+            if read_predictions_metadata(path).get("extra", {}).get("data_sha256") == self.test_sha256():
+                return "present"
+            self.say(f"  {path} was made from other test events; redoing it")
+        events = self.test_events()
+        cap = self.preset.event_caps.get(name)
+        subsample = cap is not None and cap < len(events)
+        if subsample:
+            self.say(f"  {name}: the first {cap} of {len(events)} test events (preset event cap)")
+            events = events[:cap]
+        _, why = reconstruct_all(events, [name], self.run_dir / "predictions", budget_s=self.preset.method_budget_s,
+                                 options=trained_options(self.run_dir), progress=self.say if self.progress else None,
+                                 extra_metadata={"data_sha256": self.test_sha256()},
+                                 detector=self.preset.dataset_config("test").detector, subsample=subsample)
+        if why:
+            self.skipped.update(why)
+            return f"skipped: {why[name]}"
+        return "done"
+
+    def report(self) -> Report:
+        """Write the report of every method whose test-set predictions exist."""
+        files = [self.run_dir / "predictions" / f"{n}.parquet" for n in self.names]
+        predictions = [load_method_predictions(path) for path in files if path.exists()]
+        return build_report(truth_table(read_dataset(self.test_dir)), read_metadata(self.test_dir), predictions,
+                            self.run_dir / "report", EvaluationSettings(), command=self.command, skipped=self.skipped)
 
 
 def run_pipeline(
@@ -333,89 +340,26 @@ def run_pipeline(
     so an interrupted run continues where it stopped. The run directory remembers its
     preset and refuses a different one.
     """
-    import json
-
-    from nurec.evaluate.report import load_method_predictions
-    from nurec.io.parquet import read_dataset, read_metadata
-    from nurec.io.predictions import read_predictions_metadata
-
-    say = progress or (lambda _msg: None)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    preset_path = run_dir / "preset.json"
-    if preset_path.exists():
-        stored = json.loads(preset_path.read_text())
-        if stored != json.loads(json.dumps(preset.to_dict())):
-            raise ValueError(f"{run_dir}: made with a different preset ('{stored.get('name')}'); use another --out")
-    else:
-        _write_json_atomic(preset_path, preset.to_dict())
-    names = method_names(methods)
+    run = PipelineRun(preset, run_dir, method_names(methods), progress or (lambda _msg: None),
+                      progress is not None, command)
+    run.check_preset()
+    plan = run.plan(train)
     steps: list[StepResult] = []
-    plan: list[tuple[str, Callable[[], str]]] = []
-    for split in ("train", "val", "test"):
-        if split != "test" and not train or split == "val" and preset.n_val == 0:
-            continue
-        config = preset.dataset_config(split)
-        plan.append((f"simulate {split} ({config.n_events} events, seed {config.seed})",
-                     lambda c=config, s=split: simulate_dataset(c, run_dir / "data" / s, say)))
-    if train:  # only what the requested methods need
-        if "gnn" in names:
-            plan.append(("train gnn", lambda: train_gnn(preset, run_dir, say, progress is not None)))
-        if {"charge-energy", "cnn-energy"} & set(names):
-            plan.append(("train charge-energy and cnn-energy",
-                         lambda: train_baselines("energy", preset, run_dir, command)))
-        if "bdt-uncertainty" in names:
-            plan.append(("train bdt-uncertainty", lambda: train_baselines("bdt", preset, run_dir, command)))
-    skipped: dict[str, str] = {}
-
-    test_events: list[ak.Array] = []
-
-    fingerprint: list[str] = []
-
-    def reconstruct(name: str) -> str:
-        path = run_dir / "predictions" / f"{name}.parquet"
-        if not fingerprint:
-            fingerprint.append(dataset_sha256(run_dir / "data" / "test"))
-        if path.exists():
-            if read_predictions_metadata(path).get("extra", {}).get("data_sha256") == fingerprint[0]:
-                return "present"
-            say(f"  {path} was made from other test events; redoing it")
-        if not test_events:
-            test_events.append(read_dataset(run_dir / "data" / "test"))
-        events = test_events[0]
-        extra = {"data_sha256": fingerprint[0]}
-        cap = preset.event_caps.get(name)
-        if cap is not None and cap < len(events):
-            say(f"  {name}: the first {cap} of {len(events)} test events (preset event cap)")
-            events = events[:cap]
-        runs, why = reconstruct_all(events, [name], run_dir / "predictions", budget_s=preset.method_budget_s,
-                                    options=trained_options(run_dir), progress=progress, extra_metadata=extra,
-                                    detector=preset.dataset_config("test").detector,
-                                    subsample=cap is not None and cap < len(test_events[0]))
-        if why:
-            skipped.update(why)
-            return f"skipped: {why[name]}"
-        return "done"
-
-    for name in names:
-        plan.append((f"reconstruct test set with {name}", lambda n=name: reconstruct(n)))
     total = len(plan) + 1
     for index, (title, step) in enumerate(plan, start=1):
-        say(f"[{index}/{total}] {title} ...")
+        run.say(f"[{index}/{total}] {title} ...")
         start = time.perf_counter()
         status = step()
         steps.append(StepResult(title, status, time.perf_counter() - start))
-        say(f"  {status} ({steps[-1].seconds:.1f} s)")
-    say(f"[{total}/{total}] report ...")
+        run.say(f"  {status} ({steps[-1].seconds:.1f} s)")
+    run.say(f"[{total}/{total}] report ...")
     start = time.perf_counter()
-    test_dir = run_dir / "data" / "test"
-    predictions = [load_method_predictions(run_dir / "predictions" / f"{n}.parquet") for n in names
-                   if (run_dir / "predictions" / f"{n}.parquet").exists()]
-    report = build_report(truth_table(read_dataset(test_dir)), read_metadata(test_dir), predictions,
-                          run_dir / "report", EvaluationSettings(), command=command, skipped=skipped)
+    report = run.report()
     steps.append(StepResult("report", "done", time.perf_counter() - start))
-    say(f"  done ({steps[-1].seconds:.1f} s): {report.html_path}")
-    _write_json_atomic(run_dir / "pipeline.json", {
+    run.say(f"  done ({steps[-1].seconds:.1f} s): {report.html_path}")
+    write_json_record(run_dir / "pipeline.json", {
         "preset": preset.to_dict(), "command": command,
         "steps": [{"name": s.name, "status": s.status, "seconds": round(s.seconds, 2)} for s in steps],
     })

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from nurec.io.parquet import read_metadata
-from nurec.methods.registry import available_methods
+from nurec.io.predictions import read_predictions_metadata
 from sim.pipeline import PRESETS, PipelinePreset, run_pipeline
 
 TINY = PipelinePreset(
@@ -14,8 +14,8 @@ TINY = PipelinePreset(
     gnn_model={"network": {"conv_dims": [16, 16], "post_dims": [32], "readout_dims": [32]}},
     event_caps={"linefit": 25}, baseline_energy_events=150, baseline_direction_events=30, baseline_epochs=1,
 )
-# A fast selection of whatever is registered (the pipeline trains only what these need).
-METHODS = [spec.name for spec in available_methods() if spec.name in ("linefit", "charge-energy", "gnn")]
+# A fast selection (the pipeline trains only what these need).
+METHODS = ["linefit", "charge-energy", "gnn"]
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +35,16 @@ def test_pipeline_writes_separate_seeded_splits_and_the_report(first_run):
     assert metrics["dataset"]["seed"] == TINY.seed + 3 and metrics["dataset"]["n_events"] == 40
     statuses = {s.name: s.status for s in steps}
     assert all(status == "done" for name, status in statuses.items() if name.startswith("simulate"))
-    assert all(s.status.startswith(("done", "skipped")) for s in steps)
-    assert set(metrics["methods"]) | set(metrics["skipped_methods"]) == set(METHODS)
-    if "linefit" in metrics["methods"]:  # capped to the first 25 test events, shown as a subsample
-        assert metrics["methods"]["linefit"]["counts"]["n"] == 25 and metrics["methods"]["linefit"]["subsample"]
+    # every step ran: the GNN and the learned baselines were trained on this run's own samples
+    assert statuses["train gnn"] == "done"
+    assert statuses["train charge-energy and cnn-energy"].startswith("done")
+    assert all(s.status.startswith("done") for s in steps), statuses
+    assert set(metrics["methods"]) == set(METHODS) and not metrics.get("skipped_methods")
+    used = read_predictions_metadata(run_dir / "predictions" / "charge-energy.parquet")["options"]["model"]
+    assert used.startswith(str(run_dir / "models" / "baselines"))  # the run's own calibration, not the shipped one
+    # capped to the first 25 test events, shown as a subsample
+    assert metrics["methods"]["linefit"]["counts"]["n"] == 25 and metrics["methods"]["linefit"]["subsample"]
+    assert (run_dir / "models" / "baselines" / "card.json").exists()
     recorded = json.loads((run_dir / "pipeline.json").read_text())
     assert [s["name"] for s in recorded["steps"]] == [s.name for s in steps]
 

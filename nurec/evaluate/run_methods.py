@@ -44,6 +44,7 @@ class MethodRun:
     skipped: str | None = None
     load_s: float = 0.0
     detector: dict[str, str] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)
 
     def as_method_predictions(self) -> MethodPredictions:
         """Return the run as input for the report (raises if the method was skipped)."""
@@ -58,7 +59,8 @@ class MethodRun:
 
     def provenance(self) -> Provenance:
         """Return the run's provenance record."""
-        return Provenance(self.name, self.version, self.detector, n_events=int(self.throughput.get("n_events", 0)),
+        return Provenance(self.name, self.version, self.detector, self.options,
+                          n_events=int(self.throughput.get("n_events", 0)),
                           subsample=self.subsample, load_s=self.load_s,
                           wall_s=float(self.throughput.get("wall_s", 0.0)),
                           cpu_s=float(self.throughput.get("cpu_s", 0.0) or 0.0))
@@ -216,6 +218,8 @@ def run_methods(
         rate = throughput(n_done, sum(p.wall_s for p in parts[name]), sum(p.cpu_s for p in parts[name]))
         runs[name] = MethodRun(name, pd.concat(tables, ignore_index=True), str(getattr(method, "version", "unknown")),
                                rate, subsample=n_done < n_total, load_s=load_s, detector=detector_record)
+    for name, run in runs.items():
+        run.options = {k: str(v) for k, v in ((options or {}).get(name) or {}).items()}
     return [runs[name] for name in names]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sim.pipeline import DemoConfig, demo_command, run_demo
+from sim.demo import DemoConfig, demo_command, run_demo
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
