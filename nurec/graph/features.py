@@ -164,50 +164,99 @@ class FlatGraphs(RaggedEvents):
 def events_to_graphs(events: ak.Array, config: FeatureConfig) -> FlatGraphs:
     """Return the node features of every event (events with 0 hits get 0 nodes)."""
     pulses = hit_columns(events)
-    n_pulses, n_events, event_of_hit = pulses.counts, pulses.n_events, pulses.event_index
-    cols = {name: pulses[name] for name in ("x", "y", "z", "t", "charge", "dir_x", "dir_y", "dir_z")}
-    sensor = pulses["sensor_id"]
-    charge = cols["charge"]
     flat = fit_columns(pulses)
     partner = isolated_hit_mask(flat, CLEANING[config.linefit_medium]) \
         if (config.cleaning_flag or config.linefit == "improved") else None
-
-    # Unique (event, sensor) pairs: sensors per event, and the per-sensor summaries.
-    order = np.lexsort((cols["t"], sensor, event_of_hit))
-    key_sorted = np.stack([event_of_hit[order], sensor[order]])
-    new_group = np.ones(len(order), dtype=bool)
-    if len(order) > 1:
-        new_group[1:] = np.any(key_sorted[:, 1:] != key_sorted[:, :-1], axis=0)
-    group_of_sorted = np.cumsum(new_group) - 1
-    n_groups = int(group_of_sorted[-1] + 1) if len(order) else 0
-    group_event = key_sorted[0][new_group]
-    n_sensors = np.bincount(group_event, minlength=n_events)
-    total_charge = segment_sum(charge, event_of_hit, n_events)
-
-    if config.per_sensor:
-        first = order[new_group]  # earliest pulse of each sensor
-        q = segment_sum(charge[order], group_of_sorted, n_groups)
-        n_in = np.bincount(group_of_sorted, minlength=n_groups).astype(np.float64)
-        qt = segment_sum(charge[order] * cols["t"][order], group_of_sorted, n_groups)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            t_mean = np.where(q > 0, qt / q, cols["t"][first])
-        node = {name: cols[name][first] for name in ("x", "y", "z", "t", "dir_x", "dir_y", "dir_z")}
-        node["charge"] = q
-        node["n_pulses"] = n_in
-        node["t_spread"] = t_mean - cols["t"][first]
-        if config.cleaning_flag:
-            node["has_partner"] = partner[first].astype(np.float64)
-        node_event = group_event
-    else:
-        node = dict(cols)
-        if config.cleaning_flag:
-            node["has_partner"] = partner.astype(np.float64)
-        node_event = event_of_hit
-
+    sensors = _SensorGroups.of(pulses)
+    node, node_event = (_sensor_nodes(pulses, sensors, partner, config) if config.per_sensor
+                        else _pulse_nodes(pulses, partner, config))
     if config.time_window_ns > 0:
-        node, node_event = _time_window(node, node_event, n_events, config.time_window_ns)
+        node, node_event = _time_window(node, node_event, pulses.n_events, config.time_window_ns)
+    node, node_event = _cap_nodes(node, node_event, pulses.n_events, config)
+    counts = np.bincount(node_event, minlength=pulses.n_events).astype(np.int64)
+    t_rel = _relative_times(node, node_event, pulses.n_events)
+    cog, linefit_dir, linefit_speed = _plane_wave_fit(node, t_rel, node_event, pulses.n_events)
+    if config.linefit == "improved":
+        linefit_dir, linefit_speed = _improved_linefit(flat, partner, config.linefit_medium)
+    nodes, frame_globals = _node_features(node, node_event, t_rel, cog, linefit_dir, pulses.n_events, config)
+    total_charge = segment_sum(pulses["charge"], pulses.event_index, pulses.n_events)
+    glob = np.stack(
+        [
+            np.log10(np.maximum(pulses.counts, 1)),
+            np.log10(np.maximum(sensors.per_event, 1)),
+            np.log10(np.maximum(total_charge, 1e-3)),
+            np.log10(np.maximum(counts, 1)),
+            *cog.T,
+            *linefit_dir.T,
+            linefit_speed,
+            *frame_globals,
+        ],
+        axis=1,
+    ).astype(np.float32)
+    return FlatGraphs.of(nodes, counts, glob)
 
-    # Node cap: rank nodes within each event by brightness (or time) and keep the first.
+
+@dataclass
+class _SensorGroups:
+    """The pulses sorted by (event, sensor, time), grouped per hit sensor of each event."""
+
+    order: np.ndarray  # pulse indices in (event, sensor, time) order
+    new_group: np.ndarray  # True where a sorted pulse starts a sensor's group
+    group_of_sorted: np.ndarray  # group index of each sorted pulse
+    n_groups: int
+    group_event: np.ndarray  # event of each group
+    per_event: np.ndarray  # hit sensors per event
+
+    @classmethod
+    def of(cls, pulses: RaggedEvents) -> _SensorGroups:
+        event, sensor = pulses.event_index, pulses["sensor_id"]
+        order = np.lexsort((pulses["t"], sensor, event))
+        key_sorted = np.stack([event[order], sensor[order]])
+        new_group = np.ones(len(order), dtype=bool)
+        if len(order) > 1:
+            new_group[1:] = np.any(key_sorted[:, 1:] != key_sorted[:, :-1], axis=0)
+        group_of_sorted = np.cumsum(new_group) - 1
+        n_groups = int(group_of_sorted[-1] + 1) if len(order) else 0
+        group_event = key_sorted[0][new_group]
+        return cls(order, new_group, group_of_sorted, n_groups, group_event,
+                   np.bincount(group_event, minlength=pulses.n_events))
+
+
+_NODE_COLUMNS = ("x", "y", "z", "t", "charge", "dir_x", "dir_y", "dir_z")
+
+
+def _sensor_nodes(pulses: RaggedEvents, sensors: _SensorGroups, partner: np.ndarray | None,
+                  config: FeatureConfig) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Return one node per hit sensor: its first pulse's position and time, summed charge, pulse count, spread."""
+    order, groups = sensors.order, sensors.group_of_sorted
+    charge, t = pulses["charge"][order], pulses["t"][order]
+    first = order[sensors.new_group]  # earliest pulse of each sensor
+    q = segment_sum(charge, groups, sensors.n_groups)
+    qt = segment_sum(charge * t, groups, sensors.n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t_mean = np.where(q > 0, qt / q, pulses["t"][first])
+    node = {name: pulses[name][first] for name in ("x", "y", "z", "t", "dir_x", "dir_y", "dir_z")}
+    node["charge"] = q
+    node["n_pulses"] = np.bincount(groups, minlength=sensors.n_groups).astype(np.float64)
+    node["t_spread"] = t_mean - pulses["t"][first]
+    if config.cleaning_flag:
+        node["has_partner"] = partner[first].astype(np.float64)
+    return node, sensors.group_event
+
+
+def _pulse_nodes(pulses: RaggedEvents, partner: np.ndarray | None,
+                 config: FeatureConfig) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Return one node per pulse."""
+    node = {name: pulses[name] for name in _NODE_COLUMNS}
+    if config.cleaning_flag:
+        node["has_partner"] = partner.astype(np.float64)
+    return node, pulses.event_index
+
+
+def _cap_nodes(node: dict[str, np.ndarray], node_event: np.ndarray, n_events: int,
+               config: FeatureConfig) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Return at most ``config.max_nodes`` nodes per event (brightest or earliest; isolated ones go first),
+    contiguous per event and in their original order."""
     node_count = np.bincount(node_event, minlength=n_events)
     if config.max_nodes and node_count.max(initial=0) > config.max_nodes:
         primary = -node["charge"] if config.node_selection == "brightest" else node["t"]
@@ -217,32 +266,29 @@ def events_to_graphs(events: ak.Array, config: FeatureConfig) -> FlatGraphs:
         starts = np.concatenate([[0], np.cumsum(node_count)[:-1]])
         rank = np.empty(len(rank_order), dtype=np.int64)
         rank[rank_order] = np.arange(len(rank_order)) - np.repeat(starts, node_count)
-        keep = rank < config.max_nodes
-        # Keep events' nodes contiguous and in their original order.
-        keep_idx = np.flatnonzero(keep)
+        keep_idx = np.flatnonzero(rank < config.max_nodes)
         node = {name: value[keep_idx] for name, value in node.items()}
         node_event = node_event[keep_idx]
-    else:
-        keep_idx = np.arange(len(node_event))
     # Contiguous per event (stable sort: already sorted when built from sorted hits).
     by_event = np.argsort(node_event, kind="stable")
-    node = {name: value[by_event] for name, value in node.items()}
-    node_event = node_event[by_event]
-    counts = np.bincount(node_event, minlength=n_events).astype(np.int64)
+    return {name: value[by_event] for name, value in node.items()}, node_event[by_event]
 
-    # Times relative to the charge-weighted mean time of the kept nodes.
+
+def _relative_times(node: dict[str, np.ndarray], node_event: np.ndarray, n_events: int) -> np.ndarray:
+    """Return node times relative to the charge-weighted mean time of their event's nodes."""
     q_event = segment_sum(node["charge"], node_event, n_events)
     qt_event = segment_sum(node["charge"] * node["t"], node_event, n_events)
     with np.errstate(invalid="ignore", divide="ignore"):
         t_ref = np.where(q_event > 0, qt_event / q_event, 0.0)
-    t_rel = node["t"] - t_ref[node_event]
+    return node["t"] - t_ref[node_event]
 
-    cog, linefit_dir, linefit_speed = _plane_wave_fit(node, t_rel, node_event, n_events)
-    if config.linefit == "improved":
-        linefit_dir, linefit_speed = _improved_linefit(flat, partner, config.linefit_medium)
 
+def _node_features(node: dict[str, np.ndarray], node_event: np.ndarray, t_rel: np.ndarray, cog: np.ndarray,
+                   linefit_dir: np.ndarray, n_events: int,
+                   config: FeatureConfig) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Return (node feature matrix in ``config.feature_names`` order, the seed frame's event features)."""
     positions = np.stack([node["x"], node["y"], node["z"]], axis=1)
-    extra_globals: list[np.ndarray] = []
+    frame_globals: list[np.ndarray] = []
     rel = positions - cog[node_event]
     if config.seed_residuals:
         time_residual, perpendicular = _seed_residuals(rel, t_rel, linefit_dir[node_event], node["charge"],
@@ -250,7 +296,7 @@ def events_to_graphs(events: ak.Array, config: FeatureConfig) -> FlatGraphs:
     if config.frame == "seed":
         axes = seed_frame_axes(linefit_dir)  # (n_events, 3 axes, 3)
         positions = np.einsum("nij,nj->ni", axes[node_event], rel)
-        extra_globals = list(axes.reshape(n_events, 9).T)
+        frame_globals = list(axes.reshape(n_events, 9).T)
     columns = [*positions.T, t_rel, np.log10(np.maximum(node["charge"], 1e-3))]
     if config.per_sensor:
         columns += [np.log10(node["n_pulses"]), node["t_spread"]]
@@ -264,20 +310,7 @@ def events_to_graphs(events: ak.Array, config: FeatureConfig) -> FlatGraphs:
         columns += [node["has_partner"]]
     nodes = np.stack(columns, axis=1).astype(np.float32) if columns[0].size else np.zeros(
         (0, len(config.feature_names)), dtype=np.float32)
-    glob = np.stack(
-        [
-            np.log10(np.maximum(n_pulses, 1)),
-            np.log10(np.maximum(n_sensors, 1)),
-            np.log10(np.maximum(total_charge, 1e-3)),
-            np.log10(np.maximum(counts, 1)),
-            *cog.T,
-            *linefit_dir.T,
-            linefit_speed,
-            *extra_globals,
-        ],
-        axis=1,
-    ).astype(np.float32)
-    return FlatGraphs.of(nodes, counts, glob)
+    return nodes, frame_globals
 
 
 def seed_frame_axes(direction: np.ndarray) -> np.ndarray:
