@@ -131,32 +131,11 @@ def train(
 
 def _train(spec, config, data_dir, out_dir, val_dir, resume, progress, name, stop_after_epochs) -> TrainResult:
     out_dir = Path(out_dir)
-    checkpoint = None
-    if resume:
-        if not (out_dir / "last.pt").exists():
-            raise FileNotFoundError(f"{out_dir / 'last.pt'}: nothing to resume from")
-        checkpoint = load_checkpoint(out_dir / "last.pt")
-        meta = json.loads(checkpoint["metadata_json"])
-        config = TrainConfig.from_dict(meta["training"])
-        spec = ModelSpec.from_dict(json.loads(checkpoint["spec_json"]))
-    else:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if (out_dir / "last.pt").exists():
-            raise FileExistsError(f"{out_dir}: already holds a training run (use --resume or a new --out)")
-    config.validate()
+    spec, config, checkpoint = _start_or_resume(spec, config, out_dir, resume)
     torch.set_num_threads(config.threads)
     train_set, val_set = prepare_data(spec, config, data_dir, val_dir)
-
-    torch.manual_seed(config.seed)
-    network = GraphNetwork(spec)
-    network.set_statistics(train_set.graphs)
-    network.to(config.device)
-    optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
-    scheduler = _schedule(optimizer, config, steps_per_epoch)
-    state: dict[str, Any] = {"epoch": 0, "best_val_loss": None, "best_epoch": None, "bad_epochs": 0,
-                             "elapsed_s": 0.0, "stopped": None}
-    metadata = {
+    run = _Run.build(spec, config, train_set, val_set, checkpoint, out_dir)
+    run.metadata = {
         "name": name or out_dir.name,
         "training": config.to_dict(),
         "data": str(data_dir),
@@ -164,57 +143,130 @@ def _train(spec, config, data_dir, out_dir, val_dir, resume, progress, name, sto
         "val_data": str(val_dir) if val_dir else None,
         "n_train": len(train_set),
         "n_val": len(val_set),
-        "n_parameters": network.n_parameters(),
+        "n_parameters": run.network.n_parameters(),
         "torch_version": torch.__version__,
     }
-    if checkpoint is not None:
-        network, _ = network_from_payload(checkpoint, str(out_dir / "last.pt"))
-        network.to(config.device)
-        optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate,
-                                      weight_decay=config.weight_decay)
-        scheduler = _schedule(optimizer, config, steps_per_epoch)
-        optimizer.load_state_dict(checkpoint["optimizer"])  # after the schedule, which resets the lr
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        state = checkpoint["loop_state"]
-
     metrics_path = out_dir / "metrics.csv"
-    if checkpoint is None or not metrics_path.exists():
-        with open(metrics_path, "w", newline="") as handle:
-            csv.writer(handle).writerow(METRIC_COLUMNS)
-    else:  # drop rows of epochs after the checkpoint (a run killed mid-write)
-        with open(metrics_path, newline="") as handle:
-            rows = [r for r in csv.reader(handle)]
-        with open(metrics_path, "w", newline="") as handle:
-            csv.writer(handle).writerows([rows[0]] + [r for r in rows[1:] if int(r[0]) <= state["epoch"]])
+    _open_metrics(metrics_path, resumed=checkpoint is not None, last_epoch=run.state["epoch"])
+    started = time.perf_counter() - run.state["elapsed_s"]
+    last_epoch = config.epochs if stop_after_epochs is None else min(config.epochs, run.state["epoch"] + stop_after_epochs)
+    while run.state["epoch"] < last_epoch and run.state["stopped"] is None:
+        epoch = run.state["epoch"] + 1
+        losses, seen, train_rate = run.train_epoch(epoch, progress)
+        val = evaluate(run.network, val_set, config.eval_batch_size)
+        improved = run.end_epoch(epoch, val, time.perf_counter() - started)
+        row = [epoch, run.scheduler.get_last_lr()[0]] + [losses[k] / seen for k in ("loss", "direction", "energy", "track")]
+        row += [val[k] for k in ("loss", "direction", "energy", "track", "median_angle_deg",
+                                 "log10e_resolution", "track_auc", "coverage68")]
+        row += [train_rate, run.state["elapsed_s"]]
+        with open(metrics_path, "a", newline="") as handle:
+            csv.writer(handle).writerow([f"{v:.6g}" if isinstance(v, float) else v for v in row])
+        if progress:
+            print(f"epoch {epoch}: train {losses['loss'] / seen:.4f}  val {val['loss']:.4f}  "
+                  f"median angle {val['median_angle_deg']:.2f} deg  dlog10E {val['log10e_resolution']:.3f}  "
+                  f"AUC {val['track_auc']:.3f}  {train_rate:.0f} ev/s" + ("  *" if improved else ""))
+        if improved:
+            save_model(run.network, out_dir / "best.pt", run.metadata)
+        save_checkpoint(out_dir / "last.pt", run.network, run.optimizer, run.scheduler, run.state, run.metadata)
+    return _finish(out_dir, config, val_set, run.state, run.metadata, progress)
 
-    started = time.perf_counter() - state["elapsed_s"]
-    last_epoch = config.epochs if stop_after_epochs is None else min(config.epochs, state["epoch"] + stop_after_epochs)
-    while state["epoch"] < last_epoch and state["stopped"] is None:
-        epoch = state["epoch"] + 1
+
+def _start_or_resume(spec: ModelSpec, config: TrainConfig, out_dir: Path,
+                     resume: bool) -> tuple[ModelSpec, TrainConfig, dict | None]:
+    """Return (spec, config, checkpoint): a resumed run's own settings and last checkpoint, or a new run's."""
+    if resume:
+        if not (out_dir / "last.pt").exists():
+            raise FileNotFoundError(f"{out_dir / 'last.pt'}: nothing to resume from")
+        checkpoint = load_checkpoint(out_dir / "last.pt")
+        meta = json.loads(checkpoint["metadata_json"])
+        config = TrainConfig.from_dict(meta["training"])
+        spec = ModelSpec.from_dict(json.loads(checkpoint["spec_json"]))
+        return spec, config.validate(), checkpoint
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if (out_dir / "last.pt").exists():
+        raise FileExistsError(f"{out_dir}: already holds a training run (use --resume or a new --out)")
+    return spec, config.validate(), None
+
+
+def _open_metrics(path: Path, resumed: bool, last_epoch: int) -> None:
+    """Start metrics.csv, or keep a resumed run's rows up to its checkpoint (a run killed mid-write)."""
+    if not resumed or not path.exists():
+        with open(path, "w", newline="") as handle:
+            csv.writer(handle).writerow(METRIC_COLUMNS)
+        return
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    with open(path, "w", newline="") as handle:
+        csv.writer(handle).writerows([rows[0]] + [r for r in rows[1:] if int(r[0]) <= last_epoch])
+
+
+@dataclass
+class _Run:
+    """A training run in progress: the network, its optimiser and schedule, and the loop state."""
+
+    spec: ModelSpec
+    config: TrainConfig
+    train_set: TrainingSet
+    network: GraphNetwork
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    state: dict[str, Any]
+    metadata: dict[str, Any]
+
+    @classmethod
+    def build(cls, spec: ModelSpec, config: TrainConfig, train_set: TrainingSet, val_set: TrainingSet,
+              checkpoint: dict | None, out_dir: Path) -> _Run:
+        """Return a new run (seeded initial weights, statistics of the training set) or the checkpoint's."""
+        torch.manual_seed(config.seed)
+        network = GraphNetwork(spec)
+        network.set_statistics(train_set.graphs)
+        network.to(config.device)
+        optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+        steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+        scheduler = _schedule(optimizer, config, steps_per_epoch)
+        state: dict[str, Any] = {"epoch": 0, "best_val_loss": None, "best_epoch": None, "bad_epochs": 0,
+                                 "elapsed_s": 0.0, "stopped": None}
+        if checkpoint is not None:
+            network, _ = network_from_payload(checkpoint, str(out_dir / "last.pt"))
+            network.to(config.device)
+            optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate,
+                                          weight_decay=config.weight_decay)
+            scheduler = _schedule(optimizer, config, steps_per_epoch)
+            optimizer.load_state_dict(checkpoint["optimizer"])  # after the schedule, which resets the lr
+            scheduler.load_state_dict(checkpoint["scheduler"])
+            state = checkpoint["loop_state"]
+        return cls(spec, config, train_set, network, optimizer, scheduler, state, {})
+
+    def train_epoch(self, epoch: int, progress: bool) -> tuple[dict[str, float], int, float]:
+        """Return (summed losses, events seen, events/s) of one epoch over shuffled batches (seeded per epoch)."""
+        config = self.config
         torch.manual_seed(config.seed * 100_003 + epoch)
-        batches = _batches(len(train_set), config.batch_size, np.random.default_rng([config.seed, epoch]))
-        network.train()
+        batches = _batches(len(self.train_set), config.batch_size, np.random.default_rng([config.seed, epoch]))
+        self.network.train()
         sums = {"loss": 0.0, "direction": 0.0, "energy": 0.0, "track": 0.0}
         seen, epoch_start = 0, time.perf_counter()
         bar = tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
         for index in bar:
-            nodes, counts, glob, targets = _tensors(train_set, index, config.device)
-            losses = task_losses(network(nodes, counts, glob), targets, spec.tasks)
-            optimizer.zero_grad(set_to_none=True)
+            nodes, counts, glob, targets = _tensors(self.train_set, index, config.device)
+            losses = task_losses(self.network(nodes, counts, glob), targets, self.spec.tasks)
+            self.optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             if config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(network.parameters(), config.grad_clip)
-            optimizer.step()
-            scheduler.step()
+                torch.nn.utils.clip_grad_norm_(self.network.parameters(), config.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
             for key in sums:
                 sums[key] += losses[key].item() * len(index)
             seen += len(index)
             rate = seen / max(time.perf_counter() - epoch_start, 1e-9)
             bar.set_postfix(loss=f"{sums['loss'] / seen:.3f}", ev_s=f"{rate:.0f}")
-        train_rate = seen / max(time.perf_counter() - epoch_start, 1e-9)
-        val = evaluate(network, val_set, config.eval_batch_size)
+        return sums, seen, seen / max(time.perf_counter() - epoch_start, 1e-9)
+
+    def end_epoch(self, epoch: int, val: dict[str, Any], elapsed_s: float) -> bool:
+        """Record the epoch's validation loss and decide on early stopping; return True if it improved."""
+        state, config = self.state, self.config
         state["epoch"] = epoch
-        state["elapsed_s"] = time.perf_counter() - started
+        state["elapsed_s"] = elapsed_s
         improved = state["best_val_loss"] is None or val["loss"] < state["best_val_loss"]
         if improved:
             state.update(best_val_loss=val["loss"], best_epoch=epoch, bad_epochs=0)
@@ -224,21 +276,12 @@ def _train(spec, config, data_dir, out_dir, val_dir, resume, progress, name, sto
             state["stopped"] = f"early stop: no improvement for {config.patience} epochs"
         elif config.time_limit_min and state["elapsed_s"] > 60 * config.time_limit_min:
             state["stopped"] = f"time limit {config.time_limit_min} min"
-        row = [epoch, scheduler.get_last_lr()[0]] + [sums[k] / seen for k in ("loss", "direction", "energy", "track")]
-        row += [val[k] for k in ("loss", "direction", "energy", "track", "median_angle_deg",
-                                 "log10e_resolution", "track_auc", "coverage68")]
-        row += [train_rate, state["elapsed_s"]]
-        with open(metrics_path, "a", newline="") as handle:
-            csv.writer(handle).writerow([f"{v:.6g}" if isinstance(v, float) else v for v in row])
-        if progress:
-            print(f"epoch {epoch}: train {sums['loss'] / seen:.4f}  val {val['loss']:.4f}  "
-                  f"median angle {val['median_angle_deg']:.2f} deg  dlog10E {val['log10e_resolution']:.3f}  "
-                  f"AUC {val['track_auc']:.3f}  {train_rate:.0f} ev/s" + ("  *" if improved else ""))
-        if improved:
-            save_model(network, out_dir / "best.pt", metadata)
-        save_checkpoint(out_dir / "last.pt", network, optimizer, scheduler, state, metadata)
+        return improved
 
-    # Best weights, kappa calibrated on the validation events, written as the model file.
+
+def _finish(out_dir: Path, config: TrainConfig, val_set: TrainingSet, state: dict[str, Any],
+            metadata: dict[str, Any], progress: bool) -> TrainResult:
+    """Write model.pt (best weights, kappa calibrated on the validation events) and summary.json."""
     best, _ = network_from_payload(torch.load(out_dir / "best.pt", weights_only=True))
     val = evaluate(best, val_set, config.eval_batch_size)
     kappa = np.linalg.norm(val["outputs"][:, :3].astype(np.float64), axis=1)
