@@ -141,86 +141,125 @@ def run_methods(
     detector_record = DetectorRef.of(geometry).to_dict()
     say = progress or (lambda _msg: None)
     n_total = len(events)
-    built: dict[str, tuple[Any, float]] = {}
-    runs: dict[str, MethodRun] = {}
-    for name in names:
-        start = time.perf_counter()
-        try:
-            built[name] = (build_method(name, geometry, **((options or {}).get(name) or {})), 0.0)
-        except Exception as err:  # noqa: BLE001 - any construction error makes the method unavailable
-            runs[name] = MethodRun(name, None, skipped=error_reason(err), detector=detector_record)
-            continue
-        built[name] = (built[name][0], time.perf_counter() - start)
-
+    built, runs = _build_methods(names, options, geometry, detector_record)
     parts: dict[str, list[_Batches]] = {name: [] for name in built}
-    targets = {name: n_total for name in built}
-    deadlines: dict[str, float | None] = {name: None for name in built}
-    first_size = batch_size
+    plan = {name: _Target(n_total) for name in built}
     if time_budget_s is not None:
-        first_size = min(probe_events, n_total)
-        per_event = {}
-        for name, (method, _) in built.items():
-            # One untimed warm-up event first: worker pools, lazy imports and caches start
-            # once per method and would otherwise make the probe (and the share) unrepresentative.
-            warm = _reconstruct_batches(method, name, events[:1], 1, stop_if_first_raises=skip_if_first_batch_raises)
-            if warm.first_error is not None:
-                parts[name].append(warm)
-                per_event[name] = 0.0
-                continue
-            probe = _reconstruct_batches(method, name, events[:first_size], first_size,
-                                         stop_if_first_raises=skip_if_first_batch_raises)
-            parts[name].append(probe)
-            per_event[name] = probe.wall_s / max(probe.n_done, 1)
-            if (probe.first_error is None and n_total > first_size
-                    and per_event[name] * 16 * probe_events < min(5.0, 0.1 * time_budget_s)):
-                # Fast: a bigger timed batch, so per-call overheads of batched methods do not dominate.
-                more = _reconstruct_batches(method, name, events[first_size : first_size + 16 * probe_events],
-                                            16 * probe_events)
-                parts[name].append(more)
-                per_event[name] = (probe.wall_s + more.wall_s) / max(probe.n_done + more.n_done, 1)
-        ready = [n for n in built if parts[n][0].first_error is None]
-        probed = {n: sum(p.n_done for p in parts[n]) for n in ready}
-        shares = share_budget(time_budget_s - sum(p.wall_s for n in ready for p in parts[n]),
-                              {n: per_event[n] * (n_total - probed[n]) for n in ready})
-        for name in ready:
-            affordable = shares[name] / per_event[name] if per_event[name] > 0 else n_total
-            targets[name] = int(min(n_total, probed[name] + int(affordable * (1 + 1e-9))))
-            deadlines[name] = 1.5 * shares[name] + 1.0
-            if targets[name] < n_total:
-                say(f"{name}: {per_event[name] * 1e3:.0f} ms/event, running {targets[name]} of {n_total} events "
-                    f"({shares[name]:.0f} s of the {time_budget_s:.0f} s budget)")
+        plan = _share_time_budget(built, events, time_budget_s, probe_events, skip_if_first_batch_raises, parts, say)
     for name, (method, load_s) in built.items():
-        done = sum(p.n_done for p in parts[name])
+        version = str(getattr(method, "version", "unknown"))
         if parts[name] and parts[name][0].first_error is not None:
-            runs[name] = MethodRun(name, None, str(getattr(method, "version", "unknown")),
-                                   skipped=parts[name][0].first_error, load_s=load_s, detector=detector_record)
+            runs[name] = MethodRun(name, None, version, skipped=parts[name][0].first_error, load_s=load_s,
+                                   detector=detector_record)
             continue
-        bar = tqdm(total=targets[name], initial=done, desc=name, unit="ev", disable=not show_bar,
-                   file=sys.stderr, leave=False)
-        if done < targets[name]:
-            rest = events[done : targets[name]]
-            step = batch_size
-            if time_budget_s is not None and done:
-                per_event_s = sum(p.wall_s for p in parts[name]) / done
-                step = int(np.clip(0.2 * (deadlines[name] or 0) / max(per_event_s, 1e-9), 1, batch_size))
-            parts[name].append(_reconstruct_batches(
-                method, name, rest, step, deadline_s=deadlines[name],
-                stop_if_first_raises=skip_if_first_batch_raises and not done, bar=bar))
-        bar.close()
+        parts[name].append(_run_to_target(method, name, events, parts[name], plan[name], batch_size,
+                                          skip_if_first_batch_raises, show_bar, time_budget_s is not None))
         if parts[name][-1].first_error is not None:
-            runs[name] = MethodRun(name, None, str(getattr(method, "version", "unknown")),
-                                   skipped=parts[name][-1].first_error, load_s=load_s, detector=detector_record)
+            runs[name] = MethodRun(name, None, version, skipped=parts[name][-1].first_error, load_s=load_s,
+                                   detector=detector_record)
             continue
-        tables = [t for p in parts[name] for t in p.tables]
         n_done = sum(p.n_done for p in parts[name])
-        if n_done < targets[name]:
+        if n_done < plan[name].n_events:
             say(f"{name}: stopped after {n_done} events (over its time share)")
         rate = throughput(n_done, sum(p.wall_s for p in parts[name]), sum(p.cpu_s for p in parts[name]))
-        runs[name] = MethodRun(name, pd.concat(tables, ignore_index=True), str(getattr(method, "version", "unknown")),
-                               rate, subsample=n_done < n_total, load_s=load_s, detector=detector_record)
+        runs[name] = MethodRun(name, pd.concat([t for p in parts[name] for t in p.tables], ignore_index=True),
+                               version, rate, subsample=n_done < n_total, load_s=load_s, detector=detector_record)
     for name, run in runs.items():
         run.options = {k: str(v) for k, v in ((options or {}).get(name) or {}).items()}
     return [runs[name] for name in names]
+
+
+@dataclass
+class _Target:
+    """How far a method runs: the leading ``n_events`` events, stopping after ``deadline_s`` of work."""
+
+    n_events: int
+    deadline_s: float | None = None
+
+
+def _build_methods(names: list[str], options: dict[str, dict] | None, geometry: Any,
+                   detector_record: dict[str, str]) -> tuple[dict[str, tuple[Any, float]], dict[str, MethodRun]]:
+    """Return ({name: (method built for the detector, seconds to build)}, {name: skipped run} for those that cannot be built)."""
+    built: dict[str, tuple[Any, float]] = {}
+    skipped: dict[str, MethodRun] = {}
+    for name in names:
+        start = time.perf_counter()
+        try:
+            method = build_method(name, geometry, **((options or {}).get(name) or {}))
+        except Exception as err:  # noqa: BLE001 - any construction error makes the method unavailable
+            skipped[name] = MethodRun(name, None, skipped=error_reason(err), detector=detector_record)
+            continue
+        built[name] = (method, time.perf_counter() - start)
+    return built, skipped
+
+
+def _probe(method: Any, name: str, events: ak.Array, probe_events: int, skip_if_first_raises: bool,
+           parts: list[_Batches], time_budget_s: float) -> float:
+    """Time ``method`` on the leading events (after one untimed warm-up); return seconds per event.
+
+    Worker pools, lazy imports and caches start once per method and would otherwise make the
+    probe unrepresentative. Fast methods get a bigger timed batch, so per-call overheads of
+    batched methods do not dominate. The timed batches are appended to ``parts``.
+    """
+    warm = _reconstruct_batches(method, name, events[:1], 1, stop_if_first_raises=skip_if_first_raises)
+    if warm.first_error is not None:
+        parts.append(warm)
+        return 0.0
+    first_size = min(probe_events, len(events))
+    probe = _reconstruct_batches(method, name, events[:first_size], first_size,
+                                 stop_if_first_raises=skip_if_first_raises)
+    parts.append(probe)
+    per_event = probe.wall_s / max(probe.n_done, 1)
+    if (probe.first_error is None and len(events) > first_size
+            and per_event * 16 * probe_events < min(5.0, 0.1 * time_budget_s)):
+        more = _reconstruct_batches(method, name, events[first_size : first_size + 16 * probe_events],
+                                    16 * probe_events)
+        parts.append(more)
+        per_event = (probe.wall_s + more.wall_s) / max(probe.n_done + more.n_done, 1)
+    return per_event
+
+
+def _share_time_budget(built: dict[str, tuple[Any, float]], events: ak.Array, time_budget_s: float,
+                       probe_events: int, skip_if_first_raises: bool, parts: dict[str, list[_Batches]],
+                       say: Callable[[str], None]) -> dict[str, _Target]:
+    """Probe every method, then share what is left of the budget: return each method's target."""
+    n_total = len(events)
+    per_event = {name: _probe(method, name, events, probe_events, skip_if_first_raises, parts[name], time_budget_s)
+                 for name, (method, _) in built.items()}
+    ready = [n for n in built if parts[n][0].first_error is None]
+    probed = {n: sum(p.n_done for p in parts[n]) for n in ready}
+    shares = share_budget(time_budget_s - sum(p.wall_s for n in ready for p in parts[n]),
+                          {n: per_event[n] * (n_total - probed[n]) for n in ready})
+    plan = {name: _Target(n_total) for name in built}
+    for name in ready:
+        affordable = shares[name] / per_event[name] if per_event[name] > 0 else n_total
+        plan[name] = _Target(int(min(n_total, probed[name] + int(affordable * (1 + 1e-9)))), 1.5 * shares[name] + 1.0)
+        if plan[name].n_events < n_total:
+            say(f"{name}: {per_event[name] * 1e3:.0f} ms/event, running {plan[name].n_events} of {n_total} events "
+                f"({shares[name]:.0f} s of the {time_budget_s:.0f} s budget)")
+    return plan
+
+
+def _run_to_target(method: Any, name: str, events: ak.Array, done_parts: list[_Batches], target: _Target,
+                   batch_size: int, skip_if_first_raises: bool, show_bar: bool, budgeted: bool) -> _Batches:
+    """Return the batches that take ``method`` from the events already done to its target.
+
+    Under a time budget, batches shrink so that a method stops close to its deadline.
+    """
+    done = sum(p.n_done for p in done_parts)
+    bar = tqdm(total=target.n_events, initial=done, desc=name, unit="ev", disable=not show_bar,
+               file=sys.stderr, leave=False)
+    result = _Batches()
+    if done < target.n_events:
+        step = batch_size
+        if budgeted and done:
+            per_event_s = sum(p.wall_s for p in done_parts) / done
+            step = int(np.clip(0.2 * (target.deadline_s or 0) / max(per_event_s, 1e-9), 1, batch_size))
+        result = _reconstruct_batches(method, name, events[done : target.n_events], step,
+                                      deadline_s=target.deadline_s,
+                                      stop_if_first_raises=skip_if_first_raises and not done, bar=bar)
+    bar.close()
+    return result
 
 
 def run_method(name: str, events: ak.Array, options: dict[str, Any] | None = None, **settings: Any) -> MethodRun:
