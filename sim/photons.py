@@ -35,7 +35,7 @@ tests/test_physics_light.py checks the sampled charge against the dense expectat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy import special
@@ -286,42 +286,165 @@ class PhotoElectrons:
     scale: np.ndarray
 
 
+@dataclass(frozen=True)
+class _Optics:
+    """What every step of the sampling needs of the detector, the medium and the sensors."""
+
+    cols: ModuleColumns
+    medium: Medium
+    response: DetectorResponse
+    geometry: Geometry
+    acc_table: np.ndarray | None
+    kmax: int
+    sin_c: float
+    cos_c: float
+    cot_c: float
+    loss_a: float  # continuous muon loss a [GeV/m] ...
+    loss_b: float  # ... and b [1/m] of dE/dx = a + b E
+    att: float  # attenuation length [m]
+    scat: float  # effective scattering length [m]
+    peak_norm: float
+    density_max: float  # largest cascade_angular_density [1/sr]
+
+    @classmethod
+    def of(cls, geometry: Geometry, medium: Medium, response: DetectorResponse) -> _Optics:
+        cols = module_columns(geometry)
+        theta_c = medium.cherenkov_angle_rad
+        peak_norm = _cascade_peak_norm(np.cos(theta_c))
+        return cls(cols, medium, response, geometry, acceptance_sum_table(geometry, response.acceptance_exponent),
+                   int(cols.sensor_count.max()), np.sin(theta_c), np.cos(theta_c), 1.0 / np.tan(theta_c),
+                   medium.muon_loss_a_gev_per_m, medium.muon_loss_b_per_m, medium.attenuation_length_m,
+                   medium.effective_scattering_length_m, peak_norm, 0.8 / peak_norm + 1.0 / (4 * np.pi))
+
+    @property
+    def r_max(self) -> float:
+        return self.cols.max_radius_m
+
+    @property
+    def area_bound(self) -> float:
+        return self.response.pmt_area_m2 * self.kmax
+
+
+@dataclass(frozen=True)
+class _Cuts:
+    """Per event: whether it has a track, and the distances beyond which nothing passes CANDIDATE_NPE."""
+
+    is_track: np.ndarray
+    rho_cut: np.ndarray  # from the track [m], -1 where nothing is visible
+    d_cut: np.ndarray  # from the cascade vertex [m], -1 where nothing is visible
+
+
+@dataclass(frozen=True)
+class _ColumnPairs:
+    """(event, column) pairs with modules inside the cut distances, and the geometry of each pair."""
+
+    event: np.ndarray
+    column: np.ndarray
+    first: np.ndarray  # index of the pair's first module in cols.search_key
+    n_in: np.ndarray  # modules of the column within the interval
+    perp_min2: np.ndarray  # squared closest distance of the column axis to the track line [m²]
+    s2: np.ndarray  # 1 - uz² of the track
+    track_ok: np.ndarray  # the track reaches the column
+    q: np.ndarray  # squared horizontal distance of vertex and column [m²]
+    a0: np.ndarray  # horizontal offset of the column along the track
+    uz: np.ndarray  # vertical component of the track direction
+
+
+@dataclass(frozen=True)
+class _ColumnBounds:
+    """Per column pair: the bound of its summed module bounds and the factors the modules reuse."""
+
+    stochastic_max: np.ndarray
+    seg_dist: np.ndarray
+    r_col: np.ndarray
+    track_k: np.ndarray
+    casc_k: np.ndarray
+    bound: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Landed:
+    """Modules of thinned columns that received bound photo-electrons."""
+
+    pair: np.ndarray  # column pair
+    position: np.ndarray  # index in cols.search_key order
+    count: np.ndarray  # bound photo-electrons received
+    envelope: np.ndarray  # the module's envelope u_m
+    stochastic: np.ndarray  # the module's stochastic-loss factor
+
+
+@dataclass(frozen=True)
+class _Modules:
+    """Candidate modules with their bounds and the geometry their sensors' bounds reuse."""
+
+    event: np.ndarray
+    module: np.ndarray
+    stochastic: np.ndarray
+    bound: np.ndarray
+    track_bound: np.ndarray
+    casc_bound: np.ndarray
+    rx: np.ndarray
+    ry: np.ndarray
+    rz: np.ndarray
+    eux: np.ndarray
+    euy: np.ndarray
+    euz: np.ndarray
+    dist: np.ndarray
+    along: np.ndarray
+    rho: np.ndarray
+    r: np.ndarray
+    delta_t: np.ndarray
+    delta_c: np.ndarray
+    acc_sum_t: np.ndarray
+    acc_sum_c: np.ndarray
+
+    def take(self, index: np.ndarray) -> _Modules:
+        """Return the modules at ``index``."""
+        return _Modules(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+
 def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response: DetectorResponse,
                           rng: np.random.Generator) -> PhotoElectrons:
     """Return the photo-electrons of a batch (direct times and distances; delays added later).
 
-    ``sources`` is a sim.detector.LightSources. Photo-electrons come sorted by event.
+    ``sources`` is a sim.detector.LightSources. Photo-electrons come sorted by event. The
+    steps are those of the module docstring; the random numbers are drawn in this order.
     """
-    cols = module_columns(geometry)
-    kmax = int(cols.sensor_count.max())
-    area_bound = response.pmt_area_m2 * kmax
-    acc_table = acceptance_sum_table(geometry, response.acceptance_exponent)
-    kmax_array = np.array([kmax])
-    theta_c = medium.cherenkov_angle_rad
-    sin_c, cos_c, cot_c = np.sin(theta_c), np.cos(theta_c), 1.0 / np.tan(theta_c)
-    a, b = medium.muon_loss_a_gev_per_m, medium.muon_loss_b_per_m
-    att, scat = medium.attenuation_length_m, medium.effective_scattering_length_m
-    peak_norm = _cascade_peak_norm(np.cos(theta_c))
-    c0 = np.cos(theta_c)
-    density_max = 0.8 / peak_norm + 1.0 / (4 * np.pi)  # largest cascade_angular_density [1/sr]
-    r_max = cols.max_radius_m
+    optics = _Optics.of(geometry, medium, response)
+    cuts = _cut_distances(optics, sources)
+    pairs = _column_pairs(optics, sources, cuts)
+    bounds = _column_bounds(optics, sources, cuts, pairs, rng)
+    bright_pairs, thin_pairs, n_col = _visited_columns(bounds.bound, rng)
+    landed = _thinned_modules(optics, sources, pairs, bounds, thin_pairs, n_col, rng)
+    group_b, position_b = _expand(pairs.first[bright_pairs], pairs.n_in[bright_pairs])
+    col_pair = np.concatenate([landed.pair, bright_pairs[group_b]])
+    module = optics.cols.module_order[np.concatenate([landed.position, position_b])]
+    stochastic = np.concatenate([landed.stochastic, rng.standard_exponential(len(position_b))])
+    modules = _module_bounds(optics, sources, cuts, pairs, bounds, col_pair, module, stochastic)
+    modules, n_bound, direct_mode = _module_counts(modules, landed, rng)
+    pair, sensor, n_cat, cat_bound, cat_direct = _sensor_counts(optics, modules, n_bound, direct_mode, rng)
+    return _photoelectrons(optics, sources, cuts, modules, pair, sensor, n_cat, cat_bound, cat_direct, rng)
 
-    # Structure of arrays: gathers of 1-D columns are several times faster than of (n, 3) rows.
-    vx, vy, vz_all = (np.ascontiguousarray(sources.vertex[:, i]) for i in range(3))
-    ux, uy, uz_all = (np.ascontiguousarray(sources.muon_direction[:, i]) for i in range(3))
-    cx, cy, cz = (np.ascontiguousarray(sources.direction[:, i]) for i in range(3))
-    mod_x, mod_y, mod_z = cols.module_xyz
-    pmt_x, pmt_y, pmt_z = cols.pmt_direction_xyz
 
-    # 1. Per event: distances beyond which nothing can pass CANDIDATE_NPE.
+def _cut_distances(optics: _Optics, sources) -> _Cuts:
+    """Step 1: per event, the distances beyond which no module can expect CANDIDATE_NPE."""
     is_track = sources.is_track & (sources.track_length_m > 0)
-    k_track = PHOTONS_PER_GEV * (a + STOCHASTIC_CAP * b * sources.muon_energy_gev) * area_bound / (2 * np.pi)
-    rho_cut = np.where(is_track, _cut_distance(k_track, sin_c * att, 1, CANDIDATE_NPE), -1.0)
-    k_casc = PHOTONS_PER_GEV * sources.cascade_em_energy_gev * area_bound * density_max
-    d_cut = _cut_distance(k_casc, att, 2, CANDIDATE_NPE)
+    k_track = (PHOTONS_PER_GEV * (optics.loss_a + STOCHASTIC_CAP * optics.loss_b * sources.muon_energy_gev)
+               * optics.area_bound / (2 * np.pi))
+    rho_cut = np.where(is_track, _cut_distance(k_track, optics.sin_c * optics.att, 1, CANDIDATE_NPE), -1.0)
+    k_casc = PHOTONS_PER_GEV * sources.cascade_em_energy_gev * optics.area_bound * optics.density_max
+    d_cut = _cut_distance(k_casc, optics.att, 2, CANDIDATE_NPE)
+    return _Cuts(is_track, rho_cut, d_cut)
 
-    # 2. Per (event, column): z-interval of modules within the cut distances, for events
-    #    whose track segment or vertex comes that close to the detector's bounding sphere.
+
+def _column_pairs(optics: _Optics, sources, cuts: _Cuts) -> _ColumnPairs:
+    """Step 2: per (event, column), the z-interval of modules within the cut distances.
+
+    Only events whose track segment or vertex comes that close to the detector's bounding
+    sphere are looked at.
+    """
+    cols, r_max, sin_c, cot_c = optics.cols, optics.r_max, optics.sin_c, optics.cot_c
+    is_track, rho_cut, d_cut = cuts.is_track, cuts.rho_cut, cuts.d_cut
     vertex, u = sources.vertex, sources.muon_direction
     rel_centre = cols.centre - vertex
     along_centre = np.clip(_dot(rel_centre, u), 0.0, np.where(is_track, sources.track_length_m, 0.0))
@@ -373,17 +496,28 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     n_in = np.searchsorted(cols.search_key, z_hi, side="right") - first
     has = n_in > 0
     pair_l, pair_c, first, n_in = pair_l[has], pair_c[has], first[has], n_in[has]
-    pair_e = events_in[pair_l]
+    return _ColumnPairs(events_in[pair_l], pair_c, first, n_in, perp_min2[pair_l, pair_c], s2[pair_l, 0],
+                        ok[pair_l, pair_c], q[pair_l, pair_c], a0[pair_l, pair_c], uz[pair_l, 0])
 
-    # 3. Per (event, column): a bound on the summed bounds of its modules. For a function
-    #    unimodal along the string, Σ_m g(z_m) ≤ max g + ∫ g dz / (smallest module spacing).
+
+def _column_bounds(optics: _Optics, sources, cuts: _Cuts, pairs: _ColumnPairs,
+                   rng: np.random.Generator) -> _ColumnBounds:
+    """Step 3: per column pair, a bound on the summed bounds of its modules.
+
+    For a function unimodal along the string, Σ_m g(z_m) ≤ max g + ∫ g dz / (smallest
+    module spacing).
+    """
+    cols, sin_c, att = optics.cols, optics.sin_c, optics.att
+    pair_e, pair_c, first, n_in = pairs.event, pairs.column, pairs.first, pairs.n_in
+    vertex, u = sources.vertex, sources.muon_direction
+    kmax_array = np.array([optics.kmax])
     r_col = cols.column_radius_m[pair_c]
     spacing = cols.min_spacing_m[pair_c]
     # The largest stochastic-loss factor of the column's modules: the maximum of n
     # Exp(1) variables, drawn first; the others are drawn given it (step 4).
     stochastic_max = -np.log1p(-rng.random(len(pair_c)) ** (1.0 / n_in))
     l_t = sin_c * att
-    pm2 = perp_min2[pair_l, pair_c]
+    pm2 = pairs.perp_min2
     p = np.sqrt(pm2)
     # Modules lit by the track see an emission point on the segment at distance ρ/sinθc,
     # so ρ ≥ sinθc · (distance between the track segment and the column's modules).
@@ -401,14 +535,26 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     p_eff = np.where(far, p, np.sqrt(pm2 + 1.0))
     factor = np.where(far, np.exp(r_col / l_t) * p / np.maximum(p - r_col, 1e-9),
                       (2.0 + r_col) * np.exp((r_col + 1.0) / l_t))
-    integral = factor * 2.0 * special.k0e(p_eff / l_t) * np.exp(-p_eff / l_t) / np.sqrt(s2[pair_l, 0])
+    integral = factor * 2.0 * special.k0e(p_eff / l_t) * np.exp(-p_eff / l_t) / np.sqrt(pairs.s2)
     # Summed acceptance of a module's sensors for light from one direction (spread δ).
-    acc_col_t = _acceptance_sum(acc_table, np.where(r_col > 0, 0.5 * np.pi * r_col / np.maximum(p_lo, 1e-9), 0.0),
-                                kmax_array)
-    track_k = np.where(ok[pair_l, pair_c], PHOTONS_PER_GEV * (a + stochastic_max * b * sources.muon_energy_gev[pair_e])
-                       * response.pmt_area_m2 * acc_col_t / (2 * np.pi), 0.0)
+    acc_col_t = _acceptance_sum(optics.acc_table,
+                                np.where(r_col > 0, 0.5 * np.pi * r_col / np.maximum(p_lo, 1e-9), 0.0), kmax_array)
+    track_k = np.where(pairs.track_ok, PHOTONS_PER_GEV * (optics.loss_a + stochastic_max * optics.loss_b
+                                                          * sources.muon_energy_gev[pair_e])
+                       * optics.response.pmt_area_m2 * acc_col_t / (2 * np.pi), 0.0)
     col_track = np.minimum(n_in * g_max, g_max + integral / spacing) * track_k
-    qq = q[pair_l, pair_c]
+    casc_k, col_casc = _column_cascade_bound(optics, sources, pairs, r_col, z_first, z_last, spacing)
+    return _ColumnBounds(stochastic_max, seg_dist, r_col, track_k, casc_k, (col_track + col_casc) * _SLACK)
+
+
+def _column_cascade_bound(optics: _Optics, sources, pairs: _ColumnPairs, r_col: np.ndarray, z_first: np.ndarray,
+                          z_last: np.ndarray, spacing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return (the cascade factor per module bound, the bound of the column's summed cascade light)."""
+    cols, att, scat, c0 = optics.cols, optics.att, optics.scat, optics.cos_c
+    pair_e, pair_c, n_in = pairs.event, pairs.column, pairs.n_in
+    vertex = sources.vertex
+    kmax_array = np.array([optics.kmax])
+    qq = pairs.q
     sq = np.sqrt(qq)
     vz_pair = vertex[pair_e, 2]
     dz_gap = np.maximum(np.maximum(z_first - vz_pair, vz_pair - z_last), 0.0)
@@ -443,14 +589,20 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     cos_hi = np.maximum(np.maximum(cos_eta[:, 0], cos_eta[:, 1]), cos_eta[:, 2])
     gap = np.maximum(np.maximum(cos_lo - delta - c0, c0 - cos_hi - delta), 0.0)
     d_far = np.sqrt(qq + np.maximum(h_ends[:, 0] ** 2, h_ends[:, 1] ** 2)) + r_col
-    density = (0.8 * np.exp(-d_lo / scat) * np.exp(-((gap / 0.2) ** 2)) / peak_norm
+    density = (0.8 * np.exp(-d_lo / scat) * np.exp(-((gap / 0.2) ** 2)) / optics.peak_norm
                + (1.0 - 0.8 * np.exp(-np.maximum(d_far, _MIN_DISTANCE_M) / scat)) / (4 * np.pi))
-    acc_col_c = _acceptance_sum(acc_table, np.where(
+    acc_col_c = _acceptance_sum(optics.acc_table, np.where(
         r_col > 0, 0.5 * np.pi * r_col / np.maximum(np.sqrt(qq + dz_gap**2) - r_col, 1e-9), 0.0), kmax_array)
-    casc_k = PHOTONS_PER_GEV * sources.cascade_em_energy_gev[pair_e] * response.pmt_area_m2 * acc_col_c * density
-    col_casc = np.minimum(n_in * h_max, h_max + integral / spacing) * casc_k
-    col_bound = (col_track + col_casc) * _SLACK
-    # Columns: bright ones are visited; dim ones only if a bound photo-electron lands.
+    casc_k = (PHOTONS_PER_GEV * sources.cascade_em_energy_gev[pair_e] * optics.response.pmt_area_m2
+              * acc_col_c * density)
+    return casc_k, np.minimum(n_in * h_max, h_max + integral / spacing) * casc_k
+
+
+def _visited_columns(col_bound: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (bright column pairs, thinned column pairs, bound photo-electrons per pair).
+
+    Bright columns are visited; dim ones only if a bound photo-electron lands (Poisson(B) ≥ 1).
+    """
     bright_col = col_bound > BRIGHT_COLUMN_NPE
     uniform = rng.random(len(col_bound))
     visit = bright_col | (uniform > np.exp(-col_bound))
@@ -458,29 +610,35 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     n_col = np.zeros(len(col_bound), dtype=np.int64)
     n_col[thin_cols] = _zero_truncated_poisson(col_bound[thin_cols], uniform[thin_cols], rng)
     visit = np.flatnonzero(visit)
+    return visit[bright_col[visit]], visit[~bright_col[visit]], n_col
 
-    # 4. Modules of the visited columns. In bright columns every module gets its bound and
-    #    a Poisson number of bound photo-electrons. In thinned columns the column's
-    #    photo-electrons go to modules by a cheap per-module envelope u ≥ B_module (whose
-    #    sum the column bound covers), and only modules that receive one get their bound B
-    #    and keep each with probability B/u.
-    bright_pairs = visit[bright_col[visit]]
-    thin_pairs = visit[~bright_col[visit]]
+
+def _thinned_modules(optics: _Optics, sources, pairs: _ColumnPairs, bounds: _ColumnBounds, thin_pairs: np.ndarray,
+                     n_col: np.ndarray, rng: np.random.Generator) -> _Landed:
+    """Step 4 for thinned columns: their bound photo-electrons go to modules by an envelope u_m ≥ B_m.
+
+    u_m is a cheap per-module bound (whose sum the column bound covers); only modules that
+    receive a photo-electron get their bound B_m later and keep each with probability B_m/u_m.
+    """
+    cols, sin_c, l_t = optics.cols, optics.sin_c, optics.sin_c * optics.att
+    first, n_in, pair_c = pairs.first, pairs.n_in, pairs.column
+    r_col = bounds.r_col
+    vz_pair = sources.vertex[pairs.event, 2]
     group, position = _expand(first[thin_pairs], n_in[thin_pairs])
     cp = thin_pairs[group]
     h = cols.search_key[position] - pair_c[cp] * _COLUMN_STRIDE - vz_pair[cp]
-    qq_m = qq[cp]
-    along_axis = a0[pair_l[cp], pair_c[cp]] + uz[pair_l[cp], 0] * h
+    qq_m = pairs.q[cp]
+    along_axis = pairs.a0[cp] + pairs.uz[cp] * h
     perp_axis = np.maximum(np.sqrt(np.maximum(qq_m + h**2 - along_axis**2, 0.0)) - 1e-3, 0.0)  # rounding
-    rho_env = np.maximum(np.maximum(perp_axis, sin_c * seg_dist[cp]) - r_col[cp], 0.0)
+    rho_env = np.maximum(np.maximum(perp_axis, sin_c * bounds.seg_dist[cp]) - r_col[cp], 0.0)
     d_env = np.maximum(np.sqrt(qq_m + h**2) - r_col[cp], _MIN_DISTANCE_M)
-    envelope = (track_k[cp] * np.exp(-rho_env / l_t) / np.maximum(rho_env, _MIN_DISTANCE_M)
-                + casc_k[cp] * np.exp(-d_env / att) / d_env**2) * _SLACK
+    envelope = (bounds.track_k[cp] * np.exp(-rho_env / l_t) / np.maximum(rho_env, _MIN_DISTANCE_M)
+                + bounds.casc_k[cp] * np.exp(-d_env / optics.att) / d_env**2) * _SLACK
     cum = np.cumsum(envelope)
     pair_start = np.cumsum(n_in[thin_pairs]) - n_in[thin_pairs]
     base = np.where(pair_start > 0, cum[np.maximum(pair_start - 1, 0)], 0.0)
     which = np.repeat(np.arange(len(thin_pairs)), n_col[thin_pairs])
-    target = base[which] + rng.random(len(which)) * col_bound[thin_pairs][which]
+    target = base[which] + rng.random(len(which)) * bounds.bound[thin_pairs][which]
     slot = np.searchsorted(cum, target, side="right")
     slot = slot[slot < (pair_start + n_in[thin_pairs])[which]]
     landed, n_landed = np.unique(slot, return_counts=True)
@@ -488,38 +646,47 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     # the column's maximum and the others are Exp(1) truncated below it.
     top = first[thin_pairs] + np.floor(rng.random(len(thin_pairs)) * n_in[thin_pairs]).astype(np.int64)
     cp_l = cp[landed]
-    cap = stochastic_max[cp_l]
+    cap = bounds.stochastic_max[cp_l]
     truncated = -np.log1p(-rng.random(len(landed)) * -np.expm1(-cap))
-    stochastic_thin = np.where(position[landed] == top[group[landed]], cap, truncated)
+    stochastic = np.where(position[landed] == top[group[landed]], cap, truncated)
+    return _Landed(cp_l, position[landed], n_landed, envelope[landed], stochastic)
 
-    group_b, position_b = _expand(first[bright_pairs], n_in[bright_pairs])
-    col_pair = np.concatenate([cp_l, bright_pairs[group_b]])
-    module = cols.module_order[np.concatenate([position[landed], position_b])]
-    stochastic = np.concatenate([stochastic_thin, rng.standard_exponential(len(position_b))])
-    event = pair_e[col_pair]
+
+def _module_bounds(optics: _Optics, sources, cuts: _Cuts, pairs: _ColumnPairs, bounds: _ColumnBounds,
+                   col_pair: np.ndarray, module: np.ndarray, stochastic: np.ndarray) -> _Modules:
+    """Step 4: each candidate module's bound B_m (acceptance 1, the largest muon energy, the
+    shortest photon path any of its sensors can have), for track and cascade light."""
+    cols, medium, sin_c, cot_c, att, scat, c0 = (optics.cols, optics.medium, optics.sin_c, optics.cot_c,
+                                                 optics.att, optics.scat, optics.cos_c)
+    # Structure of arrays: gathers of 1-D columns are several times faster than of (n, 3) rows.
+    vx, vy, vz = (np.ascontiguousarray(sources.vertex[:, i]) for i in range(3))
+    ux, uy, uz = (np.ascontiguousarray(sources.muon_direction[:, i]) for i in range(3))
+    cx, cy, cz = (np.ascontiguousarray(sources.direction[:, i]) for i in range(3))
+    mod_x, mod_y, mod_z = cols.module_xyz
+    event = pairs.event[col_pair]
     r = cols.module_radius_m[module]
     n_sensors = cols.sensor_count[module]
-    rx, ry, rz = mod_x[module] - vx[event], mod_y[module] - vy[event], mod_z[module] - vz_all[event]
+    rx, ry, rz = mod_x[module] - vx[event], mod_y[module] - vy[event], mod_z[module] - vz[event]
     dist = np.sqrt(rx * rx + ry * ry + rz * rz)
     d_lo = np.maximum(dist - r, _MIN_DISTANCE_M)
-    eux, euy, euz = ux[event], uy[event], uz_all[event]
+    eux, euy, euz = ux[event], uy[event], uz[event]
     along = rx * eux + ry * euy + rz * euz
     rho = np.sqrt(np.maximum(dist**2 - along**2, 0.0))
     rho_lo = np.maximum(rho - r, 0.0)
     delta_t = np.where(r > 0, np.minimum(0.5 * np.pi * r / np.maximum(rho - r, 1e-9), np.pi), 0.0)
     delta_c = np.where(r > 0, np.minimum(0.5 * np.pi * r / np.maximum(dist - r, 1e-9), np.pi), 0.0)
-    acc_sum_t = _acceptance_sum(acc_table, delta_t, n_sensors)
-    acc_sum_c = _acceptance_sum(acc_table, delta_c, n_sensors)
+    acc_sum_t = _acceptance_sum(optics.acc_table, delta_t, n_sensors)
+    acc_sum_c = _acceptance_sum(optics.acc_table, delta_c, n_sensors)
     em_lo = along - r - (rho + r) * cot_c
     em_hi = along + r - rho_lo * cot_c
     length = sources.track_length_m[event]
     # Track light is only followed where the column passed the track cut (step 2).
-    on_track = is_track[event] & (em_hi >= 0) & (em_lo <= length) & (track_k[col_pair] > 0)
+    on_track = cuts.is_track[event] & (em_hi >= 0) & (em_lo <= length) & (bounds.track_k[col_pair] > 0)
     muon_e = muon_energy_at_m(sources.muon_energy_gev[event], np.maximum(em_lo, 0.0), medium)
     track_bound = np.where(
         on_track,
-        PHOTONS_PER_GEV * (a + stochastic * b * muon_e) * np.exp(-rho_lo / (sin_c * att))
-        / (2 * np.pi * np.maximum(rho_lo, _MIN_DISTANCE_M)) * response.pmt_area_m2 * acc_sum_t,
+        PHOTONS_PER_GEV * (optics.loss_a + stochastic * optics.loss_b * muon_e) * np.exp(-rho_lo / (sin_c * att))
+        / (2 * np.pi * np.maximum(rho_lo, _MIN_DISTANCE_M)) * optics.response.pmt_area_m2 * acc_sum_t,
         0.0,
     )
     cos_eta = (rx * cx[event] + ry * cy[event] + rz * cz[event]) / np.maximum(dist, 1e-9)
@@ -527,74 +694,100 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     peak = np.exp(-((np.maximum(np.abs(cos_eta - c0) - delta, 0.0) / 0.2) ** 2))
     w_max = 0.8 * np.exp(-d_lo / scat)
     w_min = 0.8 * np.exp(-np.maximum(dist + r, _MIN_DISTANCE_M) / scat)
-    density = w_max * peak / peak_norm + (1.0 - w_min) / (4 * np.pi)
+    density = w_max * peak / optics.peak_norm + (1.0 - w_min) / (4 * np.pi)
     casc_bound = (PHOTONS_PER_GEV * sources.cascade_em_energy_gev[event] * density
-                  * np.exp(-d_lo / att) / d_lo**2 * response.pmt_area_m2 * acc_sum_c)
+                  * np.exp(-d_lo / att) / d_lo**2 * optics.response.pmt_area_m2 * acc_sum_c)
     bound = (track_bound + casc_bound) * _SLACK
+    return _Modules(event, module, stochastic, bound, track_bound, casc_bound, rx, ry, rz, eux, euy, euz,
+                    dist, along, rho, r, delta_t, delta_c, acc_sum_t, acc_sum_c)
 
-    n_thin = len(landed)
-    n_bound = np.empty(len(event), dtype=np.int64)
+
+def _module_counts(modules: _Modules, landed: _Landed,
+                   rng: np.random.Generator) -> tuple[_Modules, np.ndarray, np.ndarray]:
+    """Return (modules with bound photo-electrons or drawn directly, their counts, direct-draw flags).
+
+    Thinned columns' modules keep each received photo-electron with probability B_m/u_m;
+    bright columns' modules draw Poisson(B_m), and very bright ones (B_m above
+    BRIGHT_BOUND_NPE) will draw their sensors' exact expectations directly.
+    """
+    bound = modules.bound
+    n_thin = len(landed.pair)
+    n_bound = np.empty(len(modules.event), dtype=np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        keep = np.where(envelope[landed] > 0, np.minimum(bound[:n_thin] / envelope[landed], 1.0), 0.0)
-    n_bound[:n_thin] = rng.binomial(n_landed, keep)
+        keep = np.where(landed.envelope > 0, np.minimum(bound[:n_thin] / landed.envelope, 1.0), 0.0)
+    n_bound[:n_thin] = rng.binomial(landed.count, keep)
     n_bound[n_thin:] = rng.poisson(bound[n_thin:])
-    direct_mode = np.zeros(len(event), dtype=bool)
+    direct_mode = np.zeros(len(modules.event), dtype=bool)
     direct_mode[n_thin:] = bound[n_thin:] > BRIGHT_BOUND_NPE
     sel = np.flatnonzero((n_bound > 0) | direct_mode)
-    event, module, stochastic = event[sel], module[sel], stochastic[sel]
-    bound, n_bound, direct_mode = bound[sel], n_bound[sel], direct_mode[sel]
-    track_bound, casc_bound = track_bound[sel], casc_bound[sel]
-    rx, ry, rz, eux, euy, euz = rx[sel], ry[sel], rz[sel], eux[sel], euy[sel], euz[sel]
-    dist, along, rho, r = dist[sel], along[sel], rho[sel], r[sel]
-    delta_t, delta_c, acc_sum_t, acc_sum_c = delta_t[sel], delta_c[sel], acc_sum_t[sel], acc_sum_c[sel]
+    return modules.take(sel), n_bound[sel], direct_mode[sel]
 
-    # 5. Per (sensor, component) bounds of the selected modules: the module's bound per
-    #    sensor times a bound of the sensor's acceptance for the photon directions it can
-    #    see (exact for single-PMT modules).
-    pair, position = _expand(cols.sensor_start[module], cols.sensor_count[module])
+
+def _sensor_counts(optics: _Optics, modules: _Modules, n_bound: np.ndarray, direct_mode: np.ndarray,
+                   rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Step 5: spread each module's bound photo-electrons over its (sensor, light component) bounds B_sc.
+
+    B_sc is the module's bound per sensor times a bound of the sensor's acceptance for the
+    photon directions it can see (exact for single-PMT modules). Returns (module of each
+    sensor row, sensor, bound photo-electrons per category, B_sc, direct-draw flags), the
+    categories sensor-major (track, cascade).
+    """
+    cols, sin_c, cos_c, scat = optics.cols, optics.sin_c, optics.cos_c, optics.scat
+    m = modules
+    pmt_x, pmt_y, pmt_z = cols.pmt_direction_xyz
+    pair, position = _expand(cols.sensor_start[m.module], cols.sensor_count[m.module])
     sensor = cols.sensor_order[position]
     px, py, pz = pmt_x[sensor], pmt_y[sensor], pmt_z[sensor]
     # Track photons: cosθc u + sinθc (rel - along u)/ρ; cascade photons: rel/d.
-    inv_rho = sin_c / np.maximum(rho, 1e-9)
-    tx = cos_c * eux + (rx - along * eux) * inv_rho
-    ty = cos_c * euy + (ry - along * euy) * inv_rho
-    tz = cos_c * euz + (rz - along * euz) * inv_rho
+    inv_rho = sin_c / np.maximum(m.rho, 1e-9)
+    tx = cos_c * m.eux + (m.rx - m.along * m.eux) * inv_rho
+    ty = cos_c * m.euy + (m.ry - m.along * m.euy) * inv_rho
+    tz = cos_c * m.euz + (m.rz - m.along * m.euz) * inv_rho
+    exponent = optics.response.acceptance_exponent
     acc_t = _acceptance_bound(-(tx[pair] * px + ty[pair] * py + tz[pair] * pz),
-                              np.cos(delta_t)[pair], np.sin(delta_t)[pair],
-                              np.exp(-(rho + r) / (sin_c * scat))[pair],
-                              np.exp(-np.maximum(rho - r, 0.0) / (sin_c * scat))[pair],
-                              response.acceptance_exponent)
-    inv_d = 1.0 / np.maximum(dist, 1e-9)
-    acc_c = _acceptance_bound(-(rx * inv_d)[pair] * px - (ry * inv_d)[pair] * py - (rz * inv_d)[pair] * pz,
-                              np.cos(delta_c)[pair], np.sin(delta_c)[pair],
-                              np.exp(-np.maximum(dist + r, _MIN_DISTANCE_M) / scat)[pair],
-                              np.exp(-np.maximum(dist - r, _MIN_DISTANCE_M) / scat)[pair],
-                              response.acceptance_exponent)
-    sel_track, sel_casc = track_bound, casc_bound
+                              np.cos(m.delta_t)[pair], np.sin(m.delta_t)[pair],
+                              np.exp(-(m.rho + m.r) / (sin_c * scat))[pair],
+                              np.exp(-np.maximum(m.rho - m.r, 0.0) / (sin_c * scat))[pair], exponent)
+    inv_d = 1.0 / np.maximum(m.dist, 1e-9)
+    acc_c = _acceptance_bound(-(m.rx * inv_d)[pair] * px - (m.ry * inv_d)[pair] * py - (m.rz * inv_d)[pair] * pz,
+                              np.cos(m.delta_c)[pair], np.sin(m.delta_c)[pair],
+                              np.exp(-np.maximum(m.dist + m.r, _MIN_DISTANCE_M) / scat)[pair],
+                              np.exp(-np.maximum(m.dist - m.r, _MIN_DISTANCE_M) / scat)[pair], exponent)
     # Σ_s B_track/A_t · acc_s ≤ B_track as Σ_s acc_s ≤ A_t (acceptance_sum_table); likewise cascades.
-    cat_bound = np.column_stack([(sel_track / acc_sum_t)[pair] * acc_t,
-                                 (sel_casc / acc_sum_c)[pair] * acc_c]).ravel()  # sensor-major
+    cat_bound = np.column_stack([(m.track_bound / m.acc_sum_t)[pair] * acc_t,
+                                 (m.casc_bound / m.acc_sum_c)[pair] * acc_c]).ravel()  # sensor-major
     n_cat = np.zeros(len(cat_bound), dtype=np.int64)
     cat_direct = np.repeat(direct_mode[pair], 2)
     dim_pairs = np.flatnonzero(~direct_mode)
     if len(dim_pairs):
         # The module's bound photo-electrons go to (sensor, component) with probability B_sc/B.
         cum = np.cumsum(np.where(cat_direct, 0.0, cat_bound))
-        cat_start = 2 * (np.cumsum(cols.sensor_count[module]) - cols.sensor_count[module])
-        cat_end = cat_start + 2 * cols.sensor_count[module]
+        cat_start = 2 * (np.cumsum(cols.sensor_count[m.module]) - cols.sensor_count[m.module])
+        cat_end = cat_start + 2 * cols.sensor_count[m.module]
         base = np.where(cat_start > 0, cum[np.maximum(cat_start - 1, 0)], 0.0)
         photon_pair = np.repeat(dim_pairs, n_bound[dim_pairs])
-        target = base[photon_pair] + rng.random(len(photon_pair)) * bound[photon_pair]
+        target = base[photon_pair] + rng.random(len(photon_pair)) * m.bound[photon_pair]
         category = np.searchsorted(cum, target, side="right")
         kept = category < cat_end[photon_pair]
         n_cat += np.bincount(category[kept], minlength=len(cat_bound))
+    return pair, sensor, n_cat, cat_bound, cat_direct
 
-    # 6. Exact expectations where needed: sensors with a bound photo-electron, and every
-    #    sensor of bright modules.
-    need = (n_cat[0::2] > 0) | (n_cat[1::2] > 0) | direct_mode[pair]
+
+def _photoelectrons(optics: _Optics, sources, cuts: _Cuts, modules: _Modules, pair: np.ndarray, sensor: np.ndarray,
+                    n_cat: np.ndarray, cat_bound: np.ndarray, cat_direct: np.ndarray,
+                    rng: np.random.Generator) -> PhotoElectrons:
+    """Steps 6-7: exact expectations where needed, thinning to them, and the photo-electrons.
+
+    Exact expectations are computed only for sensors with a bound photo-electron and every
+    sensor of directly drawn modules; each bound photo-electron is real with probability
+    μ/B_sc. Very bright sensors get max_pe_per_sensor photo-electrons carrying the charge.
+    """
+    medium, response, geometry = optics.medium, optics.response, optics.geometry
+    vertex, u = sources.vertex, sources.muon_direction
+    need = (n_cat[0::2] > 0) | (n_cat[1::2] > 0) | cat_direct[0::2]
     rows = np.flatnonzero(need)
     pair, sensor = pair[rows], sensor[rows]
-    s_event = event[pair]
+    s_event = modules.event[pair]
     pos, pmt_dir = geometry.position[sensor], geometry.direction[sensor]
     casc_npe, casc_distance = expected_npe_cascade(
         pos, pmt_dir, vertex[s_event], sources.direction[s_event],
@@ -602,9 +795,9 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     )
     geo = track_geometry(pos, vertex[s_event], u[s_event], medium)
     emission = geo["emission_m"]
-    on = is_track[s_event] & (emission >= 0) & (emission <= sources.track_length_m[s_event])
+    on = cuts.is_track[s_event] & (emission >= 0) & (emission <= sources.track_length_m[s_event])
     muon_energy = muon_energy_at_m(sources.muon_energy_gev[s_event], np.maximum(emission, 0.0), medium)
-    loss = a + stochastic[pair] * (muon_energy_loss_gev_per_m(muon_energy, medium) - a)
+    loss = optics.loss_a + modules.stochastic[pair] * (muon_energy_loss_gev_per_m(muon_energy, medium) - optics.loss_a)
     cos_alpha = arrival_cos_alpha(geo["photon_dir"], pmt_dir, geo["distance_m"], medium)
     track_npe = np.where(
         on,
@@ -620,7 +813,6 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
         keep_p = np.where(cat_bound > 0, np.minimum(mu / cat_bound, 1.0), 0.0)
     counts = np.where(cat_direct, rng.poisson(np.where(cat_direct, mu, 0.0)), rng.binomial(n_cat, keep_p))
 
-    # 7. Photo-electrons; very bright sensors get max_pe_per_sensor carrying the charge.
     cap = response.max_pe_per_sensor
     kept_counts = np.minimum(counts, cap)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -639,6 +831,7 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
         distance_m=distance[pe_cat],
         scale=scale[pe_cat],
     )
+
 
 
 def _acceptance_bound(cos_direct: np.ndarray, cos_delta: np.ndarray, sin_delta: np.ndarray,
