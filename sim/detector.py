@@ -79,82 +79,94 @@ def simulate_hit_columns(
     n = len(primaries)
     sources = LightSources(primaries, medium, rng)
     pe = sample_photoelectrons(sources, geometry, medium, response, rng)
-    n_pe = len(pe.event)
     pe_time = photoelectron_times_ns(pe, medium, response, rng)
-    pe_charge = pe.scale * np.maximum(rng.normal(1.0, response.spe_charge_sigma, n_pe), 0.05)
-    pe_event, pe_sensor = pe.event, pe.sensor
-
-    # Readout window around the light of each event (photo-electrons come sorted by event).
-    group_start = np.flatnonzero(np.concatenate([[True], pe_event[1:] != pe_event[:-1]])) if n_pe else np.zeros(0, int)
-    lit_events = pe_event[group_start]
-    lit = np.zeros(n, dtype=bool)
-    lit[lit_events] = True
-    start = np.zeros(n)
-    end = np.zeros(n)
-    if n_pe:
-        start[lit_events] = np.minimum.reduceat(pe_time, group_start) - response.readout_before_ns
-        end[lit_events] = np.maximum.reduceat(pe_time, group_start) + response.readout_after_ns
+    pe_charge = pe.scale * np.maximum(rng.normal(1.0, response.spe_charge_sigma, len(pe.event)), 0.05)
+    lit, start, end = readout_windows(n, pe.event, pe_time, response)
     if noise:
         noise_event, noise_sensor, noise_time = sample_noise_hits(start, end, geometry.n_sensors, response.noise_rate_hz, rng)
         noise_charge = np.maximum(rng.normal(1.0, response.spe_charge_sigma, len(noise_event)), 0.05)
     else:
         noise_event = noise_sensor = np.zeros(0, dtype=np.int64)
         noise_time = noise_charge = np.zeros(0)
-
-    all_event = np.concatenate([pe_event, noise_event])
-    all_sensor = np.concatenate([pe_sensor, noise_sensor])
-    all_time = np.concatenate([pe_time, noise_time])
-    all_charge = np.concatenate([pe_charge, noise_charge])
-    all_noise = np.concatenate([np.zeros(len(pe_event), bool), np.ones(len(noise_event), bool)])
-
-    pulses = merge_pulses(all_event, all_sensor, all_time, all_charge, all_noise, response.pulse_merge_window_ns)
-    p_event, p_sensor, p_time, p_charge, p_noise = pulses
-    triggered = lit & apply_trigger(n, p_event, p_sensor, p_time, geometry, response)
-    keep = triggered[p_event]
+    pulses = merge_pulses(
+        np.concatenate([pe.event, noise_event]), np.concatenate([pe.sensor, noise_sensor]),
+        np.concatenate([pe_time, noise_time]), np.concatenate([pe_charge, noise_charge]),
+        np.concatenate([np.zeros(len(pe.event), bool), np.ones(len(noise_event), bool)]),
+        response.pulse_merge_window_ns)
+    triggered = lit & apply_trigger(n, pulses[0], pulses[1], pulses[2], geometry, response)
+    keep = triggered[pulses[0]]
     p_event, p_sensor, p_time, p_charge, p_noise = (a[keep] for a in pulses)
-
     order = order_by_group_then_time(p_event, p_time)
     p_event, p_sensor, p_time, p_charge, p_noise = (a[order] for a in (p_event, p_sensor, p_time, p_charge, p_noise))
     kept_events = np.flatnonzero(triggered)
     counts = np.bincount(p_event, minlength=n)[kept_events]
-    t_rel = p_time - start[p_event]
-    hit_pos = geometry.position[p_sensor]
-    hit_dir = geometry.direction[p_sensor]
-    hits = {
-        "sensor_id": geometry.sensor_id[p_sensor].astype(np.int32),
-        "x": hit_pos[:, 0].astype(np.float32),
-        "y": hit_pos[:, 1].astype(np.float32),
-        "z": hit_pos[:, 2].astype(np.float32),
-        "t": t_rel.astype(np.float32),
-        "charge": p_charge.astype(np.float32),
-        "dir_x": hit_dir[:, 0].astype(np.float32),
-        "dir_y": hit_dir[:, 1].astype(np.float32),
-        "dir_z": hit_dir[:, 2].astype(np.float32),
-        "is_noise": p_noise,
+    hits = hit_columns(geometry, p_sensor, p_time - start[p_event], p_charge, p_noise)
+    event_columns = {f"truth.{name}": values for name, values in
+                     truth_columns(primaries, sources, kept_events, start).items()}
+    event_columns["weight"] = primaries.weight[kept_events]
+    return RaggedEvents.from_counts(counts, hits, event_columns), kept_events
+
+
+def readout_windows(n_events: int, pe_event: np.ndarray, pe_time: np.ndarray,
+                    response: DetectorResponse) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (lit, start [ns], end [ns]) per event: the readout window around its light.
+
+    Photo-electrons come sorted by event; events without light have an empty window.
+    """
+    group_start = (np.flatnonzero(np.concatenate([[True], pe_event[1:] != pe_event[:-1]])) if len(pe_event)
+                   else np.zeros(0, int))
+    lit_events = pe_event[group_start]
+    lit = np.zeros(n_events, dtype=bool)
+    lit[lit_events] = True
+    start = np.zeros(n_events)
+    end = np.zeros(n_events)
+    if len(pe_event):
+        start[lit_events] = np.minimum.reduceat(pe_time, group_start) - response.readout_before_ns
+        end[lit_events] = np.maximum.reduceat(pe_time, group_start) + response.readout_after_ns
+    return lit, start, end
+
+
+def hit_columns(geometry: Geometry, sensor: np.ndarray, t_rel_ns: np.ndarray, charge: np.ndarray,
+                is_noise: np.ndarray) -> dict[str, np.ndarray]:
+    """Return the hit columns of the event schema for pulses on sensor rows ``sensor``."""
+    position = geometry.position[sensor]
+    direction = geometry.direction[sensor]
+    return {
+        "sensor_id": geometry.sensor_id[sensor].astype(np.int32),
+        "x": position[:, 0].astype(np.float32),
+        "y": position[:, 1].astype(np.float32),
+        "z": position[:, 2].astype(np.float32),
+        "t": t_rel_ns.astype(np.float32),
+        "charge": charge.astype(np.float32),
+        "dir_x": direction[:, 0].astype(np.float32),
+        "dir_y": direction[:, 1].astype(np.float32),
+        "dir_z": direction[:, 2].astype(np.float32),
+        "is_noise": is_noise,
     }
-    k = kept_events
-    zenith, azimuth = direction_to_angles(*primaries.direction[k].T)
-    truth = {
-        "pdg": primaries.pdg[k].astype(np.int32),
-        "interaction": primaries.interaction[k].astype(str),
-        "energy": primaries.energy_gev[k],
-        "dir_x": primaries.direction[k, 0],
-        "dir_y": primaries.direction[k, 1],
-        "dir_z": primaries.direction[k, 2],
+
+
+def truth_columns(primaries: Primaries, sources: LightSources, kept: np.ndarray,
+                  start_ns: np.ndarray) -> dict[str, np.ndarray]:
+    """Return the truth fields of the kept events (t0: the interaction time relative to the readout start)."""
+    zenith, azimuth = direction_to_angles(*primaries.direction[kept].T)
+    return {
+        "pdg": primaries.pdg[kept].astype(np.int32),
+        "interaction": primaries.interaction[kept].astype(str),
+        "energy": primaries.energy_gev[kept],
+        "dir_x": primaries.direction[kept, 0],
+        "dir_y": primaries.direction[kept, 1],
+        "dir_z": primaries.direction[kept, 2],
         "zenith": zenith,
         "azimuth": azimuth,
-        "vertex_x": primaries.vertex[k, 0],
-        "vertex_y": primaries.vertex[k, 1],
-        "vertex_z": primaries.vertex[k, 2],
-        "t0": -start[k],
-        "inelasticity": primaries.inelasticity[k],
-        "track_length": sources.track_length_m[k],
-        "is_track": sources.is_track[k],
-        "visible_energy": sources.visible_energy_gev[k],
+        "vertex_x": primaries.vertex[kept, 0],
+        "vertex_y": primaries.vertex[kept, 1],
+        "vertex_z": primaries.vertex[kept, 2],
+        "t0": -start_ns[kept],
+        "inelasticity": primaries.inelasticity[kept],
+        "track_length": sources.track_length_m[kept],
+        "is_track": sources.is_track[kept],
+        "visible_energy": sources.visible_energy_gev[kept],
     }
-    event_columns = {f"truth.{name}": values for name, values in truth.items()}
-    event_columns["weight"] = primaries.weight[k]
-    return RaggedEvents.from_counts(counts, hits, event_columns), kept_events
 
 
 def photoelectron_times_ns(pe: PhotoElectrons, medium: Medium, response: DetectorResponse,
