@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nurec.evaluate.evaluation import EvaluationSettings
+from nurec.evaluate.quality import EvaluationSettings
 from nurec.evaluate.report import Report, build_report
 from nurec.evaluate.run_methods import MethodRun, method_names, print_progress, reconstruct_all
 from nurec.evaluate.truth import truth_table

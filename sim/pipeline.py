@@ -20,7 +20,7 @@ import awkward as ak
 import nurec.models
 from nurec import __version__
 from nurec.baselines.artifacts import ArtifactError, artifact_path
-from nurec.evaluate.evaluation import EvaluationSettings
+from nurec.evaluate.quality import EvaluationSettings
 from nurec.evaluate.report import Report, build_report, json_safe, load_method_predictions
 from nurec.evaluate.run_methods import method_names, print_progress, reconstruct_all
 from nurec.evaluate.truth import truth_table

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nurec.evaluate.evaluation import (
+from nurec.evaluate.quality import (
     NO_PREDICTION,
     EvaluationSettings,
     evaluate_method,

@@ -11,7 +11,7 @@ from typing import TextIO
 import awkward as ak
 import pandas as pd
 
-from nurec.evaluate.evaluation import EvaluationSettings
+from nurec.evaluate.quality import EvaluationSettings
 from nurec.evaluate.report import build_report, load_method_predictions
 from nurec.evaluate.truth import truth_table
 from nurec.io.sources import iter_events, source_metadata

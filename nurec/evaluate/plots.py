@@ -20,7 +20,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from nurec.evaluate import metrics as m  # noqa: E402
-from nurec.evaluate.evaluation import CLASSES, MethodResult  # noqa: E402
+from nurec.evaluate.quality import CLASSES, MethodResult  # noqa: E402
 
 DPI = 100
 ENERGY_LABEL = {"energy": "true neutrino energy [GeV]", "visible_energy": "true visible energy [GeV]"}

@@ -26,15 +26,15 @@ import pandas as pd
 
 from nurec import __version__
 from nurec.evaluate import metrics as m
-from nurec.evaluate.evaluation import (
+from nurec.evaluate.metrics import energy_bin_edges
+from nurec.evaluate.plots import FIGURES, figure_png
+from nurec.evaluate.quality import (
     CLASSES,
     EvaluationSettings,
     MethodResult,
     evaluate_method,
     summary_row,
 )
-from nurec.evaluate.metrics import energy_bin_edges
-from nurec.evaluate.plots import FIGURES, figure_png
 from nurec.io.files import write_atomic
 from nurec.io.predictions import read_predictions, read_predictions_metadata
 from nurec.methods.run import Provenance

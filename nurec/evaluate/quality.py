@@ -134,74 +134,101 @@ def evaluate_method(
     counts = m.fit_status_counts(per_event["fit_status"])
     counts.update(bookkeeping)
     ok = (per_event["fit_status"] == FIT_OK).to_numpy()
-    result: dict[str, Any] = {"name": name, "version": version, "counts": counts}
-
-    def binned(values: pd.Series, mask: np.ndarray, offset: int) -> list[dict[str, Any]]:
-        return _records(
-            m.binned_quantiles(values[mask], per_event["energy_true_gev"][mask], edges_gev,
-                               settings.min_events_per_bin, settings.seed + offset, settings.n_bootstrap)
-        )
-
-    # Direction.
-    err = per_event["angular_error_deg"]
-    direction: dict[str, Any] = {"estimated": bool(np.isfinite(err).any())}
-    if direction["estimated"]:
-        direction["n_ok_without_direction"] = int((ok & ~np.isfinite(err)).sum())
-        for offset, (cls, is_track) in enumerate(CLASSES.items()):
-            mask = (per_event["is_track"] == is_track).to_numpy()
-            direction[cls] = _median_summary(err[mask], settings, 100 * offset)
-            direction[f"{cls}_vs_energy"] = binned(err, mask, 1000 + 100 * offset)
-        direction["all"] = _median_summary(err, settings, 300)
-        for column in ("zenith_residual_deg", "azimuth_residual_deg"):
-            q16, q84 = m.central_interval(per_event[column])
-            values = per_event[column][np.isfinite(per_event[column])]
-            direction[column] = {"n": int(len(values)), "median": float(np.median(values)) if len(values) else np.nan,
-                                 "q16": q16, "q84": q84, "half_width_68": 0.5 * (q84 - q16)}
-    result["direction"] = direction
-
-    # Energy.
-    ratio = per_event["log10_energy_ratio"]
-    energy: dict[str, Any] = {"estimated": bool(np.isfinite(ratio).any()), "reference": settings.energy_reference}
-    if energy["estimated"]:
-        for offset, (cls, is_track) in enumerate(CLASSES.items()):
-            mask = (per_event["is_track"] == is_track).to_numpy()
-            resolution, bias = m.resolution_and_bias(ratio[mask])
-            energy[cls] = {"n": int(np.isfinite(ratio[mask]).sum()), "resolution_log10": resolution,
-                           "bias_log10": bias}
-            table = pd.DataFrame(binned(ratio, mask, 2000 + 100 * offset))
-            table["resolution_log10"] = 0.5 * (table["q84"] - table["q16"])
-            table = table.rename(columns={"median": "bias_log10", "median_ci_low": "bias_ci_low",
-                                          "median_ci_high": "bias_ci_high"})
-            energy[f"{cls}_vs_energy"] = _records(table)
-        resolution, bias = m.resolution_and_bias(ratio)
-        energy["all"] = {"n": int(np.isfinite(ratio).sum()), "resolution_log10": resolution, "bias_log10": bias}
-    result["energy"] = energy
-
-    # Uncertainty calibration.
-    unc = per_event["angular_uncertainty_deg"]
-    usable = np.isfinite(unc) & np.isfinite(err)
-    calibration: dict[str, Any] = {"estimated": bool(usable.any())}
-    if calibration["estimated"]:
-        calibration["coverage_68"] = m.coverage(err, unc)
-        calibration["n"] = int(usable.sum())
-        for cls, is_track in CLASSES.items():
-            mask = (per_event["is_track"] == is_track).to_numpy()
-            calibration[f"coverage_68_{cls}"] = m.coverage(err[mask], unc[mask])
-        curve = m.coverage_curve(err, unc)
-        calibration["coverage_curve"] = _records(curve[["nominal", "observed"]])
-        pulls = per_event["pull"][np.isfinite(per_event["pull"])]
-        calibration["pull_median"] = float(np.median(pulls))
-        calibration["pull_median_expected"] = float(np.sqrt(2.0 * np.log(2.0)))  # Rayleigh(1) median
-    result["uncertainty"] = calibration
-
-    # Track/cascade classification.
-    score = per_event["p_track"]
-    fpr, tpr, auc = m.roc_auc(score, per_event["is_track"])
-    result["classification"] = {"estimated": bool(np.isfinite(score).any()), "auc": auc,
-                                "n": int(np.isfinite(score).sum()), "n_tracks": int(per_event["is_track"].sum())}
-
+    binned = _Binning(per_event["energy_true_gev"], edges_gev, settings)
+    result: dict[str, Any] = {
+        "name": name, "version": version, "counts": counts,
+        "direction": _direction_metrics(per_event, ok, settings, binned),
+        "energy": _energy_metrics(per_event, settings, binned),
+        "uncertainty": _uncertainty_metrics(per_event),
+        "classification": _classification_metrics(per_event),
+    }
     result["throughput"] = dict(throughput or {})
     return MethodResult(name, version, per_event, result, dict(throughput or {}))
+
+
+@dataclass(frozen=True)
+class _Binning:
+    """Quantiles of per-event values in bins of true energy, with seeded bootstrap intervals."""
+
+    energy_true_gev: pd.Series
+    edges_gev: np.ndarray
+    settings: EvaluationSettings
+
+    def __call__(self, values: pd.Series, mask: np.ndarray, offset: int) -> list[dict[str, Any]]:
+        return _records(m.binned_quantiles(values[mask], self.energy_true_gev[mask], self.edges_gev,
+                                           self.settings.min_events_per_bin, self.settings.seed + offset,
+                                           self.settings.n_bootstrap))
+
+
+def _class_masks(per_event: pd.DataFrame) -> list[tuple[str, np.ndarray]]:
+    """Return (class name, mask) for tracks and cascades."""
+    return [(cls, (per_event["is_track"] == is_track).to_numpy()) for cls, is_track in CLASSES.items()]
+
+
+def _direction_metrics(per_event: pd.DataFrame, ok: np.ndarray, settings: EvaluationSettings,
+                       binned: _Binning) -> dict[str, Any]:
+    """Return angular-error medians (per class, overall, per energy bin) and zenith/azimuth residual widths."""
+    err = per_event["angular_error_deg"]
+    direction: dict[str, Any] = {"estimated": bool(np.isfinite(err).any())}
+    if not direction["estimated"]:
+        return direction
+    direction["n_ok_without_direction"] = int((ok & ~np.isfinite(err)).sum())
+    for offset, (cls, mask) in enumerate(_class_masks(per_event)):
+        direction[cls] = _median_summary(err[mask], settings, 100 * offset)
+        direction[f"{cls}_vs_energy"] = binned(err, mask, 1000 + 100 * offset)
+    direction["all"] = _median_summary(err, settings, 300)
+    for column in ("zenith_residual_deg", "azimuth_residual_deg"):
+        q16, q84 = m.central_interval(per_event[column])
+        values = per_event[column][np.isfinite(per_event[column])]
+        direction[column] = {"n": int(len(values)), "median": float(np.median(values)) if len(values) else np.nan,
+                             "q16": q16, "q84": q84, "half_width_68": 0.5 * (q84 - q16)}
+    return direction
+
+
+def _energy_metrics(per_event: pd.DataFrame, settings: EvaluationSettings, binned: _Binning) -> dict[str, Any]:
+    """Return log10(E_reco/E_true) resolution and bias per class, overall and per energy bin."""
+    ratio = per_event["log10_energy_ratio"]
+    energy: dict[str, Any] = {"estimated": bool(np.isfinite(ratio).any()), "reference": settings.energy_reference}
+    if not energy["estimated"]:
+        return energy
+    for offset, (cls, mask) in enumerate(_class_masks(per_event)):
+        resolution, bias = m.resolution_and_bias(ratio[mask])
+        energy[cls] = {"n": int(np.isfinite(ratio[mask]).sum()), "resolution_log10": resolution, "bias_log10": bias}
+        table = pd.DataFrame(binned(ratio, mask, 2000 + 100 * offset))
+        table["resolution_log10"] = 0.5 * (table["q84"] - table["q16"])
+        table = table.rename(columns={"median": "bias_log10", "median_ci_low": "bias_ci_low",
+                                      "median_ci_high": "bias_ci_high"})
+        energy[f"{cls}_vs_energy"] = _records(table)
+    resolution, bias = m.resolution_and_bias(ratio)
+    energy["all"] = {"n": int(np.isfinite(ratio).sum()), "resolution_log10": resolution, "bias_log10": bias}
+    return energy
+
+
+def _uncertainty_metrics(per_event: pd.DataFrame) -> dict[str, Any]:
+    """Return the calibration of angular_uncertainty_deg: 68% coverage, the coverage curve, pulls."""
+    err, unc = per_event["angular_error_deg"], per_event["angular_uncertainty_deg"]
+    usable = np.isfinite(unc) & np.isfinite(err)
+    calibration: dict[str, Any] = {"estimated": bool(usable.any())}
+    if not calibration["estimated"]:
+        return calibration
+    calibration["coverage_68"] = m.coverage(err, unc)
+    calibration["n"] = int(usable.sum())
+    for cls, mask in _class_masks(per_event):
+        calibration[f"coverage_68_{cls}"] = m.coverage(err[mask], unc[mask])
+    curve = m.coverage_curve(err, unc)
+    calibration["coverage_curve"] = _records(curve[["nominal", "observed"]])
+    pulls = per_event["pull"][np.isfinite(per_event["pull"])]
+    calibration["pull_median"] = float(np.median(pulls))
+    calibration["pull_median_expected"] = float(np.sqrt(2.0 * np.log(2.0)))  # Rayleigh(1) median
+    return calibration
+
+
+def _classification_metrics(per_event: pd.DataFrame) -> dict[str, Any]:
+    """Return the track/cascade ROC AUC of p_track."""
+    score = per_event["p_track"]
+    _, _, auc = m.roc_auc(score, per_event["is_track"])
+    return {"estimated": bool(np.isfinite(score).any()), "auc": auc,
+            "n": int(np.isfinite(score).sum()), "n_tracks": int(per_event["is_track"].sum())}
 
 
 def summary_row(result: MethodResult) -> dict[str, Any]:
