@@ -60,7 +60,7 @@ def _start_worker(spec: MethodSpec, options: dict[str, Any], threads: int | None
         if entry not in sys.path:
             sys.path.insert(0, entry)
     if spec.name not in {s.name for s in available_methods()}:
-        register_method(spec.name, spec.target, spec.description, spec.trained)
+        register_method(spec.name, spec.target, spec.description)
     _STATE.name, _STATE.options, _STATE.threads = spec.name, dict(options), threads
     _STATE.method_for(detector)
 

@@ -26,7 +26,6 @@ class MethodSpec:
     name: str
     target: str
     description: str
-    trained: bool = False
 
 
 class UnknownMethodError(KeyError):
@@ -39,9 +38,12 @@ class UnknownMethodError(KeyError):
 _METHODS: dict[str, MethodSpec] = {}
 
 
-def register_method(name: str, target: str, description: str, trained: bool = False) -> None:
-    """Register a method factory under ``name``; ``target`` is "module:attribute"."""
-    _METHODS[name] = MethodSpec(name, target, description, trained)
+def register_method(name: str, target: str, description: str) -> None:
+    """Register a method factory under ``name``; ``target`` is "module:attribute".
+
+    Whether a method is trained, and for which detectors, it says itself (``describe()``).
+    """
+    _METHODS[name] = MethodSpec(name, target, description)
 
 
 def available_methods() -> list[MethodSpec]:
@@ -89,7 +91,6 @@ def method_accepts(name: str, option: str) -> bool:
 register_method(
     "gnn", "nurec.models.reconstruct:load_gnn",
     "graph neural network (DynEdge-style): direction with calibrated uncertainty, energy, track probability",
-    trained=True,
 )
 # Classical baselines (nurec/baselines); trained ones ship their artifacts in nurec/baselines/trained.
 register_method("linefit", "nurec.baselines.linefit:make_linefit",
@@ -101,9 +102,9 @@ register_method("likelihood-mpe", "nurec.baselines.likelihood:make_likelihood_mp
 register_method("cascade-likelihood", "nurec.baselines.cascade:make_cascade_likelihood",
                 "point-cascade likelihood: Poisson charges over all reachable sensors + time pdf; EM energy")
 register_method("charge-energy", "nurec.baselines.charge_energy:make_charge_energy",
-                "calibrated total-charge energy estimator", trained=True)
+                "calibrated total-charge energy estimator")
 register_method("bdt-uncertainty", "nurec.baselines.bdt_uncertainty:make_bdt_uncertainty",
-                "SPE likelihood track fit with a BDT-predicted, calibrated 68% angular uncertainty", trained=True)
+                "SPE likelihood track fit with a BDT-predicted, calibrated 68% angular uncertainty")
 register_method("cnn-energy", "nurec.baselines.cnn_energy:make_cnn_energy",
-                "CNN on detector images (strings x depth / z x t) predicting log10 E", trained=True)
+                "CNN on detector images (strings x depth / z x t) predicting log10 E")
 
