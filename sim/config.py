@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from nurec.physics.response import DetectorResponse
+from nurec.settings import check_known, field_names
 
 FLAVOR_PDG = {"nue": 12, "numu": 14, "nutau": 16}
 INTERACTIONS = ("CC", "NC")
@@ -69,9 +70,7 @@ class SimulationConfig:
             raise ConfigError("chunk_events and batch_events must be at least 1")
         if self.directions not in DIRECTION_MODES:
             raise ConfigError(f"directions: '{self.directions}' is not one of {', '.join(DIRECTION_MODES)}")
-        unknown = set(self.response_overrides) - {f.name for f in fields(DetectorResponse)}
-        if unknown:
-            raise ConfigError(f"response_overrides: unknown setting '{sorted(unknown)[0]}'")
+        check_known(self.response_overrides, field_names(DetectorResponse), "response_overrides", ConfigError)
         return self
 
     def to_dict(self) -> dict[str, Any]:

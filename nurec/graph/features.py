@@ -9,7 +9,7 @@ the kept nodes, so the arbitrary trigger-time offset never reaches the model.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import awkward as ak
@@ -21,6 +21,7 @@ from nurec.baselines.linefit import linefit_flat
 from nurec.physics.medium import get_medium
 from nurec.physics.timing import track_geometry
 from nurec.ragged import RaggedEvents, offsets_from_counts, segment_sum
+from nurec.settings import settings_from_dict
 
 NODE_SELECTIONS = ("brightest", "earliest")
 LINEFIT_KINDS = ("plane_wave", "improved")
@@ -115,10 +116,7 @@ class FeatureConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
         """Build from a mapping; unknown keys are an error."""
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"features: unknown setting '{sorted(unknown)[0]}'")
-        return cls(**data).validate()
+        return settings_from_dict(cls, data, "features").validate()
 
 
 GLOBAL_FEATURE_NAMES = [

@@ -23,6 +23,7 @@ from nurec.graph.features import (
 from nurec.models.dynedge import DynEdge, DynEdgeConfig
 from nurec.models.edgeformer import EdgeFormer, EdgeFormerConfig
 from nurec.models.tasks import N_OUTPUTS, TaskConfig
+from nurec.settings import check_known, field_names
 
 LOG_KAPPA_MIN, LOG_KAPPA_MAX = -7.0, 11.5
 """Range of the seed-frame log kappa: kappa from 1e-3 (no information) to ~1e5 (0.3 degrees)."""
@@ -72,9 +73,7 @@ class ModelSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
         """Build from a mapping (e.g. the [model] table of a training config)."""
-        unknown = set(data) - {"architecture", "network", "features", "tasks", "linefit_seed"}
-        if unknown:
-            raise ValueError(f"model: unknown setting '{sorted(unknown)[0]}'")
+        check_known(data, field_names(cls), "model")
         spec = cls(
             architecture=data.get("architecture", "dynedge"),
             network=dict(data.get("network", {})),

@@ -8,12 +8,14 @@ of the neutrino energy [GeV], and the logit of the track probability.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from nurec.settings import settings_from_dict
 
 N_OUTPUTS = 5
 CONTAINMENT = 0.68
@@ -35,10 +37,7 @@ class TaskConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskConfig:
         """Build from a mapping; unknown keys are an error."""
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"tasks: unknown setting '{sorted(unknown)[0]}'")
-        return cls(**data)
+        return settings_from_dict(cls, data, "tasks")
 
 
 def log_sinhc_term(kappa: torch.Tensor) -> torch.Tensor:

@@ -12,11 +12,12 @@ File layout::
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from nurec.models.network import ModelSpec
+from nurec.settings import settings_from_dict
 
 SCHEDULES = ("onecycle", "cosine")
 
@@ -60,10 +61,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Build from a mapping; unknown keys are an error."""
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"training: unknown setting '{sorted(unknown)[0]}'")
-        return cls(**data).validate()
+        return settings_from_dict(cls, data, "training").validate()
 
 
 def load_config(path: str | Path | None) -> tuple[ModelSpec, TrainConfig]:
