@@ -1,0 +1,247 @@
+"""How far simulated events are from someone else's: event-level features and a classifier's separability.
+
+Two samples of events with truth (for example official KM3NeT Monte Carlo converted with
+``nurec convert`` and nurec's own simulation of the same detector) are compared through
+features a physicist would histogram: hits, optical modules and PMTs hit, local
+coincidences, time span, time residuals to the true neutrino hypothesis (direct hits,
+scattering tail, hits outside the Cherenkov window), the distance of direct-hit modules,
+and per-hit charge. ``separability`` then trains a gradient-boosted classifier to tell the
+samples apart; a cross-validated ROC AUC near 0.5 means the features cannot, near 1 means
+the simulation is easy to spot. Residuals use the true vertex, time and direction: a track
+hypothesis (muon along the neutrino) for muon-neutrino CC events, a point source otherwise.
+
+Optical modules are found from hit positions alone (PMTs within ``MODULE_RADIUS_M`` of each
+other), so official files and simulated events are grouped the same way whatever their
+sensor numbering.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import awkward as ak
+import numpy as np
+import pandas as pd
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+
+from nurec.physics.medium import Medium
+from nurec.physics.timing import cascade_direct_delay_ns, track_geometry
+from nurec.ragged import RaggedEvents
+
+MODULE_RADIUS_M = 1.0
+"""PMTs closer than this belong to one optical module (KM3NeT DOM radius 0.22 m; modules ≥ 3 m apart)."""
+L1_WINDOW_NS = 10.0
+"""KM3NeT's L1: two or more hits on one module within this window (Jpp JTriggerParameters, TMaxLocal)."""
+DIRECT_WINDOW_NS = (-10.0, 25.0)
+"""Time residuals counted as direct (unscattered) light [ns]."""
+TAIL_WINDOW_NS = (50.0, 500.0)
+"""Time residuals counted as the scattering tail [ns] (a fraction of the hits within -50..500 ns)."""
+CHERENKOV_WINDOW_NS = (-20.0, 500.0)
+"""Hits with residuals outside this window are not light of the true hypothesis (noise, other light)."""
+
+CHARGE_FEATURES = ["charge_median", "charge_below_half_pe", "charge_q90"]
+FEATURES = [
+    "log10_hits", "log10_modules", "log10_pmts", "l1_fraction", "time_span_ns", "outside_window_fraction",
+    "direct_hits", "direct_module_distance_m", "residual_q16_ns", "residual_q50_ns", "residual_q84_ns",
+    "tail_fraction", *CHARGE_FEATURES,
+]
+"""Event-level features, in column order; the last ones describe the hit charges."""
+
+
+def module_of_positions(positions: np.ndarray, radius_m: float = MODULE_RADIUS_M) -> np.ndarray:
+    """Return a module index per position: positions closer than ``radius_m`` (transitively) share one."""
+    if len(positions) == 0:
+        return np.zeros(0, dtype=np.int64)
+    unique, inverse = np.unique(np.round(positions, 3), axis=0, return_inverse=True)
+    pairs = cKDTree(unique).query_pairs(radius_m, output_type="ndarray")
+    from scipy.sparse import coo_matrix
+
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(unique), len(unique)))
+    _, label = connected_components(graph, directed=False)
+    return label[inverse.ravel()].astype(np.int64)
+
+
+def hit_residuals(hits: RaggedEvents, truth: ak.Array, medium: Medium) -> tuple[np.ndarray, np.ndarray]:
+    """Return (time residual [ns], distance [m] of the hit from the true hypothesis) per hit.
+
+    Muon-neutrino CC events (``truth.is_track``) use a track along the neutrino from the
+    vertex (perpendicular distance); the others a point source at the vertex.
+    """
+    event = hits.event_index
+    vertex = np.column_stack([ak.to_numpy(truth[f"vertex_{c}"]) for c in "xyz"]).astype(float)[event]
+    direction = np.column_stack([ak.to_numpy(truth[f"dir_{c}"]) for c in "xyz"]).astype(float)[event]
+    t0 = ak.to_numpy(truth.t0).astype(float)[event]
+    is_track = ak.to_numpy(truth.is_track).astype(bool)[event]
+    position = np.column_stack([hits["x"], hits["y"], hits["z"]]).astype(float)
+    track = track_geometry(position, vertex, direction, medium)
+    point_distance = np.linalg.norm(position - vertex, axis=1)
+    expected = np.where(is_track, track["delay_ns"], cascade_direct_delay_ns(point_distance, medium))
+    distance = np.where(is_track, track["perpendicular_m"], point_distance)
+    return hits["t"].astype(float) - t0 - expected, distance
+
+
+def _per_event_quantile(values: np.ndarray, event: np.ndarray, n_events: int, q: float) -> np.ndarray:
+    out = np.full(n_events, np.nan)
+    if len(values) == 0:
+        return out
+    order = np.lexsort((values, event))
+    values, event = values[order], event[order]
+    counts = np.bincount(event, minlength=n_events)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    has = counts > 0
+    pick = starts[has] + np.floor(q * (counts[has] - 1) + 0.5).astype(np.int64)
+    out[has] = values[pick]
+    return out
+
+
+def event_features(events: ak.Array, medium: Medium) -> pd.DataFrame:
+    """Return one row of FEATURES per event (events need hits and truth; see the module docstring)."""
+    names = ["x", "y", "z", "t", "charge", "sensor_id"]
+    hits = RaggedEvents.from_awkward(events.hits, names, {n: np.float64 for n in names})
+    n, event = hits.n_events, hits.event_index
+    position = np.column_stack([hits["x"], hits["y"], hits["z"]])
+    module = module_of_positions(position)
+    residual, distance = hit_residuals(hits, events.truth, medium)
+
+    def per_event_unique(keys: np.ndarray) -> np.ndarray:
+        pairs = np.unique(np.column_stack([event, keys]), axis=0) if len(keys) else np.zeros((0, 2), np.int64)
+        return np.bincount(pairs[:, 0].astype(np.int64), minlength=n).astype(float)
+
+    n_hits = hits.counts.astype(float)
+    direct = (residual >= DIRECT_WINDOW_NS[0]) & (residual <= DIRECT_WINDOW_NS[1])
+    near = (residual >= -50.0) & (residual <= TAIL_WINDOW_NS[1])
+    tail = (residual >= TAIL_WINDOW_NS[0]) & (residual <= TAIL_WINDOW_NS[1])
+    outside = (residual < CHERENKOV_WINDOW_NS[0]) | (residual > CHERENKOV_WINDOW_NS[1])
+    charge = hits["charge"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        features = pd.DataFrame({
+            "log10_hits": np.log10(np.maximum(n_hits, 1)),
+            "log10_modules": np.log10(np.maximum(per_event_unique(module), 1)),
+            "log10_pmts": np.log10(np.maximum(per_event_unique(hits["sensor_id"].astype(np.int64)), 1)),
+            "l1_fraction": hits.segment_sum(local_coincidence(event, module, hits["t"]).astype(float)) / n_hits,
+            "time_span_ns": hits.segment_max(hits["t"], np.nan) - hits.segment_min(hits["t"], np.nan),
+            "outside_window_fraction": hits.segment_sum(outside.astype(float)) / n_hits,
+            "direct_hits": hits.segment_sum(direct.astype(float)),
+            "direct_module_distance_m": _per_event_quantile(distance[direct], event[direct], n, 0.5),
+            "residual_q16_ns": _per_event_quantile(residual[near], event[near], n, 0.16),
+            "residual_q50_ns": _per_event_quantile(residual[near], event[near], n, 0.50),
+            "residual_q84_ns": _per_event_quantile(residual[near], event[near], n, 0.84),
+            "tail_fraction": hits.segment_sum(tail.astype(float)) / hits.segment_sum(near.astype(float)),
+            "charge_median": _per_event_quantile(charge, event, n, 0.5),
+            "charge_below_half_pe": hits.segment_sum((charge < 0.5).astype(float)) / n_hits,
+            "charge_q90": _per_event_quantile(charge, event, n, 0.9),
+        })
+    return features[FEATURES]
+
+
+def local_coincidence(event: np.ndarray, module: np.ndarray, t_ns: np.ndarray,
+                      window_ns: float = L1_WINDOW_NS) -> np.ndarray:
+    """Return True for hits with another hit on the same module of the same event within ``window_ns``."""
+    if len(t_ns) == 0:
+        return np.zeros(0, dtype=bool)
+    order = np.lexsort((t_ns, module, event))
+    e, m, t = event[order], module[order], t_ns[order]
+    same = (e[1:] == e[:-1]) & (m[1:] == m[:-1]) & (np.diff(t) <= window_ns)
+    flag = np.zeros(len(t), dtype=bool)
+    flag[1:] |= same
+    flag[:-1] |= same
+    out = np.zeros(len(t), dtype=bool)
+    out[order] = flag
+    return out
+
+
+def light_per_module(events: ak.Array, module_positions: np.ndarray, medium: Medium,
+                     edges_m: np.ndarray) -> pd.DataFrame:
+    """Return, per bin of distance from the true hypothesis, the fraction of the detector's modules with light.
+
+    A module has light when one of its hits lies within CHERENKOV_WINDOW_NS of the direct
+    arrival time (so the readout window's background counts little). ``module_positions``
+    are the centres of every module of the detector (hit or not); a hit is assigned to the
+    nearest one. Muon-neutrino CC events use the perpendicular distance to the track (only
+    the part downstream of the vertex), others the distance to the vertex.
+    """
+    names = ["x", "y", "z", "t"]
+    hits = RaggedEvents.from_awkward(events.hits, names, {n: np.float64 for n in names})
+    residual, _ = hit_residuals(hits, events.truth, medium)
+    hits = hits.select((residual >= CHERENKOV_WINDOW_NS[0]) & (residual <= CHERENKOV_WINDOW_NS[1]))
+    position = np.column_stack([hits["x"], hits["y"], hits["z"]])
+    _, nearest = cKDTree(module_positions).query(position) if len(position) else (None, np.zeros(0, np.int64))
+    truth = events.truth
+    n_modules = len(module_positions)
+    lit = np.zeros((hits.n_events, n_modules), dtype=bool)
+    lit[hits.event_index, nearest] = True
+    vertex = np.column_stack([ak.to_numpy(truth[f"vertex_{c}"]) for c in "xyz"]).astype(float)
+    direction = np.column_stack([ak.to_numpy(truth[f"dir_{c}"]) for c in "xyz"]).astype(float)
+    is_track = ak.to_numpy(truth.is_track).astype(bool)
+    rel = module_positions[None, :, :] - vertex[:, None, :]
+    along = np.einsum("emk,ek->em", rel, direction)
+    perpendicular = np.sqrt(np.maximum(np.einsum("emk,emk->em", rel, rel) - along**2, 0.0))
+    distance = np.where(is_track[:, None], np.where(along >= 0, perpendicular, np.inf),
+                        np.linalg.norm(rel, axis=2))
+    rows = []
+    for low, high in zip(edges_m[:-1], edges_m[1:], strict=True):
+        inside = (distance >= low) & (distance < high)
+        rows.append({"distance_low_m": low, "distance_high_m": high, "modules": int(inside.sum()),
+                     "hit_fraction": float(lit[inside].mean()) if inside.any() else np.nan})
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class Separability:
+    """Cross-validated ROC AUC of a classifier telling two samples apart (mean and spread over repeats)."""
+
+    auc_mean: float
+    auc_std: float
+    repeats: tuple[float, ...]
+    n_a: int
+    n_b: int
+
+
+def separability(a: pd.DataFrame, b: pd.DataFrame, features: Sequence[str], seed: int = 0, repeats: int = 10,
+                 folds: int = 5) -> Separability:
+    """Return the ROC AUC of a gradient-boosted classifier separating ``a`` from ``b`` on ``features``.
+
+    Stratified ``folds``-fold cross-validation, repeated ``repeats`` times with seeds derived
+    from ``seed``; each repeat's AUC is computed on its out-of-fold scores.
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+
+    x = pd.concat([a[list(features)], b[list(features)]], ignore_index=True).to_numpy(float)
+    y = np.concatenate([np.ones(len(a)), np.zeros(len(b))])
+    folds = max(2, min(folds, len(a), len(b)))
+    aucs = []
+    for repeat in range(repeats):
+        score = np.zeros(len(y))
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed + repeat)
+        for train, test in splitter.split(x, y):
+            model = HistGradientBoostingClassifier(max_iter=100, max_leaf_nodes=8, min_samples_leaf=5,
+                                                   learning_rate=0.1, random_state=seed + repeat)
+            model.fit(x[train], y[train])
+            score[test] = model.predict_proba(x[test])[:, 1]
+        aucs.append(float(roc_auc_score(y, score)))
+    return Separability(float(np.mean(aucs)), float(np.std(aucs)), tuple(aucs), len(a), len(b))
+
+
+def energy_matched(official_energy: np.ndarray, simulated_energy: np.ndarray, per_event: int,
+                   rng: np.random.Generator) -> np.ndarray:
+    """Return indices of simulated events matched in log10 energy to the official ones.
+
+    For each official event, the ``per_event`` nearest simulated events in log10 E not yet
+    taken (greedy, official events in random order), so both samples share an energy spectrum.
+    """
+    free = np.ones(len(simulated_energy), dtype=bool)
+    log_sim = np.log10(simulated_energy)
+    chosen: list[int] = []
+    for i in rng.permutation(len(official_energy)):
+        candidates = np.flatnonzero(free)
+        if len(candidates) == 0:
+            break
+        nearest = candidates[np.argsort(np.abs(log_sim[candidates] - np.log10(official_energy[i])), kind="stable")]
+        take = nearest[:per_event]
+        free[take] = False
+        chosen.extend(take.tolist())
+    return np.sort(np.asarray(chosen, dtype=np.int64))
