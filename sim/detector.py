@@ -10,7 +10,11 @@ once per chunk from ragged numpy columns (nurec.ragged.RaggedEvents).
 
 from __future__ import annotations
 
+from dataclasses import replace
+from functools import cache
+
 import numpy as np
+from scipy.spatial.distance import pdist
 
 from nurec.geometry import Geometry
 from nurec.io.schema import direction_to_angles
@@ -19,9 +23,10 @@ from nurec.physics.medium import Medium
 from nurec.physics.muon import muon_range_m
 from nurec.physics.response import DetectorResponse
 from nurec.physics.timing import sample_pandel_delay_ns
+from nurec.physics.tot import charge_from_tot_pe, tot_from_charge_ns
 from nurec.ragged import RaggedEvents
 from sim.generator import Primaries, makes_muon_track, orthonormal_basis
-from sim.noise import sample_noise_hits
+from sim.noise import sample_background, sensor_conditions
 from sim.photons import PhotoElectrons, sample_photoelectrons
 from sim.sorting import order_by_group_then_time
 from sim.trigger import apply_trigger
@@ -81,10 +86,12 @@ def simulate_hit_columns(
     pe = sample_photoelectrons(sources, geometry, medium, response, rng)
     pe_time = photoelectron_times_ns(pe, medium, response, rng)
     pe_charge = pe.scale * np.maximum(rng.normal(1.0, response.spe_charge_sigma, len(pe.event)), 0.05)
-    lit, start, end = readout_windows(n, pe.event, pe_time, response)
+    if response.readout_window == "trigger":
+        lit, start, end = trigger_windows(n, pe, pe_time, geometry, medium, response)
+    else:
+        lit, start, end = readout_windows(n, pe.event, pe_time, response)
     if noise:
-        noise_event, noise_sensor, noise_time = sample_noise_hits(start, end, geometry.n_sensors, response.noise_rate_hz, rng)
-        noise_charge = np.maximum(rng.normal(1.0, response.spe_charge_sigma, len(noise_event)), 0.05)
+        noise_event, noise_sensor, noise_time, noise_charge = sample_background(start, end, geometry, response, rng)
     else:
         noise_event = noise_sensor = np.zeros(0, dtype=np.int64)
         noise_time = noise_charge = np.zeros(0)
@@ -93,14 +100,17 @@ def simulate_hit_columns(
         np.concatenate([pe_time, noise_time]), np.concatenate([pe_charge, noise_charge]),
         np.concatenate([np.zeros(len(pe.event), bool), np.ones(len(noise_event), bool)]),
         response.pulse_merge_window_ns)
+    pulses = digitize(pulses, start, end, geometry, response)
     triggered = lit & apply_trigger(n, pulses[0], pulses[1], pulses[2], geometry, response)
     keep = triggered[pulses[0]]
-    p_event, p_sensor, p_time, p_charge, p_noise = (a[keep] for a in pulses)
+    p_event, p_sensor, p_time, p_charge, p_noise, p_tot = (a[keep] for a in pulses)
     order = order_by_group_then_time(p_event, p_time)
-    p_event, p_sensor, p_time, p_charge, p_noise = (a[order] for a in (p_event, p_sensor, p_time, p_charge, p_noise))
+    p_event, p_sensor, p_time, p_charge, p_noise, p_tot = (
+        a[order] for a in (p_event, p_sensor, p_time, p_charge, p_noise, p_tot))
     kept_events = np.flatnonzero(triggered)
     counts = np.bincount(p_event, minlength=n)[kept_events]
-    hits = hit_columns(geometry, p_sensor, p_time - start[p_event], p_charge, p_noise)
+    hits = hit_columns(geometry, p_sensor, p_time - start[p_event], p_charge, p_noise,
+                       p_tot if response.tot_model() is not None else None)
     event_columns = {f"truth.{name}": values for name, values in
                      truth_columns(primaries, sources, kept_events, start).items()}
     event_columns["weight"] = primaries.weight[kept_events]
@@ -126,12 +136,73 @@ def readout_windows(n_events: int, pe_event: np.ndarray, pe_time: np.ndarray,
     return lit, start, end
 
 
+def trigger_windows(n_events: int, pe: PhotoElectrons, pe_time: np.ndarray, geometry: Geometry, medium: Medium,
+                    response: DetectorResponse) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (lit, start [ns], end [ns]) per event: the span of the light's local coincidences
+    (photo-electrons on two sensors of one module within ``coincidence_window_ns``; the whole
+    light where there are none) widened on both sides by the detector's light-crossing time.
+    """
+    lit, first, last = readout_windows(n_events, pe.event, pe_time, _no_margin(response))
+    module = geometry.sensor_module_index[pe.sensor]
+    key = pe.event.astype(np.int64) * geometry.n_modules + module
+    order = order_by_group_then_time(key, pe_time)
+    k, t, s, e = key[order], pe_time[order], pe.sensor[order], pe.event[order]
+    pair = (k[1:] == k[:-1]) & (s[1:] != s[:-1]) & (np.diff(t) <= response.coincidence_window_ns)
+    in_pair = np.zeros(len(k), dtype=bool)
+    in_pair[1:] |= pair
+    in_pair[:-1] |= pair
+    l1_first = np.full(n_events, np.inf)
+    l1_last = np.full(n_events, -np.inf)
+    np.minimum.at(l1_first, e[in_pair], t[in_pair])
+    np.maximum.at(l1_last, e[in_pair], t[in_pair])
+    has_l1 = np.isfinite(l1_first)
+    first = np.where(has_l1, l1_first, first)
+    last = np.where(has_l1, l1_last, last)
+    margin = light_crossing_time_ns(geometry, medium)
+    return lit, np.where(lit, first - margin, 0.0), np.where(lit, last + margin, 0.0)
+
+
+def _no_margin(response: DetectorResponse) -> DetectorResponse:
+    return replace(response, readout_before_ns=0.0, readout_after_ns=0.0)
+
+
+@cache
+def _largest_module_distance_m(geometry: Geometry) -> float:
+    return float(pdist(geometry.module_position).max(initial=0.0)) if geometry.n_modules > 1 else 0.0
+
+
+def light_crossing_time_ns(geometry: Geometry, medium: Medium) -> float:
+    """Return the time [ns] light needs to cross the detector (its largest module-to-module distance)."""
+    return _largest_module_distance_m(geometry) / medium.light_speed_m_per_ns
+
+
+def digitize(pulses: tuple[np.ndarray, ...], start: np.ndarray, end: np.ndarray, geometry: Geometry,
+             response: DetectorResponse) -> tuple[np.ndarray, ...]:
+    """Return the pulses the readout records, with their ToT [ns] (0 without a ToT readout) appended.
+
+    Pulses on dead sensors or outside the event's window are lost; with a ToT readout, pulses
+    below threshold are lost and the charge becomes the ToT's estimate (nurec.physics.tot).
+    """
+    event, sensor, time, charge, is_noise = pulses
+    model = response.tot_model()
+    if model is None and response.readout_window == "light" and response.dead_sensor_fraction == 0:
+        return event, sensor, time, charge, is_noise, np.zeros(len(event))
+    _, alive = sensor_conditions(geometry, response)
+    keep = alive[sensor] & (time >= start[event]) & (time <= end[event])
+    tot = np.zeros(len(event))
+    if model is not None:
+        tot = tot_from_charge_ns(charge, model)
+        keep &= tot > 0
+        charge = charge_from_tot_pe(tot, model)
+    return tuple(a[keep] for a in (event, sensor, time, charge, is_noise, tot))
+
+
 def hit_columns(geometry: Geometry, sensor: np.ndarray, t_rel_ns: np.ndarray, charge: np.ndarray,
-                is_noise: np.ndarray) -> dict[str, np.ndarray]:
-    """Return the hit columns of the event schema for pulses on sensor rows ``sensor``."""
+                is_noise: np.ndarray, tot_ns: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Return the hit columns of the event schema for pulses on sensor rows ``sensor`` (``tot_ns`` for a ToT readout)."""
     position = geometry.position[sensor]
     direction = geometry.direction[sensor]
-    return {
+    columns = {
         "sensor_id": geometry.sensor_id[sensor].astype(np.int32),
         "x": position[:, 0].astype(np.float32),
         "y": position[:, 1].astype(np.float32),
@@ -143,6 +214,9 @@ def hit_columns(geometry: Geometry, sensor: np.ndarray, t_rel_ns: np.ndarray, ch
         "dir_z": direction[:, 2].astype(np.float32),
         "is_noise": is_noise,
     }
+    if tot_ns is not None:
+        columns["tot_ns"] = tot_ns.astype(np.float32)
+    return columns
 
 
 def truth_columns(primaries: Primaries, sources: LightSources, kept: np.ndarray,

@@ -6,6 +6,7 @@ import pytest
 
 from nurec.evaluate.fidelity import (
     FEATURES,
+    background_rates,
     energy_matched,
     event_features,
     local_coincidence,
@@ -38,9 +39,10 @@ def test_features_of_noise_free_simulated_events_see_their_own_light():
     features = event_features(events, get_medium("water"))
     assert list(features.columns) == FEATURES and len(features) == 30
     # Without background every hit is light of the event: almost none lands outside the Cherenkov window,
-    # and the earliest residuals sit at the direct time (jitter of a few ns).
+    # and the earliest residuals sit near the direct time (jitter of a few ns; light of the hadronic
+    # shower at the vertex can reach modules behind it a few ns before the track's Cherenkov light).
     assert features["outside_window_fraction"].median() < 0.05
-    assert abs(features["residual_q16_ns"].median()) < 5.0
+    assert abs(features["residual_q16_ns"].median()) < 10.0
     assert (features["direct_hits"] > 0).mean() > 0.8
 
 
@@ -58,3 +60,18 @@ def test_energy_matching_takes_the_nearest_simulated_energies_once():
     simulated = np.array([1.0, 10.0, 11.0, 100.0, 1000.0, 12.0])
     chosen = energy_matched(np.array([10.5, 900.0]), simulated, 2, np.random.default_rng(0))
     assert sorted(chosen.tolist()) == [1, 2, 3, 4]
+
+
+def test_background_measured_in_simulated_km3net_events_is_the_configured_background():
+    """The calibration that sets KM3NeT's background from official files recovers nurec's own settings."""
+    from nurec.geometry import get_geometry
+    from nurec.physics.response import KM3NET_RESPONSE
+
+    events, _ = simulate_events(SimulationConfig(detector="km3net-orca", flavors=("nue",), n_events=40, seed=8,
+                                                 energy_min_gev=20, energy_max_gev=200))
+    geometry = get_geometry("km3net-orca")
+    rates = background_rates(events, geometry.module_position, geometry.pmts_per_module, get_medium("water"))
+    # Dead PMTs (1%) and pulses below the ToT threshold (~1% of single photo-electrons) record nothing.
+    assert rates.singles_rate_hz == pytest.approx(KM3NET_RESPONSE.noise_rate_hz * 0.98, rel=0.05)
+    assert rates.genuine_pair_rate_hz == pytest.approx(KM3NET_RESPONSE.coincidence_rate_hz * 0.96, rel=0.25)
+    assert rates.random_pair_rate_hz < rates.pair_rate_hz

@@ -14,6 +14,7 @@ import pytest
 from nurec.geometry import get_geometry
 from nurec.io.detx import DetxError, parse_detx
 from nurec.io.km3net import KM3NET_SPE_TOT_NS, KM3NeTOptions, iter_km3net_chunks
+from nurec.physics.tot import ToTModel, charge_from_tot_pe
 from nurec.io.sources import SourceError, iter_events
 
 km3net_testdata = pytest.importorskip("km3net_testdata")
@@ -74,8 +75,12 @@ def test_km3net_hits_match_the_file_read_independently(v92):
     expected_t = raw["hits.t"] - ak.min(raw["hits.t"], axis=1)
     np.testing.assert_allclose(ak.to_numpy(ak.flatten(events.hits.t)), ak.to_numpy(ak.flatten(expected_t)), atol=1e-3)
     np.testing.assert_allclose(ak.to_numpy(events.source.t_offset_ns), ak.to_numpy(ak.min(raw["hits.t"], axis=1)))
+    raw_tot = ak.to_numpy(ak.flatten(raw["hits.tot"]))
+    np.testing.assert_array_equal(ak.to_numpy(ak.flatten(events.hits.tot_ns)), raw_tot)
+    # The charge is the ToT model's estimate, on the simulator's scale: 1 pe at the nominal single-pe ToT.
     np.testing.assert_allclose(ak.to_numpy(ak.flatten(events.hits.charge)),
-                               ak.to_numpy(ak.flatten(raw["hits.tot"])) / KM3NET_SPE_TOT_NS, rtol=1e-6)
+                               charge_from_tot_pe(raw_tot, ToTModel(spe_tot_ns=KM3NET_SPE_TOT_NS)), rtol=1e-6)
+    assert charge_from_tot_pe(np.array([KM3NET_SPE_TOT_NS]), ToTModel())[0] == pytest.approx(1.0)
     assert ak.flatten(events.hits.sensor_id).tolist() == ak.flatten(raw["hits.pmt_id"]).tolist()
 
 

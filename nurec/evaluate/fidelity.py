@@ -245,3 +245,70 @@ def energy_matched(official_energy: np.ndarray, simulated_energy: np.ndarray, pe
         free[take] = False
         chosen.extend(take.tolist())
     return np.sort(np.asarray(chosen, dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class BackgroundRates:
+    """Optical background measured in events with truth, from hits that cannot be the event's light.
+
+    ``singles_rate_hz`` is per PMT; pair rates are per module: same-module pairs of hits on
+    different PMTs within the L1 window, as measured, as expected from uncorrelated singles
+    alone (R²·w with R the module's singles rate), and the excess (genuine coincidences).
+    """
+
+    singles_rate_hz: float
+    pair_rate_hz: float
+    random_pair_rate_hz: float
+    genuine_pair_rate_hz: float
+    n_hits: int
+    exposure_module_s: float
+
+
+def direct_times_at(positions: np.ndarray, truth: ak.Array, medium: Medium) -> np.ndarray:
+    """Return the direct-light arrival time [ns] of the true hypothesis at ``positions`` (events × points)."""
+    vertex = np.column_stack([ak.to_numpy(truth[f"vertex_{c}"]) for c in "xyz"]).astype(float)[:, None, :]
+    direction = np.column_stack([ak.to_numpy(truth[f"dir_{c}"]) for c in "xyz"]).astype(float)[:, None, :]
+    t0 = ak.to_numpy(truth.t0).astype(float)[:, None]
+    is_track = ak.to_numpy(truth.is_track).astype(bool)[:, None]
+    track = track_geometry(positions[None, :, :], vertex, direction, medium)
+    point = cascade_direct_delay_ns(np.linalg.norm(positions[None, :, :] - vertex, axis=2), medium)
+    return t0 + np.where(is_track, track["delay_ns"], point)
+
+
+def background_rates(events: ak.Array, module_positions: np.ndarray, pmts_per_module: int, medium: Medium,
+                     before_light_ns: float = 50.0, after_light_ns: float = 1000.0,
+                     window_ns: float = L1_WINDOW_NS) -> BackgroundRates:
+    """Return the background rates seen where the event's own light cannot be: hits earlier than
+    ``before_light_ns`` ahead of the direct arrival time at their module, or later than
+    ``after_light_ns`` after it.
+
+    Each module's exposure runs from the event's first hit (the readout window's start) to its
+    direct time minus ``before_light_ns``, and from its direct time plus ``after_light_ns`` to
+    the event's last hit; ``module_positions`` are the centres of all the detector's modules,
+    hit or not.
+    """
+    names = ["x", "y", "z", "t", "sensor_id"]
+    hits = RaggedEvents.from_awkward(events.hits, names, {n: np.float64 for n in names})
+    start, end = hits.segment_min(hits["t"], np.nan)[:, None], hits.segment_max(hits["t"], np.nan)[:, None]
+    direct = direct_times_at(module_positions, events.truth, medium)  # events × modules
+    early_end = np.minimum(direct - before_light_ns, end)
+    late_start = np.maximum(direct + after_light_ns, start)
+    exposure_ns = np.clip(early_end - start, 0.0, None) + np.clip(end - late_start, 0.0, None)
+    exposure_ns[~np.isfinite(exposure_ns)] = 0.0
+    position = np.column_stack([hits["x"], hits["y"], hits["z"]])
+    _, module = cKDTree(module_positions).query(position) if len(position) else (None, np.zeros(0, np.int64))
+    event = hits.event_index
+    background = (hits["t"] < early_end[event, module]) | (hits["t"] > late_start[event, module])
+    e, m, t, s = event[background], module[background], hits["t"][background], hits["sensor_id"][background]
+    order = np.lexsort((t, m, e))
+    e, m, t, s = e[order], m[order], t[order], s[order]
+    pairs = 0
+    for shift in range(1, 8):  # pairs within a few ns: never more than a handful of hits apart
+        same = (e[shift:] == e[:-shift]) & (m[shift:] == m[:-shift]) & (t[shift:] - t[:-shift] <= window_ns)
+        pairs += int((same & (s[shift:] != s[:-shift])).sum())
+    total_s = float(exposure_ns.sum()) * 1e-9
+    singles = len(t) / (total_s * pmts_per_module) if total_s > 0 else np.nan
+    module_rate = singles * pmts_per_module
+    random = module_rate**2 * (1.0 - 1.0 / pmts_per_module) * window_ns * 1e-9
+    measured = pairs / total_s if total_s > 0 else np.nan
+    return BackgroundRates(float(singles), float(measured), float(random), float(measured - random), len(t), total_s)

@@ -14,10 +14,10 @@ hits     one per ``Evt.hits`` entry (``triggered_only=True``: only those with ``
          time, as a calibration does. ``t`` is stored relative to the earliest hit of the
          event (``source.t_offset_ns`` holds that offset: absolute time = t + t_offset_ns),
          because KM3NeT times (up to 1e8 ns within a 100 ms timeslice) do not fit float32.
-         ``charge`` is a charge-like quantity: ``tot / spe_tot_ns`` with the nominal
-         single-photo-electron time-over-threshold (``KM3NET_SPE_TOT_NS``); ToT grows
-         roughly logarithmically with the number of photo-electrons, so this is monotonic in
-         the true charge, exact near 1 pe, and underestimates large pulses.
+         ``tot_ns`` is the file's time over threshold and ``charge`` its photo-electron
+         estimate from the same ToT model the simulator records hits with
+         (nurec.physics.tot, single-pe ToT ``spe_tot_ns`` = ``KM3NET_SPE_TOT_NS``), so
+         converted and simulated charges share one scale.
          ``sensor_id``: the detx PMT id when a detx file is used, else the file's
          ``hits.pmt_id`` when set, else ``(dom_id mod 2^23) * 32 + channel_id``.
 truth    from ``mc_tracks[0]`` (the neutrino): ``type`` -> pdg, ``E``, ``dir`` (KM3NeT ``dir``
@@ -55,7 +55,8 @@ import pandas as pd
 
 from nurec.io.detx import DetxDetector, parse_detx
 from nurec.io.reader import SourceError, zip_columns
-from nurec.io.schema import HIT_FIELDS, angles_to_direction, direction_to_angles, finish_predictions
+from nurec.physics.tot import ToTModel, charge_from_tot_pe
+from nurec.io.schema import HIT_FIELDS, OPTIONAL_HIT_FIELDS, angles_to_direction, direction_to_angles, finish_predictions
 
 # KM3NeT dataformat, definitions/reconstruction.csv.
 JPP_RECONSTRUCTION_TYPE = 4000
@@ -250,15 +251,17 @@ def _build_events(raw: ak.Array, entries: np.ndarray, path: Path, detector: Detx
         np.minimum.at(first, event_index, t_raw)
         t_offset = np.where(np.isfinite(first), first, 0.0)
     keep = _flat(raw["hits.trig"], np.int64) != 0 if options.triggered_only else np.ones(len(t_raw), bool)
+    tot = _flat(raw["hits.tot"], np.float64)[keep]
     counts = np.bincount(event_index[keep], minlength=n_events)
     columns = {
         "sensor_id": sensor_id[keep],
         "x": pos[keep, 0], "y": pos[keep, 1], "z": pos[keep, 2],
         "t": (t_raw - t_offset[event_index])[keep],
-        "charge": _flat(raw["hits.tot"], np.float64)[keep] / options.spe_tot_ns,
+        "charge": charge_from_tot_pe(tot, ToTModel(spe_tot_ns=options.spe_tot_ns)),
         "dir_x": pmt_dir[keep, 0], "dir_y": pmt_dir[keep, 1], "dir_z": pmt_dir[keep, 2],
+        "tot_ns": tot,
     }
-    columns = {k: np.asarray(v).astype(HIT_FIELDS[k]) for k, v in columns.items()}
+    columns = {k: np.asarray(v).astype({**HIT_FIELDS, **OPTIONAL_HIT_FIELDS}[k]) for k, v in columns.items()}
     hits = ak.unflatten(ak.zip(columns, depth_limit=1), counts)
     source = {
         "entry": entries.astype(np.int64),

@@ -42,7 +42,7 @@ HIT_FIELDS: dict[str, str] = {
 }
 """Required hit fields and their storage dtypes."""
 
-OPTIONAL_HIT_FIELDS: dict[str, str] = {"is_noise": "bool"}
+OPTIONAL_HIT_FIELDS: dict[str, str] = {"is_noise": "bool", "tot_ns": "float32"}
 
 TRUTH_FIELDS: dict[str, str] = {
     "pdg": "int32",

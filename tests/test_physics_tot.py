@@ -1,0 +1,46 @@
+"""Time over threshold: one model turns charge into ToT (simulator) and ToT into charge (converter)."""
+
+import numpy as np
+import pytest
+
+from nurec.physics.pmt import km3net_angular_acceptance, km3net_sensor_model
+from nurec.physics.response import KM3NET_RESPONSE, DetectorResponse
+from nurec.physics.tot import ToTModel, charge_from_tot_pe, tot_from_charge_ns
+
+
+def test_tot_to_charge_to_tot_gives_back_every_recordable_tot():
+    model = ToTModel()
+    tot = np.arange(1.0, model.saturation_ns + 1.0)
+    assert np.array_equal(tot_from_charge_ns(charge_from_tot_pe(tot, model), model), tot)
+
+
+def test_one_photo_electron_gives_the_nominal_tot_and_more_charge_a_longer_one():
+    model = ToTModel()
+    charge = np.array([1.0, 2.0, 5.0, 20.0, 100.0])
+    tot = tot_from_charge_ns(charge, model)
+    assert tot[0] == round(model.spe_tot_ns)
+    assert np.all(np.diff(tot) > 0)
+
+
+def test_pulses_below_threshold_make_no_hit_and_huge_ones_saturate():
+    model = ToTModel(threshold_pe=0.3)
+    assert tot_from_charge_ns(np.array([0.1, 0.29]), model).tolist() == [0.0, 0.0]
+    assert tot_from_charge_ns(np.array([1e9]), model)[0] == model.saturation_ns
+    assert charge_from_tot_pe(np.array([1e4]), model)[0] == charge_from_tot_pe(np.array([model.saturation_ns]), model)[0]
+
+
+def test_bad_tot_settings_are_refused_with_the_setting_named():
+    with pytest.raises(ValueError, match="threshold_pe"):
+        ToTModel(threshold_pe=1.5)
+    with pytest.raises(ValueError, match="readout_window"):
+        DetectorResponse(**{**KM3NET_RESPONSE.__dict__, "readout_window": "snapshot"})
+
+
+def test_km3net_sensor_model_keeps_the_tables_acceptance_integral():
+    area, exponent = km3net_sensor_model()
+    cos = np.linspace(-1.0, 1.0, 4001)
+    table_integral = np.trapezoid(km3net_angular_acceptance(cos), cos)
+    head_on = area / (45.4e-4 * 0.2000657)  # photocathode × QE averaged over the Cherenkov spectrum
+    model_integral = head_on * np.trapezoid(((1.0 - cos) / 2.0) ** exponent, cos)
+    assert model_integral == pytest.approx(table_integral, rel=1e-3)
+    assert 3.0 < exponent < 5.0  # the 3-inch PMT in its DOM sees little beyond 80° off axis
