@@ -14,8 +14,8 @@ import pytest
 from nurec.geometry import get_geometry
 from nurec.io.detx import DetxError, parse_detx
 from nurec.io.km3net import KM3NET_SPE_TOT_NS, KM3NeTOptions, iter_km3net_chunks
-from nurec.physics.tot import ToTModel, charge_from_tot_pe
 from nurec.io.sources import SourceError, iter_events
+from nurec.physics.tot import ToTModel, charge_from_tot_pe
 
 km3net_testdata = pytest.importorskip("km3net_testdata")
 uproot = pytest.importorskip("uproot")

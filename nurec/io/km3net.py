@@ -55,8 +55,14 @@ import pandas as pd
 
 from nurec.io.detx import DetxDetector, parse_detx
 from nurec.io.reader import SourceError, zip_columns
+from nurec.io.schema import (
+    HIT_FIELDS,
+    OPTIONAL_HIT_FIELDS,
+    angles_to_direction,
+    direction_to_angles,
+    finish_predictions,
+)
 from nurec.physics.tot import ToTModel, charge_from_tot_pe
-from nurec.io.schema import HIT_FIELDS, OPTIONAL_HIT_FIELDS, angles_to_direction, direction_to_angles, finish_predictions
 
 # KM3NeT dataformat, definitions/reconstruction.csv.
 JPP_RECONSTRUCTION_TYPE = 4000
