@@ -1,6 +1,7 @@
 """Can official KM3NeT Monte Carlo tell nurec's simulation apart? Event features and a classifier's AUC.
 
     python benchmarks/bench_fidelity.py [--out fidelity/] [--per-event 3] [--repeats 10] [--seed 12]
+                                        [--nominal-background]
 
 For each official km3net-testdata file with hits (table FILES), the official events are read
 as ``nurec convert`` reads them, and nurec simulates the same detector (the file's detx), the
@@ -37,6 +38,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from nurec.evaluate.fidelity import (  # noqa: E402
     CHARGE_FEATURES,
     FEATURES,
+    background_rates,
     energy_matched,
     event_features,
     hit_residuals,
@@ -75,6 +77,7 @@ FILES = [
     OfficialFile("numucc", "offline/numucc.root", "detx/KM3NeT_-00000001_20171212.detx", "KM3NeT_-00000001",
                  positions_from_detx=True),
 ]
+PMTS_PER_DOM = 31
 DISTANCE_EDGES_M = np.array([0, 15, 30, 45, 60, 80, 100, 130, 160, 200])
 
 
@@ -84,7 +87,8 @@ def official_events(entry: OfficialFile) -> ak.Array:
     return ak.concatenate(list(iter_events(km3net_testdata.data_path(entry.path), "km3net-offline", **options)))
 
 
-def simulated_events(entry: OfficialFile, official: ak.Array, n_events: int, seed: int) -> ak.Array:
+def simulated_events(entry: OfficialFile, official: ak.Array, n_events: int, seed: int,
+                     response_overrides: dict | None = None) -> ak.Array:
     """Return nurec events on the file's detector with its flavours, interactions and energy range (E^-1)."""
     pdg = np.abs(ak.to_numpy(official.truth.pdg))
     energy = ak.to_numpy(official.truth.energy)
@@ -93,7 +97,7 @@ def simulated_events(entry: OfficialFile, official: ak.Array, n_events: int, see
         flavors=tuple(sorted({PDG_FLAVOR[p] for p in pdg if p in PDG_FLAVOR})),
         interactions=tuple(sorted({str(i) for i in ak.to_list(official.truth.interaction) if i})) or ("CC",),
         n_events=n_events, energy_min_gev=float(energy.min()) / 1.05, energy_max_gev=float(energy.max()) * 1.05,
-        spectral_index=1.0, seed=seed,
+        spectral_index=1.0, seed=seed, response_overrides=response_overrides or {},
     )
     return simulate_events(config)[0]
 
@@ -155,6 +159,8 @@ def main() -> None:
     parser.add_argument("--per-event", type=int, default=3, help="simulated events matched to each official event")
     parser.add_argument("--repeats", type=int, default=10, help="cross-validation repeats for the AUC spread")
     parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument("--nominal-background", action="store_true",
+                        help="simulate nurec's default KM3NeT background instead of each file's measured one")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -162,19 +168,28 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     features: dict[str, dict[str, list[pd.DataFrame]]] = {}
     rows, light, timing = [], [], {}
+    background_rows = []
     for index, entry in enumerate(FILES):
         start = time.perf_counter()
         official = official_events(entry)
-        pool = simulated_events(entry, official, 3 * args.per_event * len(official), args.seed + index)
+        centres = module_centres(entry.detx)
+        official_background = background_rates(official, centres, PMTS_PER_DOM, medium)
+        # Like the experiment's run-by-run simulation: the background of the run the file stands for.
+        overrides = {} if args.nominal_background else {
+            "noise_rate_hz": official_background.singles_rate_hz,
+            "coincidence_rate_hz": max(official_background.genuine_pair_rate_hz, 0.0)}
+        pool = simulated_events(entry, official, 3 * args.per_event * len(official), args.seed + index, overrides)
         matched = pool[energy_matched(ak.to_numpy(official.truth.energy), ak.to_numpy(pool.truth.energy),
                                       args.per_event, rng)]
         timing[entry.label] = round(time.perf_counter() - start, 1)
+        for sample, rates in (("official", official_background),
+                              ("nurec", background_rates(matched, centres, PMTS_PER_DOM, medium))):
+            background_rows.append({"file": entry.label, "sample": sample, **rates.__dict__})
         official_features, nurec_features = event_features(official, medium), event_features(matched, medium)
         group = features.setdefault(entry.group, {"official": [], "nurec": []})
         group["official"].append(official_features)
         group["nurec"].append(nurec_features)
         rows += summary_rows(f"{entry.label} ({len(official)} vs {len(matched)})", official_features, nurec_features)
-        centres = module_centres(entry.detx)
         for sample, events in (("official", official), ("nurec", matched)):
             table = light_per_module(events, centres, medium, DISTANCE_EDGES_M)
             table.insert(0, "sample", sample)
@@ -182,6 +197,11 @@ def main() -> None:
             light.append(table)
         plot_distributions(entry.label, {"official": official, "nurec": matched}, out)
 
+    print("Optical background before/after each event's light (singles per PMT; same-DOM pairs within 10 ns per DOM)")
+    background = pd.DataFrame(background_rows)
+    print(background.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print("nurec simulated with " + ("its nominal background" if args.nominal_background else
+                                     "each file's measured singles and genuine-pair rates (run-by-run style)") + "\n")
     summary = pd.DataFrame(rows)
     print("Event features: median [16%, 84%], official vs nurec (energy-matched)")
     print(summary.to_string(index=False))
@@ -201,9 +221,10 @@ def main() -> None:
         separations[group] = {"with_charge": both.__dict__, "without_charge": no_charge.__dict__}
         print(f"  {group:18s} {both.n_a:3d} official vs {both.n_b:3d} nurec events: AUC {both.auc_mean:.3f} ± "
               f"{both.auc_std:.3f} with charge, {no_charge.auc_mean:.3f} ± {no_charge.auc_std:.3f} without")
-    result = {"features": rows, "light_per_module": json.loads(pivot.to_json(orient="records")),
+    result = {"background": background_rows, "features": rows, "light_per_module": json.loads(pivot.to_json(orient="records")),
               "separability": separations, "seconds_per_file": timing,
-              "settings": {"per_event": args.per_event, "repeats": args.repeats, "seed": args.seed}}
+              "settings": {"per_event": args.per_event, "repeats": args.repeats, "seed": args.seed,
+                           "nominal_background": args.nominal_background}}
     (out / "fidelity.json").write_text(json.dumps(result, indent=2, default=float))
     print(f"\nplots and fidelity.json in {out}/")
 

@@ -87,9 +87,10 @@ def simulate_hit_columns(
     pe_time = photoelectron_times_ns(pe, medium, response, rng)
     pe_charge = pe.scale * np.maximum(rng.normal(1.0, response.spe_charge_sigma, len(pe.event)), 0.05)
     if response.readout_window == "trigger":
-        lit, start, end = trigger_windows(n, pe, pe_time, geometry, medium, response)
+        lit, start, end, trigger_span = trigger_windows(n, pe, pe_time, geometry, medium, response)
     else:
         lit, start, end = readout_windows(n, pe.event, pe_time, response)
+        trigger_span = None
     if noise:
         noise_event, noise_sensor, noise_time, noise_charge = sample_background(start, end, geometry, response, rng)
     else:
@@ -101,7 +102,10 @@ def simulate_hit_columns(
         np.concatenate([np.zeros(len(pe.event), bool), np.ones(len(noise_event), bool)]),
         response.pulse_merge_window_ns)
     pulses = digitize(pulses, start, end, geometry, response)
-    triggered = lit & apply_trigger(n, pulses[0], pulses[1], pulses[2], geometry, response)
+    seen = slice(None)
+    if trigger_span is not None:  # the trigger searches the time its light forms coincidences, not the snapshot
+        seen = (pulses[2] >= trigger_span[0][pulses[0]]) & (pulses[2] <= trigger_span[1][pulses[0]])
+    triggered = lit & apply_trigger(n, pulses[0][seen], pulses[1][seen], pulses[2][seen], geometry, response, medium)
     keep = triggered[pulses[0]]
     p_event, p_sensor, p_time, p_charge, p_noise, p_tot = (a[keep] for a in pulses)
     order = order_by_group_then_time(p_event, p_time)
@@ -137,10 +141,14 @@ def readout_windows(n_events: int, pe_event: np.ndarray, pe_time: np.ndarray,
 
 
 def trigger_windows(n_events: int, pe: PhotoElectrons, pe_time: np.ndarray, geometry: Geometry, medium: Medium,
-                    response: DetectorResponse) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return (lit, start [ns], end [ns]) per event: the span of the light's local coincidences
-    (photo-electrons on two sensors of one module within ``coincidence_window_ns``; the whole
-    light where there are none) widened on both sides by the detector's light-crossing time.
+                    response: DetectorResponse) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
+    """Return (lit, start [ns], end [ns], (trigger from, trigger to) [ns]) per event.
+
+    The readout window is the span of the light's local coincidences (photo-electrons on two
+    sensors of one module within ``coincidence_window_ns``; the whole light where there are
+    none) widened on both sides by the detector's light-crossing time. The trigger looks only
+    at that span (± ``trigger_slack_ns``): an event whose light forms no coincidence cannot
+    trigger, and the background elsewhere in a long snapshot cannot trigger it either.
     """
     lit, first, last = readout_windows(n_events, pe.event, pe_time, _no_margin(response))
     module = geometry.sensor_module_index[pe.sensor]
@@ -159,7 +167,9 @@ def trigger_windows(n_events: int, pe: PhotoElectrons, pe_time: np.ndarray, geom
     first = np.where(has_l1, l1_first, first)
     last = np.where(has_l1, l1_last, last)
     margin = light_crossing_time_ns(geometry, medium)
-    return lit, np.where(lit, first - margin, 0.0), np.where(lit, last + margin, 0.0)
+    slack = response.trigger_slack_ns
+    trigger_span = (np.where(has_l1, l1_first - slack, np.inf), np.where(has_l1, l1_last + slack, -np.inf))
+    return lit, np.where(lit, first - margin, 0.0), np.where(lit, last + margin, 0.0), trigger_span
 
 
 def _no_margin(response: DetectorResponse) -> DetectorResponse:

@@ -1,5 +1,7 @@
 """Triggers: the sparse SMT/L1 implementations decide like a plain dense reference."""
 
+from dataclasses import replace
+
 import numpy as np
 
 from nurec.geometry import get_geometry
@@ -58,9 +60,10 @@ def test_l1_trigger_matches_dense_reference():
     event = rng.integers(0, n_events, n_hits)
     sensor = rng.integers(0, 31 * 8, n_hits)  # 8 DOMs, ~2.5 hits each per event
     time_ns = rng.uniform(0, 150, n_hits)
-    decision = apply_trigger(n_events, event, sensor, time_ns, geometry, KM3NET_RESPONSE)
+    response = replace(KM3NET_RESPONSE, trigger="l1")
+    decision = apply_trigger(n_events, event, sensor, time_ns, geometry, response)
     module = geometry.sensor_module_index[sensor]
-    assert np.array_equal(decision, dense_l1(n_events, event, module, time_ns, KM3NET_RESPONSE))
+    assert np.array_equal(decision, dense_l1(n_events, event, module, time_ns, response))
     assert 0.05 < decision.mean() < 0.95
 
 
@@ -72,3 +75,23 @@ def test_packed_sort_orders_like_lexsort():
     time_ns = rng.uniform(-4000.0, 70_000.0, 200_000)
     assert np.array_equal(order_by_group_then_time(group, time_ns), np.lexsort((time_ns, group)))
     assert len(order_by_group_then_time(np.zeros(0, int), np.zeros(0))) == 0
+
+
+def test_3d_trigger_needs_causally_connected_l1s():
+    """L1s as a muon would make them trigger; as many L1s scattered in time over the detector do not."""
+    from nurec.physics.medium import WATER
+
+    geometry = get_geometry("km3net-orca")
+    module_sensor = np.searchsorted(geometry.sensor_module_index, np.arange(geometry.n_modules))
+    near = np.argsort(np.linalg.norm(geometry.module_position - geometry.module_position[0], axis=1))[:6]
+    rng = np.random.default_rng(5)
+    far = rng.choice(geometry.n_modules, 6, replace=False)
+    travel = np.linalg.norm(geometry.module_position[near] - geometry.module_position[near[0]], axis=1)
+    causal_times = travel / WATER.light_speed_m_per_ns  # light spreading from one point
+    random_times = rng.uniform(0.0, 50_000.0, 6)
+    event = np.repeat([0, 1], 12)
+    modules = np.concatenate([np.repeat(near, 2), np.repeat(far, 2)])
+    sensor = module_sensor[modules] + np.tile([0, 1], 12)
+    time_ns = np.concatenate([np.repeat(causal_times, 2), np.repeat(random_times, 2)]) + np.tile([0.0, 3.0], 12)
+    decision = apply_trigger(2, event, sensor, time_ns, geometry, KM3NET_RESPONSE, WATER)
+    assert decision.tolist() == [True, False]

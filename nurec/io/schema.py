@@ -7,7 +7,8 @@ Events are awkward arrays of records, one record per event::
     hits      var * {sensor_id: int32, x, y, z: float32 [m], t: float32 [ns],
                      charge: float32 [photo-electrons],
                      dir_x, dir_y, dir_z: float32 (PMT pointing, unit vector),
-                     is_noise: bool (simulation truth only; models must not read it)}
+                     is_noise: bool (simulation truth only; models must not read it),
+                     tot_ns: float32 [ns] (KM3NeT time over threshold; optional)}
     truth     {pdg: int32, interaction: string ("CC"/"NC"), energy: float64 [GeV],
                dir_x, dir_y, dir_z: float64 (direction of TRAVEL),
                zenith, azimuth: float64 [rad] (IceCube convention: where the

@@ -40,6 +40,7 @@ class DetectorResponse:
     coincidence_floor_span: int
     trigger_threshold: int
     max_pe_per_sensor: int = 64
+    trigger_slack_ns: float = 20.0
     coincidence_rate_hz: float = 0.0
     noise_rate_spread: float = 0.0
     dead_sensor_fraction: float = 0.0
@@ -84,8 +85,10 @@ ICECUBE_RESPONSE = DetectorResponse(
 )
 
 # KM3NeT: 31 3" PMTs per DOM, TTS ~2 ns sigma, L1 = two hits on one DOM within 10 ns
-# (KM3NeT, Eur. Phys. J. C 82 (2022) 26). Trigger here: at least 4 DOMs with an L1
-# coincidence (a simplified 3D trigger).
+# (KM3NeT, Eur. Phys. J. C 82 (2022) 26). Trigger ("3d", sim.trigger): at least 4 L1s on
+# distinct DOMs that are pairwise causally connected (|Δt| ≤ |Δx|/c_water + 20 ns), the
+# condition of KM3NeT's 3D trigger (arXiv:2506.05881), with a greedy clique search, looked
+# for while the event's light forms coincidences (sim.detector.trigger_windows).
 # Sensor: effective area and acceptance exponent derived from Jpp's PMT tables
 # (nurec.physics.pmt: 1.37e-3 m² head-on, exponent 4.0).
 # Background: 40K decays and dark counts give 5-8 kHz per PMT (km3net.org, detector
@@ -108,7 +111,7 @@ KM3NET_RESPONSE = DetectorResponse(
     pulse_merge_window_ns=25.0,
     readout_before_ns=500.0,
     readout_after_ns=500.0,
-    trigger="l1",
+    trigger="3d",
     coincidence_window_ns=10.0,
     coincidence_floor_span=0,
     trigger_threshold=4,
