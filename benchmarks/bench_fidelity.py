@@ -44,6 +44,7 @@ from nurec.evaluate.fidelity import (  # noqa: E402
     hit_residuals,
     light_per_module,
     separability,
+    single_pe_tot_ns,
 )
 from nurec.geometry import get_geometry  # noqa: E402
 from nurec.io.sources import iter_events  # noqa: E402
@@ -81,9 +82,12 @@ PMTS_PER_DOM = 31
 DISTANCE_EDGES_M = np.array([0, 15, 30, 45, 60, 80, 100, 130, 160, 200])
 
 
-def official_events(entry: OfficialFile) -> ak.Array:
-    """Return the file's events as nurec reads them (the detx only where the file has no positions)."""
-    options = {"detx": km3net_testdata.data_path(entry.detx)} if entry.positions_from_detx else {}
+def official_events(entry: OfficialFile, spe_tot_ns: float | None = None) -> ak.Array:
+    """Return the file's events as nurec reads them (the detx only where the file has no positions;
+    charges from ToT with ``spe_tot_ns`` as one photo-electron's ToT, if given)."""
+    options: dict = {"detx": km3net_testdata.data_path(entry.detx)} if entry.positions_from_detx else {}
+    if spe_tot_ns is not None:
+        options["spe_tot_ns"] = spe_tot_ns
     return ak.concatenate(list(iter_events(km3net_testdata.data_path(entry.path), "km3net-offline", **options)))
 
 
@@ -116,6 +120,24 @@ def summary_rows(label: str, official: pd.DataFrame, nurec: pd.DataFrame) -> lis
     return rows
 
 
+TOT_QUANTILES = (5, 25, 50, 75, 90, 99)
+
+
+def tot_quantile_rows(label: str, samples: dict[str, ak.Array], medium) -> list[dict]:
+    """Return ToT quantiles [ns] of hits before the light (single photo-electrons) and of direct hits, per sample."""
+    rows = []
+    names = ["x", "y", "z", "t", "tot_ns"]
+    for sample, events in samples.items():
+        hits = RaggedEvents.from_awkward(events.hits, names, {n: np.float64 for n in names})
+        residual, _ = hit_residuals(hits, events.truth, medium)
+        for kind, chosen in (("before light (1 pe)", residual < -50.0),
+                             ("direct", (residual >= -10.0) & (residual <= 25.0))):
+            values = np.percentile(hits["tot_ns"][chosen], TOT_QUANTILES) if chosen.any() else [np.nan] * 6
+            rows.append({"file": label, "hits": kind, "sample": sample,
+                         **{f"q{q}": float(v) for q, v in zip(TOT_QUANTILES, values, strict=True)}})
+    return rows
+
+
 def module_centres(detx: str) -> np.ndarray:
     """Return the centre of every optical module of a detector file."""
     geometry = get_geometry(km3net_testdata.data_path(detx))
@@ -140,7 +162,7 @@ def plot_distributions(label: str, samples: dict[str, ak.Array], out: Path) -> P
     axes[0].set_yscale("log")
     axes[0].set_xlabel("time residual to the true hypothesis [ns] (clipped to -100..1000)")
     axes[0].set_ylabel("hits per ns [normalised]")
-    axes[1].set_xlabel("hit charge [pe] (official: ToT / 26.4 ns; clipped at 10)")
+    axes[1].set_xlabel("hit charge [pe] (both from ToT, nurec.physics.tot; clipped at 10)")
     axes[1].set_ylabel("hits per 0.1 pe [normalised]")
     for ax in axes:
         ax.grid(True, alpha=0.3)
@@ -168,16 +190,23 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     features: dict[str, dict[str, list[pd.DataFrame]]] = {}
     rows, light, timing = [], [], {}
-    background_rows = []
+    background_rows, tot_rows, calibration = [], [], []
     for index, entry in enumerate(FILES):
         start = time.perf_counter()
         official = official_events(entry)
         centres = module_centres(entry.detx)
         official_background = background_rates(official, centres, PMTS_PER_DOM, medium)
-        # Like the experiment's run-by-run simulation: the background of the run the file stands for.
+        spe_tot = single_pe_tot_ns(official, medium)
+        # Like the experiment's run-by-run simulation: the background and PMT calibration of the run
+        # the file stands for. Its hits are then read with the same single-pe ToT, so both samples'
+        # charges come from one ToT model.
         overrides = {} if args.nominal_background else {
             "noise_rate_hz": official_background.singles_rate_hz,
-            "coincidence_rate_hz": max(official_background.genuine_pair_rate_hz, 0.0)}
+            "coincidence_rate_hz": max(official_background.genuine_pair_rate_hz, 0.0),
+            "tot_spe_ns": spe_tot}
+        if not args.nominal_background:
+            official = official_events(entry, spe_tot)
+        calibration.append({"file": entry.label, "single_pe_tot_ns": spe_tot})
         pool = simulated_events(entry, official, 3 * args.per_event * len(official), args.seed + index, overrides)
         matched = pool[energy_matched(ak.to_numpy(official.truth.energy), ak.to_numpy(pool.truth.energy),
                                       args.per_event, rng)]
@@ -196,12 +225,18 @@ def main() -> None:
             table.insert(0, "file", entry.label)
             light.append(table)
         plot_distributions(entry.label, {"official": official, "nurec": matched}, out)
+        tot_rows += tot_quantile_rows(entry.label, {"official": official, "nurec": matched}, medium)
 
     print("Optical background before/after each event's light (singles per PMT; same-DOM pairs within 10 ns per DOM)")
     background = pd.DataFrame(background_rows)
     print(background.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    print("nurec simulated with " + ("its nominal background" if args.nominal_background else
-                                     "each file's measured singles and genuine-pair rates (run-by-run style)") + "\n")
+    print("Median ToT of single photo-electrons (hits before the light): "
+          + ", ".join(f"{row['file']} {row['single_pe_tot_ns']:.0f} ns" for row in calibration))
+    print("nurec simulated with " + ("its nominal background and ToT" if args.nominal_background else
+                                     "each file's measured singles and genuine-pair rates and single-pe ToT, "
+                                     "official hits read with that ToT (run-by-run style)") + "\n")
+    print("ToT quantiles [ns] (official hits as recorded; nurec through nurec.physics.tot)")
+    print(pd.DataFrame(tot_rows).to_string(index=False, float_format=lambda v: f"{v:.0f}") + "\n")
     summary = pd.DataFrame(rows)
     print("Event features: median [16%, 84%], official vs nurec (energy-matched)")
     print(summary.to_string(index=False))
@@ -221,7 +256,7 @@ def main() -> None:
         separations[group] = {"with_charge": both.__dict__, "without_charge": no_charge.__dict__}
         print(f"  {group:18s} {both.n_a:3d} official vs {both.n_b:3d} nurec events: AUC {both.auc_mean:.3f} ± "
               f"{both.auc_std:.3f} with charge, {no_charge.auc_mean:.3f} ± {no_charge.auc_std:.3f} without")
-    result = {"background": background_rows, "features": rows, "light_per_module": json.loads(pivot.to_json(orient="records")),
+    result = {"calibration": calibration, "background": background_rows, "tot_quantiles": tot_rows, "features": rows, "light_per_module": json.loads(pivot.to_json(orient="records")),
               "separability": separations, "seconds_per_file": timing,
               "settings": {"per_event": args.per_event, "repeats": args.repeats, "seed": args.seed,
                            "nominal_background": args.nominal_background}}

@@ -312,3 +312,14 @@ def background_rates(events: ak.Array, module_positions: np.ndarray, pmts_per_mo
     random = module_rate**2 * (1.0 - 1.0 / pmts_per_module) * window_ns * 1e-9
     measured = pairs / total_s if total_s > 0 else np.nan
     return BackgroundRates(float(singles), float(measured), float(random), float(measured - random), len(t), total_s)
+
+
+def single_pe_tot_ns(events: ak.Array, medium: Medium, before_light_ns: float = 50.0) -> float:
+    """Return the median ToT [ns] of hits earlier than ``before_light_ns`` ahead of the direct light:
+    background single photo-electrons, whose median ToT is the ToT of one photo-electron at the
+    median gain (the quantity KM3NeT tunes its PMTs on)."""
+    names = ["x", "y", "z", "t", "tot_ns"]
+    hits = RaggedEvents.from_awkward(events.hits, names, {n: np.float64 for n in names})
+    residual, _ = hit_residuals(hits, events.truth, medium)
+    before = residual < -before_light_ns
+    return float(np.median(hits["tot_ns"][before])) if before.any() else float("nan")
