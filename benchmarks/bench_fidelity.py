@@ -41,6 +41,7 @@ from nurec.evaluate.fidelity import (  # noqa: E402
     background_rates,
     energy_matched,
     event_features,
+    feature_separation,
     hit_residuals,
     light_per_module,
     separability,
@@ -256,6 +257,10 @@ def main() -> None:
         separations[group] = {"with_charge": both.__dict__, "without_charge": no_charge.__dict__}
         print(f"  {group:18s} {both.n_a:3d} official vs {both.n_b:3d} nurec events: AUC {both.auc_mean:.3f} ± "
               f"{both.auc_std:.3f} with charge, {no_charge.auc_mean:.3f} ± {no_charge.auc_std:.3f} without")
+        single = feature_separation(a, b, FEATURES)
+        separations[group]["single_feature_auc"] = single.to_dict()
+        print("    most telling single features (AUC): "
+              + ", ".join(f"{name} {auc:.2f}" for name, auc in single.head(5).items()))
     result = {"calibration": calibration, "background": background_rows, "tot_quantiles": tot_rows, "features": rows, "light_per_module": json.loads(pivot.to_json(orient="records")),
               "separability": separations, "seconds_per_file": timing,
               "settings": {"per_event": args.per_event, "repeats": args.repeats, "seed": args.seed,

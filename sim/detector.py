@@ -44,7 +44,10 @@ class LightSources:
         tau_muonic = rng.random(n) < xs.TAU_TO_MUON_BRANCHING
         tau_muon_fraction = rng.beta(1.0, 2.0, n)  # mean 1/3 of the tau energy
         tau_visible_fraction = rng.uniform(0.4, 0.9, n)  # rest carried off by neutrinos
-        kinematic_angle = xs.sample_kinematic_angle_rad(energy, rng)
+        lepton_mass = np.select([is_cc & (flavor == 14), is_cc & (flavor == 16)],
+                                [xs.MUON_MASS_GEV, xs.TAU_MASS_GEV], 0.0)
+        self.bjorken_x, cos_lepton = xs.sample_lepton_cos_theta(energy, y, lepton_mass, rng)
+        kinematic_angle = np.arccos(np.clip(cos_lepton, -1.0, 1.0))
         kinematic_phi = rng.uniform(0.0, 2 * np.pi, n)
 
         lepton_energy = (1.0 - y) * energy
@@ -62,12 +65,21 @@ class LightSources:
 
         e1, e2 = orthonormal_basis(primaries.direction)
         sin_k = np.sin(kinematic_angle)[:, None]
-        self.muon_direction = (
+        lepton_direction = (
             np.cos(kinematic_angle)[:, None] * primaries.direction
             + sin_k * (np.cos(kinematic_phi)[:, None] * e1 + np.sin(kinematic_phi)[:, None] * e2)
         )
+        self.muon_direction = lepton_direction
+        # The vertex cascade moves with the hadrons (p_ν - p_lepton) when the lepton leaves no
+        # shower of its own (NC, νμ CC, τ → μ); for νe CC (and τ decaying to hadrons or an
+        # electron) the lepton's shower joins it and together they carry the neutrino's momentum.
+        lepton_momentum = np.sqrt(np.maximum(lepton_energy**2 - lepton_mass**2, 0.0))
+        hadron_momentum = energy[:, None] * primaries.direction - lepton_momentum[:, None] * lepton_direction
+        norm = np.linalg.norm(hadron_momentum, axis=1, keepdims=True)
+        hadron_direction = np.where(norm > 0, hadron_momentum / np.where(norm > 0, norm, 1.0), primaries.direction)
+        hadrons_only = ~is_cc | (flavor == 14) | (is_tau_cc & tau_muonic)
         self.vertex = primaries.vertex
-        self.direction = primaries.direction
+        self.direction = np.where(hadrons_only[:, None], hadron_direction, primaries.direction)
         self.visible_energy_gev = self.cascade_em_energy_gev + self.muon_energy_gev
 
 
@@ -250,6 +262,14 @@ def truth_columns(primaries: Primaries, sources: LightSources, kept: np.ndarray,
         "track_length": sources.track_length_m[kept],
         "is_track": sources.is_track[kept],
         "visible_energy": sources.visible_energy_gev[kept],
+        "bjorken_x": sources.bjorken_x[kept],
+        "muon_energy": sources.muon_energy_gev[kept],
+        "muon_dir_x": np.where(sources.is_track[kept], sources.muon_direction[kept, 0], np.nan),
+        "muon_dir_y": np.where(sources.is_track[kept], sources.muon_direction[kept, 1], np.nan),
+        "muon_dir_z": np.where(sources.is_track[kept], sources.muon_direction[kept, 2], np.nan),
+        "cascade_dir_x": sources.direction[kept, 0],
+        "cascade_dir_y": sources.direction[kept, 1],
+        "cascade_dir_z": sources.direction[kept, 2],
     }
 
 

@@ -323,3 +323,20 @@ def single_pe_tot_ns(events: ak.Array, medium: Medium, before_light_ns: float = 
     residual, _ = hit_residuals(hits, events.truth, medium)
     before = residual < -before_light_ns
     return float(np.median(hits["tot_ns"][before])) if before.any() else float("nan")
+
+
+def feature_separation(a: pd.DataFrame, b: pd.DataFrame, features: Sequence[str]) -> pd.Series:
+    """Return, per feature, the ROC AUC of that feature alone (folded to ≥ 0.5), largest first:
+    which single quantity gives the simulation away."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.concatenate([np.ones(len(a)), np.zeros(len(b))])
+    result = {}
+    for name in features:
+        x = np.concatenate([a[name].to_numpy(float), b[name].to_numpy(float)])
+        finite = np.isfinite(x)
+        if len(np.unique(y[finite])) < 2:
+            continue
+        auc = float(roc_auc_score(y[finite], x[finite]))
+        result[name] = max(auc, 1.0 - auc)
+    return pd.Series(result).sort_values(ascending=False)
