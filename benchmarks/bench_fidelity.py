@@ -139,6 +139,16 @@ def tot_quantile_rows(label: str, samples: dict[str, ak.Array], medium) -> list[
     return rows
 
 
+def neutrino_muon_angles_deg(events: ak.Array) -> np.ndarray:
+    """Return the angle [deg] between neutrino and muon of the νμ CC events whose truth holds the muon."""
+    truth = events.truth
+    if "muon_dir_x" not in truth.fields:
+        return np.zeros(0)
+    cos = ak.to_numpy(sum(truth[f"dir_{c}"] * truth[f"muon_dir_{c}"] for c in "xyz")).astype(float)
+    chosen = ak.to_numpy(truth.is_track).astype(bool) & np.isfinite(cos)
+    return np.degrees(np.arccos(np.clip(cos[chosen], -1.0, 1.0)))
+
+
 def module_centres(detx: str) -> np.ndarray:
     """Return the centre of every optical module of a detector file."""
     geometry = get_geometry(km3net_testdata.data_path(detx))
@@ -191,7 +201,7 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     features: dict[str, dict[str, list[pd.DataFrame]]] = {}
     rows, light, timing = [], [], {}
-    background_rows, tot_rows, calibration = [], [], []
+    background_rows, tot_rows, calibration, kinematics = [], [], [], []
     for index, entry in enumerate(FILES):
         start = time.perf_counter()
         official = official_events(entry)
@@ -227,6 +237,11 @@ def main() -> None:
             light.append(table)
         plot_distributions(entry.label, {"official": official, "nurec": matched}, out)
         tot_rows += tot_quantile_rows(entry.label, {"official": official, "nurec": matched}, medium)
+        for sample, events in (("official", official), ("nurec", matched)):
+            angles = neutrino_muon_angles_deg(events)
+            if len(angles):
+                kinematics.append({"file": entry.label, "sample": sample, "tracks": len(angles),
+                                   **{f"q{q}_deg": float(np.percentile(angles, q)) for q in (16, 50, 84)}})
 
     print("Optical background before/after each event's light (singles per PMT; same-DOM pairs within 10 ns per DOM)")
     background = pd.DataFrame(background_rows)
@@ -238,6 +253,9 @@ def main() -> None:
                                      "official hits read with that ToT (run-by-run style)") + "\n")
     print("ToT quantiles [ns] (official hits as recorded; nurec through nurec.physics.tot)")
     print(pd.DataFrame(tot_rows).to_string(index=False, float_format=lambda v: f"{v:.0f}") + "\n")
+    if kinematics:
+        print("Neutrino-muon angle of νμ CC events [deg] (quantiles; energy-matched samples)")
+        print(pd.DataFrame(kinematics).to_string(index=False, float_format=lambda v: f"{v:.3g}") + "\n")
     summary = pd.DataFrame(rows)
     print("Event features: median [16%, 84%], official vs nurec (energy-matched)")
     print(summary.to_string(index=False))
@@ -261,7 +279,7 @@ def main() -> None:
         separations[group]["single_feature_auc"] = single.to_dict()
         print("    most telling single features (AUC): "
               + ", ".join(f"{name} {auc:.2f}" for name, auc in single.head(5).items()))
-    result = {"calibration": calibration, "background": background_rows, "tot_quantiles": tot_rows, "features": rows, "light_per_module": json.loads(pivot.to_json(orient="records")),
+    result = {"calibration": calibration, "kinematics": kinematics, "background": background_rows, "tot_quantiles": tot_rows, "features": rows, "light_per_module": json.loads(pivot.to_json(orient="records")),
               "separability": separations, "seconds_per_file": timing,
               "settings": {"per_event": args.per_event, "repeats": args.repeats, "seed": args.seed,
                            "nominal_background": args.nominal_background}}

@@ -114,19 +114,25 @@ def simulate_hit_columns(
         np.concatenate([np.zeros(len(pe.event), bool), np.ones(len(noise_event), bool)]),
         response.pulse_merge_window_ns)
     pulses = digitize(pulses, start, end, geometry, response)
-    seen = slice(None)
+    seen = np.ones(len(pulses[0]), dtype=bool)
     if trigger_span is not None:  # the trigger searches the time its light forms coincidences, not the snapshot
         seen = (pulses[2] >= trigger_span[0][pulses[0]]) & (pulses[2] <= trigger_span[1][pulses[0]])
-    triggered = lit & apply_trigger(n, pulses[0][seen], pulses[1][seen], pulses[2][seen], geometry, response, medium)
+    decision, seen_trig = apply_trigger(n, pulses[0][seen], pulses[1][seen], pulses[2][seen], geometry, response,
+                                        medium)
+    triggered = lit & decision
+    trig = np.zeros(len(pulses[0]), dtype=bool)
+    if seen_trig is not None:
+        trig[np.flatnonzero(seen)] = seen_trig
     keep = triggered[pulses[0]]
-    p_event, p_sensor, p_time, p_charge, p_noise, p_tot = (a[keep] for a in pulses)
+    p_event, p_sensor, p_time, p_charge, p_noise, p_tot, p_trig = (a[keep] for a in (*pulses, trig))
     order = order_by_group_then_time(p_event, p_time)
-    p_event, p_sensor, p_time, p_charge, p_noise, p_tot = (
-        a[order] for a in (p_event, p_sensor, p_time, p_charge, p_noise, p_tot))
+    p_event, p_sensor, p_time, p_charge, p_noise, p_tot, p_trig = (
+        a[order] for a in (p_event, p_sensor, p_time, p_charge, p_noise, p_tot, p_trig))
     kept_events = np.flatnonzero(triggered)
     counts = np.bincount(p_event, minlength=n)[kept_events]
     hits = hit_columns(geometry, p_sensor, p_time - start[p_event], p_charge, p_noise,
-                       p_tot if response.tot_model() is not None else None)
+                       p_tot if response.tot_model() is not None else None,
+                       p_trig if seen_trig is not None else None)
     event_columns = {f"truth.{name}": values for name, values in
                      truth_columns(primaries, sources, kept_events, start).items()}
     event_columns["weight"] = primaries.weight[kept_events]
@@ -220,8 +226,10 @@ def digitize(pulses: tuple[np.ndarray, ...], start: np.ndarray, end: np.ndarray,
 
 
 def hit_columns(geometry: Geometry, sensor: np.ndarray, t_rel_ns: np.ndarray, charge: np.ndarray,
-                is_noise: np.ndarray, tot_ns: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Return the hit columns of the event schema for pulses on sensor rows ``sensor`` (``tot_ns`` for a ToT readout)."""
+                is_noise: np.ndarray, tot_ns: np.ndarray | None = None,
+                trig: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Return the hit columns of the event schema for pulses on sensor rows ``sensor`` (``tot_ns`` for a ToT
+    readout, ``trig`` for a trigger that marks the hits it fired on)."""
     position = geometry.position[sensor]
     direction = geometry.direction[sensor]
     columns = {
@@ -238,6 +246,8 @@ def hit_columns(geometry: Geometry, sensor: np.ndarray, t_rel_ns: np.ndarray, ch
     }
     if tot_ns is not None:
         columns["tot_ns"] = tot_ns.astype(np.float32)
+    if trig is not None:
+        columns["trig"] = trig.astype(bool)
     return columns
 
 

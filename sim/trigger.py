@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from nurec.geometry import Geometry
@@ -65,15 +67,33 @@ def l1_trigger(
     return n_l1_modules >= response.trigger_threshold
 
 
+@dataclass(frozen=True)
+class L1s:
+    """L1 coincidences: runs of two or more hits on one module, each closer than the L1 window to the last."""
+
+    event: np.ndarray  # per L1
+    module: np.ndarray  # per L1
+    time_ns: np.ndarray  # per L1: its first hit's time
+    hit_l1: np.ndarray  # per hit (input order): index of its L1, -1 if none
+
+
 def l1_coincidences(event: np.ndarray, module: np.ndarray, time_ns: np.ndarray, n_modules: int,
-                    window_ns: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return (event, module, time [ns]) of each L1: a hit followed within ``window_ns`` by another on its module."""
+                    window_ns: float) -> L1s:
+    """Return the L1s among hits given as (event, module, time), sorted by event then module and time."""
     key = event.astype(np.int64) * n_modules + module
     order = order_by_group_then_time(key, time_ns)
     k, t = key[order], time_ns[order]
-    starts = (k[1:] == k[:-1]) & (np.diff(t) <= window_ns)
-    starts[1:] &= ~starts[:-1]  # one L1 per run of close hits
-    return k[:-1][starts] // n_modules, k[:-1][starts] % n_modules, t[:-1][starts]
+    joins_previous = np.zeros(len(k), dtype=bool)
+    joins_previous[1:] = (k[1:] == k[:-1]) & (np.diff(t) <= window_ns)
+    run = np.cumsum(~joins_previous) - 1
+    run_size = np.bincount(run, minlength=run[-1] + 1 if len(run) else 0)
+    is_l1_run = run_size >= 2
+    first = np.flatnonzero(~joins_previous)  # first hit of every run, in run order
+    l1_index = np.cumsum(is_l1_run) - 1
+    hit_l1 = np.full(len(k), -1, dtype=np.int64)
+    hit_l1[order] = np.where(is_l1_run[run], l1_index[run], -1)
+    starts = first[is_l1_run]
+    return L1s(k[starts] // n_modules, k[starts] % n_modules, t[starts], hit_l1)
 
 
 def largest_causal_cluster(position_m: np.ndarray, time_ns: np.ndarray, light_speed_m_per_ns: float,
@@ -96,37 +116,43 @@ def largest_causal_cluster(position_m: np.ndarray, time_ns: np.ndarray, light_sp
 def causal_l1_trigger(
     n_events: int, event: np.ndarray, module: np.ndarray, time_ns: np.ndarray,
     geometry: Geometry, medium: Medium, response: DetectorResponse,
-) -> np.ndarray:
-    """Return per-event booleans: at least ``trigger_threshold`` L1s on distinct modules that are
-    pairwise causally connected (light could travel between them), as KM3NeT's 3D trigger asks.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (per-event decision, per-hit flag of the hits that made it): at least
+    ``trigger_threshold`` L1s on distinct modules that are pairwise causally connected (light
+    could travel between them), as KM3NeT's 3D trigger asks.
 
     Uncorrelated ⁴⁰K coincidences on far-apart modules are rarely causal with each other, so
     the optical background alone seldom triggers even a large detector.
     """
-    l1_event, l1_module, l1_time = l1_coincidences(event, module, time_ns, geometry.n_modules,
-                                                    response.coincidence_window_ns)
+    l1 = l1_coincidences(event, module, time_ns, geometry.n_modules, response.coincidence_window_ns)
     decision = np.zeros(n_events, dtype=bool)
-    n_l1 = np.bincount(l1_event, minlength=n_events)
+    in_cluster = np.zeros(len(l1.time_ns), dtype=bool)
+    n_l1 = np.bincount(l1.event, minlength=n_events)
     bounds = np.concatenate([[0], np.cumsum(n_l1)])  # L1s come sorted by event
     for e in np.flatnonzero(n_l1 >= response.trigger_threshold):
         part = slice(bounds[e], bounds[e + 1])
-        modules, times = l1_module[part], l1_time[part]
-        causal = largest_causal_cluster(geometry.module_position[modules], times, medium.light_speed_m_per_ns,
-                                        response.trigger_slack_ns)
+        modules = l1.module[part]
+        causal = largest_causal_cluster(geometry.module_position[modules], l1.time_ns[part],
+                                        medium.light_speed_m_per_ns, response.trigger_slack_ns)
         decision[e] = len(np.unique(modules[causal])) >= response.trigger_threshold
-    return decision
+        in_cluster[part] = causal & decision[e]
+    hit_flag = np.zeros(len(time_ns), dtype=bool)
+    has_l1 = l1.hit_l1 >= 0
+    hit_flag[has_l1] = in_cluster[l1.hit_l1[has_l1]]
+    return decision, hit_flag
 
 
 def apply_trigger(
     n_events: int, event: np.ndarray, sensor_row: np.ndarray, time_ns: np.ndarray,
     geometry: Geometry, response: DetectorResponse, medium: Medium | None = None,
-) -> np.ndarray:
-    """Return per-event trigger decisions for hits given as (event, sensor row, time)."""
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Return (per-event trigger decisions, per-hit flag of the triggering hits or None where the
+    trigger does not mark hits) for hits given as (event, sensor row, time)."""
     module = geometry.sensor_module_index[sensor_row]
     if response.trigger == "smt":
-        return smt_trigger(n_events, event, module, time_ns, geometry, response)
+        return smt_trigger(n_events, event, module, time_ns, geometry, response), None
     if response.trigger == "l1":
-        return l1_trigger(n_events, event, module, time_ns, response)
+        return l1_trigger(n_events, event, module, time_ns, response), None
     if response.trigger == "3d":
         if medium is None:
             raise ValueError("the 3d trigger needs the medium (light speed)")

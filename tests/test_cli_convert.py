@@ -160,3 +160,12 @@ def test_convert_refuses_a_non_empty_output_directory_and_leaves_it_alone(tmp_pa
     err = capsys.readouterr().err.strip()
     assert err.startswith("nurec convert: error: ") and "not empty" in err and "\n" not in err
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_inspect_says_noise_is_unknown_for_an_official_file_and_counts_its_trigger_hits(capsys):
+    assert main(["inspect", V92]) == 0
+    out = capsys.readouterr().out
+    assert "noise hits     unknown" in out
+    raw_trig = uproot.open(V92)["E"].arrays(["hits.trig"], library="ak")["hits.trig"]
+    share = float(ak.sum(raw_trig != 0) / ak.sum(ak.num(raw_trig)))
+    assert f"trigger hits   {100 * share:.1f}%" in out

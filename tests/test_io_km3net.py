@@ -65,7 +65,7 @@ def numucc():
 
 def test_km3net_hits_match_the_file_read_independently(v92):
     events, _ = v92
-    raw = _raw(V92, ["hits.t", "hits.tot", "hits.pos.x", "hits.pos.y", "hits.pos.z", "hits.dir.z", "hits.pmt_id"])
+    raw = _raw(V92, ["hits.t", "hits.tot", "hits.pos.x", "hits.pos.y", "hits.pos.z", "hits.dir.z", "hits.pmt_id", "hits.trig"])
     assert len(events) == 30
     assert ak.num(events.hits, axis=1).tolist() == ak.num(raw["hits.t"], axis=1).tolist()
     assert events.event_id.tolist() == list(range(30))
@@ -76,6 +76,7 @@ def test_km3net_hits_match_the_file_read_independently(v92):
     np.testing.assert_allclose(ak.to_numpy(ak.flatten(events.hits.t)), ak.to_numpy(ak.flatten(expected_t)), atol=1e-3)
     np.testing.assert_allclose(ak.to_numpy(events.source.t_offset_ns), ak.to_numpy(ak.min(raw["hits.t"], axis=1)))
     raw_tot = ak.to_numpy(ak.flatten(raw["hits.tot"]))
+    assert ak.flatten(events.hits.trig).tolist() == (ak.flatten(raw["hits.trig"]) != 0).tolist()
     np.testing.assert_array_equal(ak.to_numpy(ak.flatten(events.hits.tot_ns)), raw_tot)
     # The charge is the ToT model's estimate, on the simulator's scale: 1 pe at the nominal single-pe ToT.
     np.testing.assert_allclose(ak.to_numpy(ak.flatten(events.hits.charge)),
@@ -269,3 +270,19 @@ def test_detx_truncated_file_names_what_is_missing(tmp_path):
     with pytest.raises(DetxError, match=r"broken\.detx: file ends inside the PMT list of module 6"):
         parse_detx(broken)
 
+
+
+def test_muon_truth_comes_from_the_first_muon_among_the_mc_tracks():
+    events, _ = _read(V92)
+    raw = _raw(V92, ["mc_trks.type", "mc_trks.E", "mc_trks.dir.z"])
+    for i in range(len(events)):
+        types = np.abs(ak.to_numpy(raw["mc_trks.type"][i]))
+        truth = events.truth[i]
+        if (types == 13).any():
+            first = int(np.flatnonzero(types == 13)[0])
+            assert truth.muon_energy == pytest.approx(float(raw["mc_trks.E"][i][first]))
+            assert truth.muon_dir_z == pytest.approx(float(raw["mc_trks.dir.z"][i][first]))
+            assert truth.muon_energy <= truth.energy
+        else:
+            assert np.isnan(truth.muon_energy)
+    assert np.isfinite(ak.to_numpy(events.truth.muon_energy[events.truth.is_track])).all()

@@ -73,5 +73,13 @@ def test_km3net_events_keep_the_readout_window_and_record_tot():
     assert np.median(span) > 2 * crossing * 0.95
     tot = ak.to_numpy(ak.flatten(events.hits.tot_ns))
     assert tot.min() >= 1 and tot.max() <= 255 and np.all(tot == np.round(tot))
+    # The trigger marks the hits it fired on: at least 4 causally connected L1s, i.e. 8 hits on 4 modules.
+    n_trig = ak.to_numpy(ak.sum(events.hits.trig, axis=1))
+    assert n_trig.min() >= 8
+    module = get_geometry("orca6").sensor_module_index[get_geometry("orca6").sensor_lookup(
+        ak.to_numpy(ak.flatten(events.hits.sensor_id[events.hits.trig])))]
+    trig_event = np.repeat(np.arange(len(events)), n_trig)
+    modules_per_event = [len(np.unique(module[trig_event == e])) for e in range(len(events))]
+    assert min(modules_per_event) >= 4
     again, _ = simulate_events(config)
     assert ak.to_list(again) == ak.to_list(events)

@@ -47,7 +47,7 @@ def test_smt_trigger_matches_dense_reference():
     # Hits clustered on a few strings and floors so that some events trigger and some do not.
     sensor = rng.integers(0, 90, n_hits) + 60 * rng.integers(0, 3, n_hits)
     time_ns = rng.uniform(0, 4000, n_hits) + 500 * rng.integers(0, 3, n_hits)
-    decision = apply_trigger(n_events, event, sensor, time_ns, geometry, ICECUBE_RESPONSE)
+    decision, _ = apply_trigger(n_events, event, sensor, time_ns, geometry, ICECUBE_RESPONSE)
     module = geometry.sensor_module_index[sensor]
     assert np.array_equal(decision, dense_smt(n_events, event, module, time_ns, geometry, ICECUBE_RESPONSE))
     assert 0.1 < decision.mean() < 0.9
@@ -61,7 +61,7 @@ def test_l1_trigger_matches_dense_reference():
     sensor = rng.integers(0, 31 * 8, n_hits)  # 8 DOMs, ~2.5 hits each per event
     time_ns = rng.uniform(0, 150, n_hits)
     response = replace(KM3NET_RESPONSE, trigger="l1")
-    decision = apply_trigger(n_events, event, sensor, time_ns, geometry, response)
+    decision, _ = apply_trigger(n_events, event, sensor, time_ns, geometry, response)
     module = geometry.sensor_module_index[sensor]
     assert np.array_equal(decision, dense_l1(n_events, event, module, time_ns, response))
     assert 0.05 < decision.mean() < 0.95
@@ -93,5 +93,7 @@ def test_3d_trigger_needs_causally_connected_l1s():
     modules = np.concatenate([np.repeat(near, 2), np.repeat(far, 2)])
     sensor = module_sensor[modules] + np.tile([0, 1], 12)
     time_ns = np.concatenate([np.repeat(causal_times, 2), np.repeat(random_times, 2)]) + np.tile([0.0, 3.0], 12)
-    decision = apply_trigger(2, event, sensor, time_ns, geometry, KM3NET_RESPONSE, WATER)
+    decision, triggered_hits = apply_trigger(2, event, sensor, time_ns, geometry, KM3NET_RESPONSE, WATER)
     assert decision.tolist() == [True, False]
+    # Every hit of the causal L1s is flagged; nothing of the event that did not trigger.
+    assert triggered_hits.tolist() == [True] * 12 + [False] * 12

@@ -15,7 +15,7 @@ from nurec.io.parquet import DatasetError
 from nurec.io.sources import detect_format, iter_events, source_metadata
 
 PDG_NAMES = {12: "nu_e", -12: "nu_e_bar", 14: "nu_mu", -14: "nu_mu_bar", 16: "nu_tau", -16: "nu_tau_bar"}
-_NEEDED = ["event_id", "hits.t", "hits.is_noise", "truth.pdg", "truth.interaction", "truth.energy", "truth.is_track"]
+_NEEDED = ["event_id", "hits.t", "hits.is_noise", "hits.trig", "truth.pdg", "truth.interaction", "truth.energy", "truth.is_track"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,14 +36,18 @@ def summarize(path: str, fmt: str | None = None) -> dict[str, Any]:
     n_events = n_noise = n_total_hits = n_tracks = 0
     flavours: Counter = Counter()
     interactions: Counter = Counter()
-    has_truth = False
+    has_truth = noise_known = False
+    n_trig = None
     for chunk in iter_events(path, fmt, **options):
         n_events += len(chunk)
         counts = ak.to_numpy(ak.num(chunk.hits.t, axis=1))
         n_hits.append(counts)
         n_total_hits += int(counts.sum())
         if "is_noise" in chunk.hits.fields:
+            noise_known = True
             n_noise += int(ak.sum(chunk.hits.is_noise))
+        if "trig" in chunk.hits.fields:
+            n_trig = (n_trig or 0) + int(ak.sum(chunk.hits.trig))
         if "truth" in chunk.fields and "energy" in chunk.truth.fields:
             has_truth = True
             energies.append(ak.to_numpy(chunk.truth.energy))
@@ -62,7 +66,9 @@ def summarize(path: str, fmt: str | None = None) -> dict[str, Any]:
         else metadata.get("detector"),
         "hits_per_event": {f"p{q}": float(np.percentile(hits, q)) if len(hits) else None for q in (5, 25, 50, 75, 95)},
         "hits_total": n_total_hits,
-        "noise_fraction": (n_noise / n_total_hits) if n_total_hits else None,
+        # Real data and official files say nothing about which hits are noise: unknown, not 0.
+        "noise_fraction": (n_noise / n_total_hits) if n_total_hits and noise_known else None,
+        "triggered_hit_fraction": (n_trig / n_total_hits) if n_total_hits and n_trig is not None else None,
     }
     detector = metadata.get("detector")
     if isinstance(detector, dict):
@@ -99,6 +105,10 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append("  hits/event     " + "  ".join(f"{k} {v:.0f}" for k, v in h.items()))
     if summary.get("noise_fraction") is not None:
         lines.append(f"  noise hits     {100 * summary['noise_fraction']:.1f}% of {summary['hits_total']}")
+    else:
+        lines.append(f"  noise hits     unknown (no simulation truth) of {summary['hits_total']}")
+    if summary.get("triggered_hit_fraction") is not None:
+        lines.append(f"  trigger hits   {100 * summary['triggered_hit_fraction']:.1f}%")
     if summary.get("energy_gev"):
         e = summary["energy_gev"]
         lines.append(f"  energy [GeV]   min {e['min']:.4g}  median {e['median']:.4g}  max {e['max']:.4g}")

@@ -43,7 +43,8 @@ CHERENKOV_WINDOW_NS = (-20.0, 500.0)
 
 CHARGE_FEATURES = ["charge_median", "charge_below_half_pe", "charge_q90"]
 FEATURES = [
-    "log10_hits", "log10_modules", "log10_pmts", "l1_fraction", "time_span_ns", "outside_window_fraction",
+    "log10_hits", "log10_modules", "log10_pmts", "l1_fraction", "log10_triggered_hits", "time_span_ns",
+    "outside_window_fraction",
     "direct_hits", "direct_module_distance_m", "residual_q16_ns", "residual_q50_ns", "residual_q84_ns",
     "tail_fraction", *CHARGE_FEATURES,
 ]
@@ -115,12 +116,18 @@ def event_features(events: ak.Array, medium: Medium) -> pd.DataFrame:
     tail = (residual >= TAIL_WINDOW_NS[0]) & (residual <= TAIL_WINDOW_NS[1])
     outside = (residual < CHERENKOV_WINDOW_NS[0]) | (residual > CHERENKOV_WINDOW_NS[1])
     charge = hits["charge"]
+    if "trig" in events.hits.fields:  # the trigger's own hits, where the events say which
+        trig = ak.to_numpy(ak.flatten(events.hits.trig)).astype(float)
+        triggered = np.log10(np.maximum(hits.segment_sum(trig), 1))
+    else:
+        triggered = np.full(n, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         features = pd.DataFrame({
             "log10_hits": np.log10(np.maximum(n_hits, 1)),
             "log10_modules": np.log10(np.maximum(per_event_unique(module), 1)),
             "log10_pmts": np.log10(np.maximum(per_event_unique(hits["sensor_id"].astype(np.int64)), 1)),
             "l1_fraction": hits.segment_sum(local_coincidence(event, module, hits["t"]).astype(float)) / n_hits,
+            "log10_triggered_hits": triggered,
             "time_span_ns": hits.segment_max(hits["t"], np.nan) - hits.segment_min(hits["t"], np.nan),
             "outside_window_fraction": hits.segment_sum(outside.astype(float)) / n_hits,
             "direct_hits": hits.segment_sum(direct.astype(float)),

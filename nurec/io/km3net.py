@@ -17,7 +17,8 @@ hits     one per ``Evt.hits`` entry (``triggered_only=True``: only those with ``
          ``tot_ns`` is the file's time over threshold and ``charge`` its photo-electron
          estimate from the same ToT model the simulator records hits with
          (nurec.physics.tot, single-pe ToT ``spe_tot_ns`` = ``KM3NET_SPE_TOT_NS``), so
-         converted and simulated charges share one scale.
+         converted and simulated charges share one scale. ``trig`` flags the hits the
+         experiment's trigger fired on (``hits.trig != 0``).
          ``sensor_id``: the detx PMT id when a detx file is used, else the file's
          ``hits.pmt_id`` when set, else ``(dom_id mod 2^23) * 32 + channel_id``.
 truth    from ``mc_tracks[0]`` (the neutrino): ``type`` -> pdg, ``E``, ``dir`` (KM3NeT ``dir``
@@ -30,6 +31,8 @@ truth    from ``mc_tracks[0]`` (the neutrino): ``type`` -> pdg, ``E``, ``dir`` (
          checked on the v9.2 km3net-testdata sample (first triggered hit 12 ns to 6 us after
          t0); in the older mcv6.0 sample some first triggered hits come up to 250 ns before
          it, so treat t0 as approximate for older productions.
+         ``muon_energy`` and ``muon_dir_*`` from the first muon among ``mc_tracks`` (NaN
+         where there is none), the simulator's fields of the same names.
          Files without MC tracks give events without ``truth``.
 event    ``event_id`` = entry number in the file (0-based), ``run_id`` = ``Evt.run_id``,
          ``source`` = {entry, km3net_id (``Evt.id``), det_id, frame_index, trigger_counter,
@@ -266,6 +269,7 @@ def _build_events(raw: ak.Array, entries: np.ndarray, path: Path, detector: Detx
         "charge": charge_from_tot_pe(tot, ToTModel(spe_tot_ns=options.spe_tot_ns)),
         "dir_x": pmt_dir[keep, 0], "dir_y": pmt_dir[keep, 1], "dir_z": pmt_dir[keep, 2],
         "tot_ns": tot,
+        "trig": _flat(raw["hits.trig"], np.int64)[keep] != 0,
     }
     columns = {k: np.asarray(v).astype({**HIT_FIELDS, **OPTIONAL_HIT_FIELDS}[k]) for k, v in columns.items()}
     hits = ak.unflatten(ak.zip(columns, depth_limit=1), counts)
@@ -339,6 +343,10 @@ def _truth(raw: ak.Array, t_offset: np.ndarray) -> ak.Array:
     mc_t = _event_column(raw, "mc_t", n, np.float64)
     frame = _event_column(raw, "frame_index", n, np.float64)
     t0 = _first(raw["mc_trks.t"], np.nan) + mc_t - (frame - 1) * KM3NET_TIMESLICE_NS - t_offset
+    muon = np.abs(raw["mc_trks.type"]) == 13  # the first muon among the MC tracks: the CC muon
+    muon_energy = ak.to_numpy(ak.fill_none(ak.firsts(raw["mc_trks.E"][muon]), np.nan)).astype(float)
+    muon_direction = np.column_stack([ak.to_numpy(ak.fill_none(ak.firsts(raw[f"mc_trks.dir.{c}"][muon]), np.nan))
+                                      for c in "xyz"]).astype(float)
     return zip_columns({
         "pdg": pdg,
         "interaction": ak.Array(interaction.astype(str)),
@@ -351,6 +359,8 @@ def _truth(raw: ak.Array, t_offset: np.ndarray) -> ak.Array:
         "track_length": np.full(n, np.nan),
         "is_track": (np.abs(pdg) == 14) & (interaction == "CC"),
         "visible_energy": np.full(n, np.nan),
+        "muon_energy": muon_energy,
+        "muon_dir_x": muon_direction[:, 0], "muon_dir_y": muon_direction[:, 1], "muon_dir_z": muon_direction[:, 2],
     })
 
 
@@ -367,7 +377,7 @@ def _empty_events(has_mc: bool) -> ak.Array:
             "energy": zero, "dir_x": direction[:, 0], "dir_y": direction[:, 1], "dir_z": direction[:, 2],
             "zenith": zero, "azimuth": zero, "vertex_x": zero, "vertex_y": zero, "vertex_z": zero,
             "t0": zero, "inelasticity": zero, "track_length": zero, "is_track": np.zeros(0, bool),
-            "visible_energy": zero,
+            "visible_energy": zero, "muon_energy": zero, "muon_dir_x": zero, "muon_dir_y": zero, "muon_dir_z": zero,
         }, depth_limit=1)
     record["source"] = ak.zip({name: np.zeros(0, np.int64) for name in (
         "entry", "km3net_id", "det_id", "frame_index", "trigger_counter", "mc_id")}

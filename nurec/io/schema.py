@@ -8,7 +8,8 @@ Events are awkward arrays of records, one record per event::
                      charge: float32 [photo-electrons],
                      dir_x, dir_y, dir_z: float32 (PMT pointing, unit vector),
                      is_noise: bool (simulation truth only; models must not read it),
-                     tot_ns: float32 [ns] (KM3NeT time over threshold; optional)}
+                     tot_ns: float32 [ns] (KM3NeT time over threshold; optional),
+                     trig: bool (the hit is one the trigger fired on; optional)}
     truth     {pdg: int32, interaction: string ("CC"/"NC"), energy: float64 [GeV],
                dir_x, dir_y, dir_z: float64 (direction of TRAVEL),
                zenith, azimuth: float64 [rad] (IceCube convention: where the
@@ -43,7 +44,7 @@ HIT_FIELDS: dict[str, str] = {
 }
 """Required hit fields and their storage dtypes."""
 
-OPTIONAL_HIT_FIELDS: dict[str, str] = {"is_noise": "bool", "tot_ns": "float32"}
+OPTIONAL_HIT_FIELDS: dict[str, str] = {"is_noise": "bool", "tot_ns": "float32", "trig": "bool"}
 
 TRUTH_FIELDS: dict[str, str] = {
     "pdg": "int32",
