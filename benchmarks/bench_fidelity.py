@@ -4,15 +4,21 @@
                                         [--nominal-background]
 
 For each official km3net-testdata file with hits (table FILES), the official events are read
-as ``nurec convert`` reads them, and nurec simulates the same detector (the file's detx), the
-same flavours and interactions over the file's energy range (E^-1); the simulated events
-are then matched in energy to the official ones (``--per-event`` nearest per official
-event). Printed per file: medians and 16-84% ranges of the event features of
-nurec.evaluate.fidelity, official vs nurec; per detector (files pooled): the cross-validated
-ROC AUC of a classifier separating official from nurec events, with and without the charge
-features (mean ± spread over ``--repeats`` CV repeats); per detector with a detx: the
-fraction of modules hit vs distance from the true track or vertex. Histograms of time
-residuals and hit charges go to ``--out`` (PNG), every number to ``--out/fidelity.json``.
+as ``nurec convert`` reads them, and nurec simulates, on the same detector (the file's detx),
+``--per-event`` events per official event with its flavour, interaction and energy (±5%).
+Unless ``--nominal-background``, nurec uses the background and PMT calibration measured in the
+file itself, as the experiment's run-by-run simulation uses each run's: singles per PMT and
+genuine same-DOM coincidences (nurec.evaluate.fidelity.background_rates), the
+single-photo-electron ToT (``single_pe_tot_ns``; the official hits are then read with it, so
+both samples' charges come from one ToT model) and the readout window's reach before and
+after the triggered hits (``snapshot_margins_ns``). Printed: the background of both samples; ToT
+quantiles of single photo-electrons and of direct hits; ν-μ angles of νμ CC events; per file
+the medians and 16-84% ranges of the event features of nurec.evaluate.fidelity, official vs
+nurec; per detector with a detx the fraction of modules with light vs distance from the true
+track or vertex; per detector (files pooled) the cross-validated ROC AUC of a classifier
+separating official from nurec events, with and without the charge features (mean ± spread
+over ``--repeats`` CV repeats), and the features that separate best on their own. Histograms
+of time residuals and hit charges go to ``--out`` (PNG), every number to ``--out/fidelity.json``.
 
 Targets (the physics-fidelity issue): AUC ≤ 0.70 with charge features and ≤ 0.65 without on
 ORCA6; light per module vs distance within ±15% per bin; tail fractions within 2 points.
@@ -39,13 +45,13 @@ from nurec.evaluate.fidelity import (  # noqa: E402
     CHARGE_FEATURES,
     FEATURES,
     background_rates,
-    energy_matched,
     event_features,
     feature_separation,
     hit_residuals,
     light_per_module,
     separability,
     single_pe_tot_ns,
+    snapshot_margins_ns,
 )
 from nurec.geometry import get_geometry  # noqa: E402
 from nurec.io.sources import iter_events  # noqa: E402
@@ -92,19 +98,24 @@ def official_events(entry: OfficialFile, spe_tot_ns: float | None = None) -> ak.
     return ak.concatenate(list(iter_events(km3net_testdata.data_path(entry.path), "km3net-offline", **options)))
 
 
-def simulated_events(entry: OfficialFile, official: ak.Array, n_events: int, seed: int,
+def simulated_events(entry: OfficialFile, official: ak.Array, per_event: int, seed: int,
                      response_overrides: dict | None = None) -> ak.Array:
-    """Return nurec events on the file's detector with its flavours, interactions and energy range (E^-1)."""
+    """Return ``per_event`` nurec events per official event, on the file's detector, with its flavour,
+    interaction and energy (±5%, E^-1 within): matched event by event, so the two samples share
+    their spectrum even where nurec's trigger is much less efficient (at a few GeV)."""
     pdg = np.abs(ak.to_numpy(official.truth.pdg))
     energy = ak.to_numpy(official.truth.energy)
-    config = SimulationConfig(
-        detector=km3net_testdata.data_path(entry.detx),
-        flavors=tuple(sorted({PDG_FLAVOR[p] for p in pdg if p in PDG_FLAVOR})),
-        interactions=tuple(sorted({str(i) for i in ak.to_list(official.truth.interaction) if i})) or ("CC",),
-        n_events=n_events, energy_min_gev=float(energy.min()) / 1.05, energy_max_gev=float(energy.max()) * 1.05,
-        spectral_index=1.0, seed=seed, response_overrides=response_overrides or {},
-    )
-    return simulate_events(config)[0]
+    interaction = [str(i) or "CC" for i in ak.to_list(official.truth.interaction)]
+    chunks = []
+    for i in range(len(official)):
+        config = SimulationConfig(
+            detector=km3net_testdata.data_path(entry.detx), flavors=(PDG_FLAVOR[int(pdg[i])],),
+            interactions=(interaction[i],), n_events=per_event, energy_min_gev=float(energy[i]) / 1.05,
+            energy_max_gev=float(energy[i]) * 1.05, spectral_index=1.0, seed=seed * 1000 + i,
+            response_overrides=response_overrides or {}, batch_events=1024,
+        )
+        chunks.append(simulate_events(config)[0])
+    return ak.concatenate(chunks)
 
 
 def summary_rows(label: str, official: pd.DataFrame, nurec: pd.DataFrame) -> list[dict]:
@@ -198,7 +209,6 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     medium = get_medium("water")
-    rng = np.random.default_rng(args.seed)
     features: dict[str, dict[str, list[pd.DataFrame]]] = {}
     rows, light, timing = [], [], {}
     background_rows, tot_rows, calibration, kinematics = [], [], [], []
@@ -208,19 +218,19 @@ def main() -> None:
         centres = module_centres(entry.detx)
         official_background = background_rates(official, centres, PMTS_PER_DOM, medium)
         spe_tot = single_pe_tot_ns(official, medium)
+        margin_before, margin_after = snapshot_margins_ns(official)
         # Like the experiment's run-by-run simulation: the background and PMT calibration of the run
         # the file stands for. Its hits are then read with the same single-pe ToT, so both samples'
         # charges come from one ToT model.
         overrides = {} if args.nominal_background else {
             "noise_rate_hz": official_background.singles_rate_hz,
             "coincidence_rate_hz": max(official_background.genuine_pair_rate_hz, 0.0),
-            "tot_spe_ns": spe_tot}
+            "tot_spe_ns": spe_tot, "snapshot_before_ns": margin_before, "snapshot_after_ns": margin_after}
         if not args.nominal_background:
             official = official_events(entry, spe_tot)
-        calibration.append({"file": entry.label, "single_pe_tot_ns": spe_tot})
-        pool = simulated_events(entry, official, 3 * args.per_event * len(official), args.seed + index, overrides)
-        matched = pool[energy_matched(ak.to_numpy(official.truth.energy), ak.to_numpy(pool.truth.energy),
-                                      args.per_event, rng)]
+        calibration.append({"file": entry.label, "single_pe_tot_ns": spe_tot, "snapshot_before_ns": margin_before,
+                            "snapshot_after_ns": margin_after})
+        matched = simulated_events(entry, official, args.per_event, args.seed + index, overrides)
         timing[entry.label] = round(time.perf_counter() - start, 1)
         for sample, rates in (("official", official_background),
                               ("nurec", background_rates(matched, centres, PMTS_PER_DOM, medium))):
@@ -246,8 +256,11 @@ def main() -> None:
     print("Optical background before/after each event's light (singles per PMT; same-DOM pairs within 10 ns per DOM)")
     background = pd.DataFrame(background_rows)
     print(background.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    print("Median ToT of single photo-electrons (hits before the light): "
-          + ", ".join(f"{row['file']} {row['single_pe_tot_ns']:.0f} ns" for row in calibration))
+    print("Calibration measured in each file: median ToT of single photo-electrons (hits before the light); "
+          "readout window before the first / after the last triggered hit (90% of events)")
+    for row in calibration:
+        print(f"  {row['file']:16s} single pe {row['single_pe_tot_ns']:.0f} ns; window -{row['snapshot_before_ns']:.0f} "
+              f"/ +{row['snapshot_after_ns']:.0f} ns")
     print("nurec simulated with " + ("its nominal background and ToT" if args.nominal_background else
                                      "each file's measured singles and genuine-pair rates and single-pe ToT, "
                                      "official hits read with that ToT (run-by-run style)") + "\n")

@@ -184,10 +184,12 @@ def trigger_windows(n_events: int, pe: PhotoElectrons, pe_time: np.ndarray, geom
     has_l1 = np.isfinite(l1_first)
     first = np.where(has_l1, l1_first, first)
     last = np.where(has_l1, l1_last, last)
-    margin = light_crossing_time_ns(geometry, medium)
+    crossing = light_crossing_time_ns(geometry, medium)
+    before = crossing if response.snapshot_before_ns is None else response.snapshot_before_ns
+    after = crossing if response.snapshot_after_ns is None else response.snapshot_after_ns
     slack = response.trigger_slack_ns
     trigger_span = (np.where(has_l1, l1_first - slack, np.inf), np.where(has_l1, l1_last + slack, -np.inf))
-    return lit, np.where(lit, first - margin, 0.0), np.where(lit, last + margin, 0.0), trigger_span
+    return lit, np.where(lit, first - before, 0.0), np.where(lit, last + after, 0.0), trigger_span
 
 
 def _no_margin(response: DetectorResponse) -> DetectorResponse:

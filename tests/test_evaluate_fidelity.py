@@ -7,7 +7,6 @@ import pytest
 from nurec.evaluate.fidelity import (
     FEATURES,
     background_rates,
-    energy_matched,
     event_features,
     local_coincidence,
     module_of_positions,
@@ -54,12 +53,6 @@ def test_separability_is_chance_for_one_distribution_and_high_for_shifted_ones()
     chance = separability(same_a, same_b, ["f"], seed=1, repeats=3)
     assert chance.auc_mean == pytest.approx(0.5, abs=0.12)
     assert separability(same_a, shifted, ["f"], seed=1, repeats=3).auc_mean > 0.95
-
-
-def test_energy_matching_takes_the_nearest_simulated_energies_once():
-    simulated = np.array([1.0, 10.0, 11.0, 100.0, 1000.0, 12.0])
-    chosen = energy_matched(np.array([10.5, 900.0]), simulated, 2, np.random.default_rng(0))
-    assert sorted(chosen.tolist()) == [1, 2, 3, 4]
 
 
 def test_background_measured_in_simulated_km3net_events_is_the_configured_background():

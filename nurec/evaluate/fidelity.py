@@ -233,27 +233,6 @@ def separability(a: pd.DataFrame, b: pd.DataFrame, features: Sequence[str], seed
     return Separability(float(np.mean(aucs)), float(np.std(aucs)), tuple(aucs), len(a), len(b))
 
 
-def energy_matched(official_energy: np.ndarray, simulated_energy: np.ndarray, per_event: int,
-                   rng: np.random.Generator) -> np.ndarray:
-    """Return indices of simulated events matched in log10 energy to the official ones.
-
-    For each official event, the ``per_event`` nearest simulated events in log10 E not yet
-    taken (greedy, official events in random order), so both samples share an energy spectrum.
-    """
-    free = np.ones(len(simulated_energy), dtype=bool)
-    log_sim = np.log10(simulated_energy)
-    chosen: list[int] = []
-    for i in rng.permutation(len(official_energy)):
-        candidates = np.flatnonzero(free)
-        if len(candidates) == 0:
-            break
-        nearest = candidates[np.argsort(np.abs(log_sim[candidates] - np.log10(official_energy[i])), kind="stable")]
-        take = nearest[:per_event]
-        free[take] = False
-        chosen.extend(take.tolist())
-    return np.sort(np.asarray(chosen, dtype=np.int64))
-
-
 @dataclass(frozen=True)
 class BackgroundRates:
     """Optical background measured in events with truth, from hits that cannot be the event's light.
@@ -347,3 +326,21 @@ def feature_separation(a: pd.DataFrame, b: pd.DataFrame, features: Sequence[str]
         auc = float(roc_auc_score(y[finite], x[finite]))
         result[name] = max(auc, 1.0 - auc)
     return pd.Series(result).sort_values(ascending=False)
+
+
+def snapshot_margins_ns(events: ak.Array, quantile: float = 0.9) -> tuple[float, float]:
+    """Return how far the readout window reaches before the first and after the last triggered hit [ns].
+
+    Measured per event as (first triggered hit - first hit) and (last hit - last triggered hit);
+    the background's random hits end up to ~1/rate short of the window's edges, so a high
+    ``quantile`` over events is taken. NaN where the events carry no ``trig`` flags.
+    """
+    if "trig" not in events.hits.fields:
+        return float("nan"), float("nan")
+    t, trig = events.hits.t, events.hits.trig
+    has = ak.to_numpy(ak.any(trig, axis=1))
+    before = ak.to_numpy(ak.fill_none(ak.min(t[trig], axis=1) - ak.min(t, axis=1), np.nan)[has]).astype(float)
+    after = ak.to_numpy(ak.fill_none(ak.max(t, axis=1) - ak.max(t[trig], axis=1), np.nan)[has]).astype(float)
+    if not len(before):
+        return float("nan"), float("nan")
+    return float(np.quantile(before, quantile)), float(np.quantile(after, quantile))

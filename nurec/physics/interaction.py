@@ -89,7 +89,8 @@ def lepton_cos_theta(energy_gev: np.ndarray, x: np.ndarray, y: np.ndarray, lepto
 
     With Q² = 2 M x y E and the lepton's energy E_l = (1 - y) E and momentum p_l:
     Q² = 2 E (E_l - p_l cos θ) - m_l², so cos θ = (2 E E_l - m_l² - Q²) / (2 E p_l).
-    Forbidden: E_l ≤ m_l, |cos θ| > 1, or a hadronic mass W below nucleon + pion.
+    Forbidden: E_l ≤ m_l, |cos θ| > 1, or a hadronic mass W below nucleon + pion, except for
+    elastic scattering (x = 1, W = M: quasi-elastic, which dominates near 1 GeV).
     """
     energy, x, y, mass = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (energy_gev, x, y, lepton_mass_gev)))
     lepton_energy = (1.0 - y) * energy
@@ -98,7 +99,8 @@ def lepton_cos_theta(energy_gev: np.ndarray, x: np.ndarray, y: np.ndarray, lepto
     w2 = NUCLEON_MASS_GEV**2 + 2.0 * NUCLEON_MASS_GEV * y * energy * (1.0 - x)
     with np.errstate(divide="ignore", invalid="ignore"):
         cos = (2.0 * energy * lepton_energy - mass**2 - q2) / (2.0 * energy * momentum)
-    allowed = (momentum > 0) & (np.abs(cos) <= 1.0) & (w2 >= (NUCLEON_MASS_GEV + PION_MASS_GEV) ** 2)
+    inelastic = w2 >= (NUCLEON_MASS_GEV + PION_MASS_GEV) ** 2
+    allowed = (momentum > 0) & (np.abs(cos) <= 1.0) & (inelastic | (x == 1.0))
     return np.where(allowed, cos, np.nan)
 
 
@@ -108,17 +110,18 @@ def sample_lepton_cos_theta(energy_gev: np.ndarray, y: np.ndarray, lepton_mass_g
 
     x is drawn from the parton distributions; the first kinematically allowed of a fixed
     number of draws is kept (so the random stream does not depend on the outcome). Where
-    none is allowed (near threshold), the lepton goes forward (cos θ = 1, x = 0).
+    none is allowed (below the inelastic threshold), the scattering is taken as elastic
+    (x = 1, quasi-elastic); where even that is forbidden, the lepton goes forward (cos θ = 1).
     """
     n = len(np.asarray(energy_gev))
-    candidates = sample_bjorken_x(n, rng)
+    candidates = np.concatenate([sample_bjorken_x(n, rng), np.ones((n, 1))], axis=1)
     cos = lepton_cos_theta(np.asarray(energy_gev)[:, None], candidates, np.asarray(y)[:, None],
                            np.asarray(lepton_mass_gev)[:, None])
     allowed = np.isfinite(cos)
     first = np.argmax(allowed, axis=1)
     found = allowed.any(axis=1)
     rows = np.arange(n)
-    return np.where(found, candidates[rows, first], 0.0), np.where(found, cos[rows, first], 1.0)
+    return np.where(found, candidates[rows, first], 1.0), np.where(found, cos[rows, first], 1.0)
 
 
 def hadronic_light_factor(energy_gev: np.ndarray) -> np.ndarray:

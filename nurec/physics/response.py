@@ -22,7 +22,8 @@ class DetectorResponse:
     two-hit coincidences per module (⁴⁰K decays seen by two PMTs of one module). The readout
     window (``readout_window``) is either ``readout_before_ns``/``readout_after_ns`` around the
     light ("light") or the span of the light's local coincidences widened on both sides by the
-    time light needs to cross the detector ("trigger", JTE-like). ``tot_threshold_pe`` > 0
+    time light needs to cross the detector ("trigger", JTE-like; ``snapshot_before_ns`` and
+    ``snapshot_after_ns`` replace that margin where a production is known to use another). ``tot_threshold_pe`` > 0
     switches to a time-over-threshold readout (nurec.physics.tot): pulses below the threshold
     are lost and the charge is the ToT's estimate.
     """
@@ -45,6 +46,8 @@ class DetectorResponse:
     noise_rate_spread: float = 0.0
     dead_sensor_fraction: float = 0.0
     readout_window: str = "light"
+    snapshot_before_ns: float | None = None
+    snapshot_after_ns: float | None = None
     tot_threshold_pe: float = 0.0
     tot_spe_ns: float = 26.4
     tot_linear_slope_ns_per_pe: float = 7.0
