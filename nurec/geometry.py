@@ -117,12 +117,16 @@ class Geometry:
     @property
     def center(self) -> np.ndarray:
         """Return the centre of the instrumented volume [m] (midpoint of the bounding box)."""
-        return 0.5 * (self.position.min(axis=0) + self.position.max(axis=0))
+        if "center" not in self._cache:
+            self._cache["center"] = 0.5 * (self.position.min(axis=0) + self.position.max(axis=0))
+        return self._cache["center"].copy()
 
     @property
     def radius_m(self) -> float:
         """Return the radius of the vertical cylinder around the centre holding all sensors [m]."""
-        return float(np.max(np.hypot(*(self.position[:, :2] - self.center[:2]).T)))
+        if "radius_m" not in self._cache:
+            self._cache["radius_m"] = float(np.max(np.hypot(*(self.position[:, :2] - self.center[:2]).T)))
+        return self._cache["radius_m"]
 
     @property
     def height_m(self) -> float:

@@ -163,8 +163,8 @@ def trigger_windows(n_events: int, pe: PhotoElectrons, pe_time: np.ndarray, geom
     """Return (lit, start [ns], end [ns], (trigger from, trigger to) [ns]) per event.
 
     The readout window is the span of the light's local coincidences (photo-electrons on two
-    sensors of one module within ``coincidence_window_ns``; the whole light where there are
-    none) widened on both sides by the detector's light-crossing time. The trigger looks only
+    sensors of one module within ``coincidence_window_ns``) widened on both sides by the
+    detector's light-crossing time; events whose light forms none are not lit. The trigger looks only
     at that span (± ``trigger_slack_ns``): an event whose light forms no coincidence cannot
     trigger, and the background elsewhere in a long snapshot cannot trigger it either.
     """
@@ -182,6 +182,8 @@ def trigger_windows(n_events: int, pe: PhotoElectrons, pe_time: np.ndarray, geom
     np.minimum.at(l1_first, e[in_pair], t[in_pair])
     np.maximum.at(l1_last, e[in_pair], t[in_pair])
     has_l1 = np.isfinite(l1_first)
+    # Light that forms no local coincidence cannot trigger: no snapshot, no background to draw.
+    lit = lit & has_l1
     first = np.where(has_l1, l1_first, first)
     last = np.where(has_l1, l1_last, last)
     crossing = light_crossing_time_ns(geometry, medium)

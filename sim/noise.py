@@ -3,6 +3,8 @@ sensor) per sensor, and genuine coincidences of one decay seen by two sensors of
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 
 from nurec.geometry import Geometry
@@ -29,6 +31,7 @@ def sample_noise_hits(
     return event, sensor, time
 
 
+@cache
 def sensor_conditions(geometry: Geometry, response: DetectorResponse) -> tuple[np.ndarray, np.ndarray]:
     """Return (singles rate [Hz], alive) per sensor: fixed properties of the detector.
 
@@ -41,7 +44,9 @@ def sensor_conditions(geometry: Geometry, response: DetectorResponse) -> tuple[n
     spread = response.noise_rate_spread
     scale = rng.lognormal(-0.5 * spread**2, spread, geometry.n_sensors) if spread > 0 else np.ones(geometry.n_sensors)
     alive = rng.random(geometry.n_sensors) >= response.dead_sensor_fraction
-    return response.noise_rate_hz * scale * alive, alive
+    rates, alive = response.noise_rate_hz * scale * alive, alive
+    rates.flags.writeable = alive.flags.writeable = False  # cached: shared by every batch
+    return rates, alive
 
 
 def sample_singles(window_start_ns: np.ndarray, window_end_ns: np.ndarray, rate_hz: np.ndarray,
