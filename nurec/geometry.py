@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 
@@ -47,6 +47,8 @@ class Geometry:
     module_id: np.ndarray
     string_id: np.ndarray
     floor: np.ndarray
+    relative_efficiency: np.ndarray | None = None
+    trigger_subarray: np.ndarray | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -55,8 +57,8 @@ class Geometry:
             arr = getattr(self, name)
             if arr.shape != (n, 3):
                 raise GeometryError(f"{self.name}: {name} has shape {arr.shape}, expected ({n}, 3)")
-        for name in ("module_id", "string_id", "floor"):
-            if len(getattr(self, name)) != n:
+        for name in ("module_id", "string_id", "floor", "relative_efficiency", "trigger_subarray"):
+            if getattr(self, name) is not None and len(getattr(self, name)) != n:
                 raise GeometryError(f"{self.name}: {name} has {len(getattr(self, name))} entries, expected {n}")
         if not np.all(np.isfinite(self.position)):
             raise GeometryError(f"{self.name}: non-finite sensor position")
@@ -64,6 +66,20 @@ class Geometry:
             raise GeometryError(f"{self.name}: sensor_id values are not unique")
         if self.family not in ("icecube", "km3net"):
             raise GeometryError(f"{self.name}: unknown family '{self.family}' (icecube or km3net)")
+
+    @property
+    def efficiency(self) -> np.ndarray:
+        """Return each sensor's detection efficiency relative to the family's standard sensor (1 if not set)."""
+        if self.relative_efficiency is None:
+            return np.ones(len(self.sensor_id))
+        return np.asarray(self.relative_efficiency, dtype=float)
+
+    @property
+    def subarray(self) -> np.ndarray:
+        """Return a mask of the sensors of the low-threshold trigger subarray (DeepCore); none if not set."""
+        if self.trigger_subarray is None:
+            return np.zeros(len(self.sensor_id), dtype=bool)
+        return np.asarray(self.trigger_subarray, dtype=bool)
 
     @property
     def medium(self) -> str:
@@ -225,6 +241,11 @@ def _icecube_standard_z() -> np.ndarray:
     return ICECUBE_ORIGIN_DEPTH_M - depth
 
 
+DEEPCORE_HQE_EFFICIENCY = 1.35
+"""DeepCore's high-quantum-efficiency PMTs detect ~35% more light (Astropart. Phys. 35 (2012) 615)."""
+_DEEPCORE_FIDUCIAL_DEPTH_M = 2100.0
+
+
 def _deepcore_z() -> np.ndarray:
     # DeepCore: 10 DOMs above the dust layer (veto, 10 m spacing) and 50 DOMs at 7 m spacing
     # in the clearest ice, 2100-2450 m depth (Astropart. Phys. 35 (2012) 615).
@@ -242,7 +263,15 @@ def build_icecube86() -> Geometry:
     inner = 36.0 * np.array([[1.0, 0.0], [-1.0, 0.0]])
     deepcore = np.vstack([ring, inner])
     z = [_icecube_standard_z()] * 78 + [_deepcore_z()] * 8
-    return _single_pmt_geometry("icecube86", np.vstack([standard, deepcore]), z)
+    geometry = _single_pmt_geometry("icecube86", np.vstack([standard, deepcore]), z)
+    on_deepcore_string = geometry.string_id > 78
+    central = geometry.string_id <= 7  # the grid is ordered by radius: the centre string and its 6 neighbours
+    deep = ICECUBE_ORIGIN_DEPTH_M - geometry.position[:, 2] > _DEEPCORE_FIDUCIAL_DEPTH_M
+    # DeepCore's high-quantum-efficiency PMTs; its SMT3 trigger counts the DOMs below the dust
+    # layer on the DeepCore strings and on the seven central IceCube strings
+    # (IceCube, Astropart. Phys. 35 (2012) 615).
+    return replace(geometry, relative_efficiency=np.where(on_deepcore_string, DEEPCORE_HQE_EFFICIENCY, 1.0),
+                   trigger_subarray=deep & (on_deepcore_string | central), _cache={})
 
 
 def build_icecube_mini() -> Geometry:

@@ -35,7 +35,7 @@ tests/test_physics_light.py checks the sampled charge against the dense expectat
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 from scipy import special
@@ -305,16 +305,24 @@ class _Optics:
     scat: float  # effective scattering length [m]
     peak_norm: float
     density_max: float  # largest cascade_angular_density [1/sr]
+    efficiency_ratio: np.ndarray  # per sensor: its efficiency / the detector's highest
 
     @classmethod
     def of(cls, geometry: Geometry, medium: Medium, response: DetectorResponse) -> _Optics:
+        # Bounds use the most efficient sensor's area; each sensor's exact expectation is then
+        # scaled down to its own efficiency (DeepCore's high-QE DOMs).
+        efficiency = geometry.efficiency
+        best = float(efficiency.max(initial=1.0))
+        if best != 1.0:
+            response = replace(response, pmt_area_m2=response.pmt_area_m2 * best)
         cols = module_columns(geometry)
         theta_c = medium.cherenkov_angle_rad
         peak_norm = _cascade_peak_norm(np.cos(theta_c))
         return cls(cols, medium, response, geometry, acceptance_sum_table(geometry, response.acceptance_exponent),
                    int(cols.sensor_count.max()), np.sin(theta_c), np.cos(theta_c), 1.0 / np.tan(theta_c),
                    medium.muon_loss_a_gev_per_m, medium.muon_loss_b_per_m, medium.attenuation_length_m,
-                   medium.effective_scattering_length_m, peak_norm, 0.8 / peak_norm + 1.0 / (4 * np.pi))
+                   medium.effective_scattering_length_m, peak_norm, 0.8 / peak_norm + 1.0 / (4 * np.pi),
+                   efficiency / best)
 
     @property
     def r_max(self) -> float:
@@ -805,7 +813,8 @@ def _photoelectrons(optics: _Optics, sources, cuts: _Cuts, modules: _Modules, pa
                            medium, response.pmt_area_m2, response.acceptance_exponent),
         0.0,
     )
-    mu = np.column_stack([track_npe, casc_npe]).ravel()
+    ratio = optics.efficiency_ratio[sensor]
+    mu = np.column_stack([track_npe * ratio, casc_npe * ratio]).ravel()
     cat_rows = (2 * rows[:, None] + np.arange(2)).ravel()
     n_cat, cat_bound, cat_direct = n_cat[cat_rows], cat_bound[cat_rows], cat_direct[cat_rows]
     # Thinning: each bound photo-electron is real with probability μ/B_sc.

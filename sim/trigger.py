@@ -20,7 +20,9 @@ def smt_trigger(
 
     A module is in local coincidence (IceCube HLC) when its first hit is within
     ``coincidence_window_ns`` of the first hit of a module up to
-    ``coincidence_floor_span`` floors away on the same string.
+    ``coincidence_floor_span`` floors away on the same string. With a
+    ``subarray_trigger_threshold``, events with that many HLC modules inside the geometry's
+    trigger subarray (DeepCore) trigger too.
     """
     strings, string_index = np.unique(geometry.module_string, return_inverse=True)
     floors = geometry.module_floor.astype(np.int64)
@@ -46,7 +48,17 @@ def smt_trigger(
         coincident[shift:] |= pair
         coincident[:-shift] |= pair
     n_hlc = np.bincount(string_group[coincident] // len(strings), minlength=n_events)
-    return n_hlc >= response.trigger_threshold
+    triggered = n_hlc >= response.trigger_threshold
+    if response.subarray_trigger_threshold > 0:
+        # DeepCore's SMT3: fewer HLC modules suffice inside the denser, high-QE subarray.
+        in_subarray = np.zeros((len(strings), n_floors), dtype=bool)
+        module_in_subarray = np.zeros(geometry.n_modules, dtype=bool)
+        module_in_subarray[geometry.sensor_module_index[geometry.subarray]] = True
+        in_subarray[string_index, floors] = module_in_subarray
+        inside = coincident & in_subarray[string_group % len(strings), floor]
+        n_subarray = np.bincount(string_group[inside] // len(strings), minlength=n_events)
+        triggered |= n_subarray >= response.subarray_trigger_threshold
+    return triggered
 
 
 def l1_trigger(

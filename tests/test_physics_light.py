@@ -51,7 +51,7 @@ def expected_charge(sources, geometry, medium, response):
         track = expected_npe_track(geo["perpendicular_m"], geo["distance_m"],
                                    PHOTONS_PER_GEV * muon_energy_loss_gev_per_m(energy, medium), cos_alpha,
                                    medium, response.pmt_area_m2, response.acceptance_exponent)
-        total.append(casc.sum() + np.where(on, track, 0.0).sum())
+        total.append(((casc + np.where(on, track, 0.0)) * geometry.efficiency).sum())
     return np.array(total)
 
 
@@ -71,6 +71,7 @@ def test_cascade_total_charge_grows_linearly_with_energy():
 
 @pytest.mark.parametrize("detector, medium, response, e_range", [
     ("icecube-mini", ICE, ICECUBE_RESPONSE, (1e3, 1e5)),
+    ("icecube86", ICE, ICECUBE_RESPONSE, (10.0, 1e3)),  # DeepCore's high-QE DOMs: per-sensor efficiency
     ("orca6", WATER, KM3NET_RESPONSE, (10.0, 1e3)),
 ])
 def test_thinned_sampling_matches_the_dense_expected_charge(detector, medium, response, e_range):

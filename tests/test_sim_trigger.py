@@ -97,3 +97,21 @@ def test_3d_trigger_needs_causally_connected_l1s():
     assert decision.tolist() == [True, False]
     # Every hit of the causal L1s is flagged; nothing of the event that did not trigger.
     assert triggered_hits.tolist() == [True] * 12 + [False] * 12
+
+
+def test_deepcore_smt3_triggers_on_three_local_coincidences_inside_deepcore_only():
+    geometry = get_geometry("icecube86")
+    deepcore_string = geometry.string_id.max()  # a DeepCore string
+    outer_string = 60  # a standard string far from the centre
+
+    def deepest(string_id, n):
+        rows = np.flatnonzero(geometry.string_id == string_id)
+        return rows[np.argsort(geometry.position[rows, 2])][:n]
+
+    inside, outside = deepest(deepcore_string, 3), deepest(outer_string, 3)
+    assert geometry.subarray[inside].all() and not geometry.subarray[outside].any()
+    sensor = np.concatenate([inside, outside])
+    event = np.repeat([0, 1], 3)
+    time_ns = np.tile([0.0, 100.0, 200.0], 2)  # neighbouring DOMs within 1 µs: three HLC DOMs each
+    decision, _ = apply_trigger(2, event, sensor, time_ns, geometry, ICECUBE_RESPONSE)
+    assert decision.tolist() == [True, False]

@@ -42,6 +42,7 @@ class DetectorResponse:
     trigger_threshold: int
     max_pe_per_sensor: int = 64
     trigger_slack_ns: float = 20.0
+    subarray_trigger_threshold: int = 0
     coincidence_rate_hz: float = 0.0
     noise_rate_spread: float = 0.0
     dead_sensor_fraction: float = 0.0
@@ -72,8 +73,8 @@ class DetectorResponse:
 
 
 # IceCube: 10" PMT facing down, TTS ~2 ns, ~500 Hz dark rate per DOM, HLC = neighbour or
-# next-to-neighbour DOM on the string within ±1 µs, SMT8 = 8 HLC DOMs
-# (JINST 12 (2017) P03012). Readout: -4 µs/+6 µs around the light.
+# next-to-neighbour DOM on the string within ±1 µs, SMT8 = 8 HLC DOMs, and SMT3 = 3 HLC DOMs
+# in the DeepCore subarray (JINST 12 (2017) P03012). Readout: -4 µs/+6 µs around the light.
 ICECUBE_RESPONSE = DetectorResponse(
     pmt_area_m2=0.02,
     acceptance_exponent=1.5,
@@ -87,6 +88,7 @@ ICECUBE_RESPONSE = DetectorResponse(
     coincidence_window_ns=1000.0,
     coincidence_floor_span=2,
     trigger_threshold=8,
+    subarray_trigger_threshold=3,
 )
 
 # KM3NeT: 31 3" PMTs per DOM, TTS ~2 ns sigma, L1 = two hits on one DOM within 10 ns
