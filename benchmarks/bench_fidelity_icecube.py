@@ -4,8 +4,9 @@
 
 1. The GraphNeT oscNext sample shipped with the tests (5 real-simulation νμ CC events at
    1.5-4.6 GeV, SRT-cleaned pulses) against nurec's icecube86 νμ CC events over the same energy
-   range: photo-electron hits and DOMs per event (nurec's light only, since SRT cleaning removes
-   most noise), with the percentile of each oscNext event within nurec's distribution.
+   range: photo-electron hits, DOMs and the share of hits in hard local coincidence per event
+   (nurec's light only, since SRT cleaning removes most noise), with the percentile of each
+   oscNext event within nurec's distribution.
 2. νμ CC at 1-100 GeV (E^-1) on icecube86: triggered fraction, the share of events that only
    DeepCore's SMT3 triggers, and the trigger-level effective volume per energy band
    (V_eff = Σ V_gen(E) over triggered events / generated events in the band).
@@ -34,12 +35,14 @@ OSCNEXT = (Path(__file__).resolve().parent.parent / "tests/data/graphnet/tests/s
 BANDS_GEV = [(1.0, 3.0), (3.0, 10.0), (10.0, 30.0), (30.0, 100.0)]
 
 
-def per_event_counts(events: ak.Array, light_only: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Return (hits, distinct DOMs) per event, counting only the event's light where asked."""
+def per_event_counts(events: ak.Array, light_only: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (hits, distinct DOMs, percent of hits in hard local coincidence) per event, counting only
+    the event's light where asked."""
     hits = events.hits[~events.hits.is_noise] if light_only else events.hits
     n_hits = ak.to_numpy(ak.num(hits, axis=1))
     n_doms = np.array([len(np.unique(ak.to_numpy(s))) for s in hits.sensor_id])
-    return n_hits, n_doms
+    hlc = 100 * ak.to_numpy(ak.sum(hits.hlc, axis=1)) / np.maximum(n_hits, 1)
+    return n_hits, n_doms, hlc
 
 
 def compare_with_oscnext(n_events: int, seed: int) -> None:
@@ -49,15 +52,16 @@ def compare_with_oscnext(n_events: int, seed: int) -> None:
                               energy_min_gev=float(energy.min()), energy_max_gev=float(energy.max()),
                               spectral_index=1.0, seed=seed, batch_events=4096)
     simulated, _ = simulate_events(config)
-    official_hits, official_doms = per_event_counts(official, light_only=False)
-    nurec_hits, nurec_doms = per_event_counts(simulated, light_only=True)
+    official_hits, official_doms, official_hlc = per_event_counts(official, light_only=False)
+    nurec_hits, nurec_doms, nurec_hlc = per_event_counts(simulated, light_only=True)
     print(f"1. oscNext ({len(official)} νμ CC, {energy.min():.1f}-{energy.max():.1f} GeV) vs nurec icecube86 "
           f"({len(simulated)} νμ CC, same range, light only)")
-    for name, ours, theirs in (("hits/event", nurec_hits, official_hits), ("DOMs/event", nurec_doms, official_doms)):
+    for name, ours, theirs in (("hits/event", nurec_hits, official_hits), ("DOMs/event", nurec_doms, official_doms),
+                               ("HLC hits %", nurec_hlc, official_hlc)):
         q = np.percentile(ours, [2.5, 16, 50, 84, 97.5])
         ranks = [float((ours < v).mean() + 0.5 * (ours == v).mean()) * 100 for v in theirs]
         print(f"   {name:11s} nurec 2.5/16/50/84/97.5%: {' / '.join(f'{v:.0f}' for v in q)};  oscNext: "
-              + ", ".join(f"{v} (percentile {r:.0f})" for v, r in zip(theirs, ranks, strict=True)))
+              + ", ".join(f"{v:.0f} (percentile {r:.0f})" for v, r in zip(theirs, ranks, strict=True)))
 
 
 def deepcore_trigger(n_events: int, seed: int) -> None:

@@ -29,7 +29,7 @@ from sim.generator import Primaries, makes_muon_track, orthonormal_basis
 from sim.noise import sample_background, sensor_conditions
 from sim.photons import PhotoElectrons, sample_photoelectrons
 from sim.sorting import order_by_group_then_time
-from sim.trigger import apply_trigger
+from sim.trigger import apply_trigger, hard_local_coincidence
 
 
 class LightSources:
@@ -130,9 +130,10 @@ def simulate_hit_columns(
         a[order] for a in (p_event, p_sensor, p_time, p_charge, p_noise, p_tot, p_trig))
     kept_events = np.flatnonzero(triggered)
     counts = np.bincount(p_event, minlength=n)[kept_events]
+    hlc = hard_local_coincidence(p_event, p_sensor, p_time, geometry, response) if response.trigger == "smt" else None
     hits = hit_columns(geometry, p_sensor, p_time - start[p_event], p_charge, p_noise,
                        p_tot if response.tot_model() is not None else None,
-                       p_trig if seen_trig is not None else None)
+                       p_trig if seen_trig is not None else None, hlc)
     event_columns = {f"truth.{name}": values for name, values in
                      truth_columns(primaries, sources, kept_events, start).items()}
     event_columns["weight"] = primaries.weight[kept_events]
@@ -231,9 +232,9 @@ def digitize(pulses: tuple[np.ndarray, ...], start: np.ndarray, end: np.ndarray,
 
 def hit_columns(geometry: Geometry, sensor: np.ndarray, t_rel_ns: np.ndarray, charge: np.ndarray,
                 is_noise: np.ndarray, tot_ns: np.ndarray | None = None,
-                trig: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                trig: np.ndarray | None = None, hlc: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Return the hit columns of the event schema for pulses on sensor rows ``sensor`` (``tot_ns`` for a ToT
-    readout, ``trig`` for a trigger that marks the hits it fired on)."""
+    readout, ``trig`` for a trigger that marks the hits it fired on, ``hlc`` for IceCube's local coincidence)."""
     position = geometry.position[sensor]
     direction = geometry.direction[sensor]
     columns = {
@@ -252,6 +253,8 @@ def hit_columns(geometry: Geometry, sensor: np.ndarray, t_rel_ns: np.ndarray, ch
         columns["tot_ns"] = tot_ns.astype(np.float32)
     if trig is not None:
         columns["trig"] = trig.astype(bool)
+    if hlc is not None:
+        columns["hlc"] = hlc.astype(bool)
     return columns
 
 

@@ -170,3 +170,29 @@ def apply_trigger(
             raise ValueError("the 3d trigger needs the medium (light speed)")
         return causal_l1_trigger(n_events, event, module, time_ns, geometry, medium, response)
     raise ValueError(f"unknown trigger '{response.trigger}' (smt, l1 or 3d)")
+
+
+def hard_local_coincidence(event: np.ndarray, sensor_row: np.ndarray, time_ns: np.ndarray, geometry: Geometry,
+                           response: DetectorResponse) -> np.ndarray:
+    """Return, per hit, whether it is in hard local coincidence (IceCube HLC; else SLC): another hit
+    within ``coincidence_window_ns`` on a module 1 to ``coincidence_floor_span`` floors away on its string."""
+    if len(time_ns) == 0:
+        return np.zeros(0, dtype=bool)
+    module = geometry.sensor_module_index[sensor_row]
+    n_floors = int(geometry.module_floor.max(initial=0)) + 1
+    n_strings = int(geometry.module_string.max(initial=0)) + 1
+    key = (event.astype(np.int64) * n_strings + geometry.module_string[module]) * n_floors + geometry.module_floor[module]
+    # One sorted axis for (key, time): times are offset by a key stride far larger than any readout window.
+    stride = 4.0 * (float(time_ns.max()) - float(time_ns.min())) + 4.0 * response.coincidence_window_ns + 1.0
+    t = time_ns - float(time_ns.min())
+    value = key * stride + t
+    ordered = np.sort(value)
+    hlc = np.zeros(len(time_ns), dtype=bool)
+    for offset in [d for span in range(1, response.coincidence_floor_span + 1) for d in (span, -span)]:
+        floor = geometry.module_floor[module] + offset
+        valid = (floor >= 0) & (floor < n_floors)
+        target = (key + offset) * stride + t
+        index = np.searchsorted(ordered, target)
+        for candidate in (np.clip(index - 1, 0, len(ordered) - 1), np.clip(index, 0, len(ordered) - 1)):
+            hlc |= valid & (np.abs(ordered[candidate] - target) <= response.coincidence_window_ns)
+    return hlc

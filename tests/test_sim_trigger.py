@@ -115,3 +115,23 @@ def test_deepcore_smt3_triggers_on_three_local_coincidences_inside_deepcore_only
     time_ns = np.tile([0.0, 100.0, 200.0], 2)  # neighbouring DOMs within 1 µs: three HLC DOMs each
     decision, _ = apply_trigger(2, event, sensor, time_ns, geometry, ICECUBE_RESPONSE)
     assert decision.tolist() == [True, False]
+
+
+def test_hit_level_hlc_flags_match_a_brute_force_search():
+    from sim.trigger import hard_local_coincidence
+
+    geometry = get_geometry("icecube-mini")
+    rng = np.random.default_rng(4)
+    n = 600
+    event = rng.integers(0, 5, n)
+    sensor = rng.integers(0, 120, n)
+    time_ns = rng.uniform(0, 20_000, n)
+    flags = hard_local_coincidence(event, sensor, time_ns, geometry, ICECUBE_RESPONSE)
+    string, floor = geometry.string_id[sensor], geometry.floor[sensor]
+    expected = np.array([
+        np.any((event == event[i]) & (string == string[i]) & (np.abs(floor - floor[i]) >= 1)
+               & (np.abs(floor - floor[i]) <= ICECUBE_RESPONSE.coincidence_floor_span)
+               & (np.abs(time_ns - time_ns[i]) <= ICECUBE_RESPONSE.coincidence_window_ns))
+        for i in range(n)])
+    assert np.array_equal(flags, expected)
+    assert 0.05 < flags.mean() < 0.95

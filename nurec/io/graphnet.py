@@ -10,7 +10,8 @@ Mapping to the nurec schema:
 
 hits   ``dom_x, dom_y, dom_z`` -> x, y, z [m]; ``dom_time`` -> t [ns]; ``charge`` -> charge
        [pe]; ``pmt_dir_x/y/z`` -> dir_* where present, else (0, 0, -1) (IceCube DOMs have
-       one PMT facing down); sensor_id = (string * 1000 + dom_number) * 100 + pmt_number.
+       one PMT facing down); sensor_id = (string * 1000 + dom_number) * 100 + pmt_number;
+       ``hlc`` -> hlc (hard local coincidence) where present.
 truth  ``energy`` [GeV]; ``zenith``/``azimuth`` (IceCube convention: where the neutrino
        comes FROM) kept, and the direction of travel dir = -(sin z cos a, sin z sin a, cos z);
        ``position_x/y/z`` -> vertex; ``pid`` -> pdg; ``interaction_type`` (IceCube
@@ -33,7 +34,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from nurec.io.reader import SourceError, zip_columns
-from nurec.io.schema import HIT_FIELDS, angles_to_direction
+from nurec.io.schema import HIT_FIELDS, OPTIONAL_HIT_FIELDS, angles_to_direction
 
 EVENT_KEY = "event_no"
 DEFAULT_TRUTH_TABLE = "truth"
@@ -100,7 +101,9 @@ def events_from_pulse_table(
         "t": column("dom_time"), "charge": column("charge"),
         "dir_x": direction[0], "dir_y": direction[1], "dir_z": direction[2],
     }
-    hit_columns = {k: np.asarray(v).astype(HIT_FIELDS[k]) for k, v in hit_columns.items()}
+    if "hlc" in pulses.columns:
+        hit_columns["hlc"] = column("hlc") != 0
+    hit_columns = {k: np.asarray(v).astype({**HIT_FIELDS, **OPTIONAL_HIT_FIELDS}[k]) for k, v in hit_columns.items()}
     hits = ak.unflatten(ak.zip(hit_columns, depth_limit=1), counts)
     record = {"event_id": event_nos, "run_id": np.zeros(len(event_nos), np.int64), "hits": hits}
     source = {event_key: event_nos}

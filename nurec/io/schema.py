@@ -9,7 +9,8 @@ Events are awkward arrays of records, one record per event::
                      dir_x, dir_y, dir_z: float32 (PMT pointing, unit vector),
                      is_noise: bool (simulation truth only; models must not read it),
                      tot_ns: float32 [ns] (KM3NeT time over threshold; optional),
-                     trig: bool (the hit is one the trigger fired on; optional)}
+                     trig: bool (the hit is one the trigger fired on; optional),
+                     hlc: bool (IceCube hard local coincidence, else SLC; optional)}
     truth     {pdg: int32, interaction: string ("CC"/"NC"), energy: float64 [GeV],
                dir_x, dir_y, dir_z: float64 (direction of TRAVEL),
                zenith, azimuth: float64 [rad] (IceCube convention: where the
@@ -44,7 +45,7 @@ HIT_FIELDS: dict[str, str] = {
 }
 """Required hit fields and their storage dtypes."""
 
-OPTIONAL_HIT_FIELDS: dict[str, str] = {"is_noise": "bool", "tot_ns": "float32", "trig": "bool"}
+OPTIONAL_HIT_FIELDS: dict[str, str] = {"is_noise": "bool", "tot_ns": "float32", "trig": "bool", "hlc": "bool"}
 
 TRUTH_FIELDS: dict[str, str] = {
     "pdg": "int32",
