@@ -27,12 +27,14 @@ calibration system", NIM A 711 (2013) 73, the six-parameter model):
   the ice data compiled by Price & Bergström, Appl. Opt. 36 (1997) 4181 (as in IceCube's ppc).
 The depth-dependent values are replaced by one homogeneous ice: b_e(400) and a(400) are the
 averages of the scattering and absorption coefficients (1/length) over the 110 layers of
-1398-2488 m depth in IceCube's depth table as shipped with GraphNeT
-(``ice_properties/ice_transparency.txt``): b_e(400) = 0.04226 m⁻¹ (23.7 m) and
-a(400) = 0.01208 m⁻¹ (82.8 m), so the dust term a_dust(400) = a(400) - 4.78e-4 m⁻¹ (the pure-ice
-term at the layers' mean δτ = 5.2 K). These are the coefficients of a homogeneous ice with the
-column's optical depth; the arithmetic means of the lengths are longer (35.0 m and 117 m), the
-dust layer at ~2050 m being short-lengthed. The table is not read at run time.
+1398-2488 m depth (IceCube's instrumented depth) of the SPICE Mie layer table of effective
+scattering and absorption lengths at 400 nm, as distributed with GraphNeT (its
+``ice_properties/ice_transparency`` table; its b_e agree with CLSim's
+``resources/ice/spice_mie/icemodel.dat``, e.g. 26.7 m at 1948 m): b_e(400) = 0.04226 m⁻¹
+(23.7 m) and a(400) = 0.01208 m⁻¹ (82.8 m), so the dust term a_dust(400) = a(400) - 4.78e-4 m⁻¹
+(the pure-ice term at the layers' mean δτ = 5.2 K). These are the coefficients of a homogeneous
+ice with the column's optical depth; the arithmetic means of the lengths are longer (35.0 m and
+117 m), the dust layer at ~2050 m being short-lengthed. The table is not read at run time.
 """
 
 from __future__ import annotations
