@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "nurec.cli.display",
     "nurec.cli.train",
     "nurec.cli.reconstruct",
+    "nurec.cli.tables",
 ]
 COMMAND_ENTRY_POINTS = "nurec.commands"
 """Entry-point group through which other packages add subcommands (value: a command module)."""
