@@ -19,9 +19,10 @@ from scipy.spatial.distance import pdist
 from nurec.geometry import Geometry
 from nurec.io.schema import direction_to_angles
 from nurec.physics import interaction as xs
-from nurec.physics.medium import Medium
+from nurec.physics.medium import SPEED_OF_LIGHT_M_PER_NS, Medium
 from nurec.physics.muon import muon_range_m
 from nurec.physics.response import DetectorResponse
+from nurec.physics.tables import direct_time_ns, load_table, sample_delay_ns, sensor_geometry
 from nurec.physics.timing import sample_pandel_delay_ns
 from nurec.physics.tot import charge_from_tot_pe, tot_from_charge_ns
 from nurec.ragged import RaggedEvents
@@ -96,7 +97,7 @@ def simulate_hit_columns(
     n = len(primaries)
     sources = LightSources(primaries, medium, rng)
     pe = sample_photoelectrons(sources, geometry, medium, response, rng)
-    pe_time = photoelectron_times_ns(pe, medium, response, rng)
+    pe_time = photoelectron_times_ns(pe, sources, geometry, medium, response, rng)
     pe_charge = pe.scale * np.maximum(rng.normal(1.0, response.spe_charge_sigma, len(pe.event)), 0.05)
     if response.readout_window == "trigger":
         lit, start, end, trigger_span = trigger_windows(n, pe, pe_time, geometry, medium, response)
@@ -290,11 +291,52 @@ def truth_columns(primaries: Primaries, sources: LightSources, kept: np.ndarray,
     }
 
 
-def photoelectron_times_ns(pe: PhotoElectrons, medium: Medium, response: DetectorResponse,
+def photoelectron_times_ns(pe: PhotoElectrons, sources: LightSources, geometry: Geometry, medium: Medium,
+                           response: DetectorResponse, rng: np.random.Generator) -> np.ndarray:
+    """Return photo-electron arrival times [ns] after the interaction: the arrival of direct light plus the
+    scattering delay (Pandel pdf, or the photon tables' delay distributions) plus PMT jitter."""
+    if response.arrival_delays == "tables":
+        arrival = table_arrival_times_ns(pe, sources, geometry, medium, rng)
+    else:
+        arrival = pe.direct_time_ns + sample_pandel_delay_ns(pe.distance_m, medium, rng)
+    return arrival + rng.normal(0.0, response.jitter_ns, len(pe.event))
+
+
+_TABLE_BLOCK = 50_000  # photo-electrons per table lookup (bounds memory)
+
+
+def table_arrival_times_ns(pe: PhotoElectrons, sources: LightSources, geometry: Geometry, medium: Medium,
                            rng: np.random.Generator) -> np.ndarray:
-    """Return photo-electron arrival times [ns]: direct time + Pandel scattering delay + PMT jitter."""
-    delay = sample_pandel_delay_ns(pe.distance_m, medium, rng)
-    return pe.direct_time_ns + delay + rng.normal(0.0, response.jitter_ns, len(pe.event))
+    """Return arrival times [ns] from the photon tables (nurec.physics.tables) of the medium.
+
+    Cascade light: the table's direct time at distance r from the vertex plus a delay drawn for
+    the sensor's distance, angle to the cascade axis and orientation. Muon light: the muon passes
+    the sensor's point of closest approach at along/c, then the track table's direct time at ρ
+    and a delay drawn likewise. Distances beyond the tables' range take the nearest edge's delays.
+    """
+    arrival = np.empty(len(pe.event))
+    for is_track, source in ((False, "cascade"), (True, "track")):
+        chosen = np.flatnonzero(pe.from_track == is_track)
+        if len(chosen) == 0:
+            continue
+        table = load_table(medium.name, source)
+        event, sensor = pe.event[chosen], pe.sensor[chosen]
+        axis = sources.muon_direction[event] if is_track else sources.direction[event]
+        shape = sensor_geometry(table, geometry.position[sensor], geometry.direction[sensor],
+                                sources.vertex[event], axis)
+        distance = shape.distance_m
+        shape = replace(shape, distance_m=np.clip(distance, table.distance_m[0], table.distance_m[-1]))
+        delay = np.concatenate([
+            sample_delay_ns(table, replace(shape, distance_m=shape.distance_m[block],
+                                           cos_eta=shape.cos_eta[block], pmt_local=shape.pmt_local[block]), rng)[:, 0]
+            for block in (slice(i, i + _TABLE_BLOCK) for i in range(0, len(chosen), _TABLE_BLOCK))])
+        delay = np.nan_to_num(delay, nan=0.0)  # a cell without light: its direct time
+        start = 0.0
+        if is_track:
+            rel = geometry.position[sensor] - sources.vertex[event]
+            start = np.einsum("ij,ij->i", rel, axis) / SPEED_OF_LIGHT_M_PER_NS
+        arrival[chosen] = start + direct_time_ns(table, distance) + delay
+    return arrival
 
 
 def merge_pulses(

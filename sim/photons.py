@@ -284,6 +284,7 @@ class PhotoElectrons:
     direct_time_ns: np.ndarray
     distance_m: np.ndarray
     scale: np.ndarray
+    from_track: np.ndarray  # the muon's light (else the vertex cascade's)
 
 
 @dataclass(frozen=True)
@@ -839,6 +840,7 @@ def _photoelectrons(optics: _Optics, sources, cuts: _Cuts, modules: _Modules, pa
         direct_time_ns=direct[pe_cat],
         distance_m=distance[pe_cat],
         scale=scale[pe_cat],
+        from_track=pe_cat % 2 == 0,  # mu alternates track, cascade per sensor
     )
 
 

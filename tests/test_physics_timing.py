@@ -20,7 +20,7 @@ def test_sampled_time_residuals_of_one_sensor_follow_the_pandel_pdf():
     sources = cascades_at(vertex, 400, 2e4)
     rng = np.random.default_rng(11)
     pe = sample_photoelectrons(sources, geometry, ICE, ICECUBE_RESPONSE, rng)
-    times = photoelectron_times_ns(pe, ICE, ICECUBE_RESPONSE, rng)
+    times = photoelectron_times_ns(pe, sources, geometry, ICE, ICECUBE_RESPONSE, rng)
     mine = pe.sensor == sensor
     residual = times[mine] - cascade_direct_delay_ns(distance, ICE)
     assert mine.sum() > 500

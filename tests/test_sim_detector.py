@@ -2,12 +2,14 @@
 
 import awkward as ak
 import numpy as np
+import pytest
 
 from nurec.geometry import get_geometry
 from nurec.io.schema import validate_events
 from nurec.physics.medium import ICE, WATER
 from nurec.physics.response import ICECUBE_RESPONSE, KM3NET_RESPONSE
-from nurec.physics.timing import cascade_direct_delay_ns, track_geometry
+from nurec.physics.tables import direct_time_ns, load_table
+from nurec.physics.timing import track_geometry
 from sim.config import SimulationConfig
 from sim.detector import LightSources, photoelectron_times_ns
 from sim.generator import generate_primaries
@@ -16,7 +18,10 @@ from sim.simulate import simulate_events
 
 
 def test_cascade_light_hits_never_arrive_before_the_direct_time():
-    """Full simulation of cascades (νe CC, ν NC): hit time ≥ t0 + distance / c_medium - jitter."""
+    """Full simulation of cascades (νe CC, ν NC): hit time ≥ t0 + the earliest direct time - jitter.
+
+    The earliest direct time is the photon tables' (the smallest group index over the detected
+    spectrum: chromatic dispersion lets red light arrive before the medium's nominal c/n_group)."""
     for detector, medium, response in [("icecube86", ICE, ICECUBE_RESPONSE), ("orca6", WATER, KM3NET_RESPONSE)]:
         config = SimulationConfig(detector=detector, flavors=("nue", "numu"), interactions=("CC", "NC"),
                                   n_events=40, chunk_events=40, energy_min_gev=1e4, energy_max_gev=1e5, seed=4)
@@ -27,8 +32,8 @@ def test_cascade_light_hits_never_arrive_before_the_direct_time():
         truth = events.truth
         vertex = np.repeat(np.column_stack([ak.to_numpy(truth[f"vertex_{c}"]) for c in "xyz"]), counts, axis=0)
         pos = np.column_stack([ak.to_numpy(ak.flatten(events.hits[c])) for c in "xyz"]).astype(float)
-        direct = np.repeat(ak.to_numpy(truth.t0), counts) + cascade_direct_delay_ns(
-            np.linalg.norm(pos - vertex, axis=1), medium)
+        direct = np.repeat(ak.to_numpy(truth.t0), counts) + direct_time_ns(
+            load_table(medium.name, "cascade"), np.linalg.norm(pos - vertex, axis=1))
         light = ~ak.to_numpy(ak.flatten(events.hits.is_noise))
         residual = (ak.to_numpy(ak.flatten(events.hits.t)) - direct)[light]
         assert len(residual) > 500
@@ -36,20 +41,29 @@ def test_cascade_light_hits_never_arrive_before_the_direct_time():
         assert np.median(residual) > 0  # scattering delays
 
 
-def test_track_photoelectrons_never_arrive_before_the_cherenkov_time():
-    """Muon tracks: photo-electron times ≥ direct Cherenkov time of the (true) muon - jitter."""
-    config = SimulationConfig(detector="icecube86", energy_min_gev=1e3, energy_max_gev=1e6, volume_margin_m=100.0)
-    geometry = get_geometry("icecube86")
+@pytest.mark.parametrize("detector, medium, response", [("icecube86", ICE, ICECUBE_RESPONSE),
+                                                      ("km3net-orca", WATER, KM3NET_RESPONSE)])
+def test_track_photoelectrons_never_arrive_before_the_cherenkov_time(detector, medium, response):
+    """Muon tracks: photo-electron times ≥ earliest direct Cherenkov time of the (true) muon - jitter.
+
+    Pandel delays (ice) count from the medium's Cherenkov time; the photon tables' (water) from the
+    earliest over the spectrum: the muon passes the closest approach at along/c, light needs ρ·K/c."""
+    config = SimulationConfig(detector=detector, energy_min_gev=1e3, energy_max_gev=1e6, volume_margin_m=100.0)
+    geometry = get_geometry(detector)
     rng = np.random.default_rng(6)
-    sources = LightSources(generate_primaries(300, config, geometry, ICE, rng), ICE, rng)
+    sources = LightSources(generate_primaries(300, config, geometry, medium, rng), medium, rng)
     sources.cascade_em_energy_gev = np.zeros(300)  # track light only
-    pe = sample_photoelectrons(sources, geometry, ICE, ICECUBE_RESPONSE, rng)
-    times = photoelectron_times_ns(pe, ICE, ICECUBE_RESPONSE, rng)
+    pe = sample_photoelectrons(sources, geometry, medium, response, rng)
+    times = photoelectron_times_ns(pe, sources, geometry, medium, response, rng)
     geo = track_geometry(geometry.position[pe.sensor], sources.vertex[pe.event],
-                         sources.muon_direction[pe.event], ICE)
-    residual = times - geo["delay_ns"]
+                         sources.muon_direction[pe.event], medium)
+    if response.arrival_delays == "tables":
+        earliest = geo["along_m"] / 0.299792458 + direct_time_ns(load_table(medium.name, "track"), geo["perpendicular_m"])
+    else:
+        earliest = geo["delay_ns"]
+    residual = times - earliest
     assert len(residual) > 1000
-    assert residual.min() > -5 * ICECUBE_RESPONSE.jitter_ns
+    assert residual.min() > -5 * response.jitter_ns
     assert np.median(residual) > 0
 
 

@@ -25,7 +25,9 @@ class DetectorResponse:
     time light needs to cross the detector ("trigger", JTE-like; ``snapshot_before_ns`` and
     ``snapshot_after_ns`` replace that margin where a production is known to use another). ``tot_threshold_pe`` > 0
     switches to a time-over-threshold readout (nurec.physics.tot): pulses below the threshold
-    are lost and the charge is the ToT's estimate.
+    are lost and the charge is the ToT's estimate. ``arrival_delays`` draws the scattering delay of
+    each photo-electron from the Pandel pdf or from the medium's photon tables
+    (nurec.physics.tables).
     """
 
     pmt_area_m2: float
@@ -47,6 +49,7 @@ class DetectorResponse:
     noise_rate_spread: float = 0.0
     dead_sensor_fraction: float = 0.0
     readout_window: str = "light"
+    arrival_delays: str = "pandel"
     snapshot_before_ns: float | None = None
     snapshot_after_ns: float | None = None
     tot_threshold_pe: float = 0.0
@@ -55,6 +58,8 @@ class DetectorResponse:
     tot_saturation_ns: float = 255.0
 
     def __post_init__(self) -> None:
+        if self.arrival_delays not in ("pandel", "tables"):
+            raise ValueError(f"arrival_delays must be 'pandel' or 'tables', got '{self.arrival_delays}'")
         if self.readout_window not in ("light", "trigger"):
             raise ValueError(f"readout_window must be 'light' or 'trigger', got '{self.readout_window}'")
         if not 0.0 <= self.dead_sensor_fraction < 1.0:
@@ -130,6 +135,7 @@ KM3NET_RESPONSE = DetectorResponse(
     dead_sensor_fraction=0.01,
     readout_window="trigger",
     tot_threshold_pe=0.3,
+    arrival_delays="tables",
 )
 
 RESPONSES = {"icecube": ICECUBE_RESPONSE, "km3net": KM3NET_RESPONSE}

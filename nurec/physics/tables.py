@@ -789,14 +789,21 @@ def delay_cdf(table: PhotonTable, geometry: SensorGeometry, delay_ns,
 
 def sample_delay_ns(table: PhotonTable, geometry: SensorGeometry, rng: np.random.Generator, size: int = 1,
                     acceptance: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
-    """Return ``size`` delays [ns] per sensor drawn from the table's delay distribution, shape (n, size)."""
+    """Return ``size`` delays [ns] per sensor drawn from the table's delay distribution, shape (n, size).
+
+    Each draw inverts the two distance nodes' CDFs at one probability and interpolates the two
+    delays (the quantile interpolation of ``delay_cdf``, evaluated only where it is drawn); NaN
+    for sensors that see no light.
+    """
     acceptance = acceptance or sensor_for(table.medium).acceptance
-    quantiles = _delay_quantiles(table, geometry, acceptance)
-    position = rng.random((len(quantiles), size)) * (len(_QUANTILES) - 1)
-    k = np.minimum(position.astype(np.intp), len(_QUANTILES) - 2)
-    low = np.take_along_axis(quantiles, k, axis=1)
-    high = np.take_along_axis(quantiles, k + 1, axis=1)
-    return low + (position - k) * (high - low)
+    near, far, f = _node_cdfs(table, geometry, acceptance)
+    edges = table.delay_edges_ns.astype(float)
+    u = rng.random((len(f), size))
+    t_near, t_far = _invert(near, edges, u), _invert(far, edges, u)
+    has_near, has_far = near[:, -1:] > 0, far[:, -1:] > 0
+    t_near = np.where(has_near, t_near, t_far)
+    t_far = np.where(has_far, t_far, t_near)
+    return np.where(has_near | has_far, (1.0 - f[:, None]) * t_near + f[:, None] * t_far, np.nan)
 
 
 def direct_time_ns(table: PhotonTable, distance_m) -> np.ndarray:
