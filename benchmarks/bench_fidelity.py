@@ -10,8 +10,9 @@ Unless ``--nominal-background``, nurec uses the background and PMT calibration m
 file itself, as the experiment's run-by-run simulation uses each run's: singles per PMT and
 genuine same-DOM coincidences (nurec.evaluate.fidelity.background_rates), the
 single-photo-electron ToT (``single_pe_tot_ns``; the official hits are then read with it, so
-both samples' charges come from one ToT model) and the readout window's reach before and
-after the triggered hits (``snapshot_margins_ns``). Printed: the background of both samples; ToT
+both samples' charges come from one ToT model), the single-photo-electron charge spectrum
+(``single_pe_charge_quantiles``, as KM3NeT calibrates PMT gains on ⁴⁰K hits) and the readout
+window's reach before and after the triggered hits (``snapshot_margins_ns``). Printed: the background of both samples; ToT
 quantiles of single photo-electrons and of direct hits; ν-μ angles of νμ CC events; per file
 the medians and 16-84% ranges of the event features of nurec.evaluate.fidelity, official vs
 nurec; per detector with a detx the fraction of modules with light vs distance from the true
@@ -50,6 +51,7 @@ from nurec.evaluate.fidelity import (  # noqa: E402
     hit_residuals,
     light_per_module,
     separability,
+    single_pe_charge_quantiles,
     single_pe_tot_ns,
     snapshot_margins_ns,
 )
@@ -228,6 +230,7 @@ def main() -> None:
             "tot_spe_ns": spe_tot, "snapshot_before_ns": margin_before, "snapshot_after_ns": margin_after}
         if not args.nominal_background:
             official = official_events(entry, spe_tot)
+            overrides["spe_charge_quantiles"] = single_pe_charge_quantiles(official, medium)
         calibration.append({"file": entry.label, "single_pe_tot_ns": spe_tot, "snapshot_before_ns": margin_before,
                             "snapshot_after_ns": margin_after})
         matched = simulated_events(entry, official, args.per_event, args.seed + index, overrides)
@@ -262,8 +265,9 @@ def main() -> None:
         print(f"  {row['file']:16s} single pe {row['single_pe_tot_ns']:.0f} ns; window -{row['snapshot_before_ns']:.0f} "
               f"/ +{row['snapshot_after_ns']:.0f} ns")
     print("nurec simulated with " + ("its nominal background and ToT" if args.nominal_background else
-                                     "each file's measured singles and genuine-pair rates and single-pe ToT, "
-                                     "official hits read with that ToT (run-by-run style)") + "\n")
+                                     "each file's measured singles and genuine-pair rates, single-pe ToT and "
+                                     "charge spectrum, official hits read with that ToT (run-by-run style)")
+          + "\n")
     print("ToT quantiles [ns] (official hits as recorded; nurec through nurec.physics.tot)")
     print(pd.DataFrame(tot_rows).to_string(index=False, float_format=lambda v: f"{v:.0f}") + "\n")
     if kinematics:

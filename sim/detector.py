@@ -98,7 +98,7 @@ def simulate_hit_columns(
     sources = LightSources(primaries, medium, rng)
     pe = sample_photoelectrons(sources, geometry, medium, response, rng)
     pe_time = photoelectron_times_ns(pe, sources, geometry, medium, response, rng)
-    pe_charge = pe.scale * np.maximum(rng.normal(1.0, response.spe_charge_sigma, len(pe.event)), 0.05)
+    pe_charge = pe.scale * response.sample_spe_charge(len(pe.event), rng)
     if response.readout_window == "trigger":
         lit, start, end, trigger_span = trigger_windows(n, pe, pe_time, geometry, medium, response)
     else:

@@ -106,5 +106,5 @@ def sample_background(window_start_ns: np.ndarray, window_end_ns: np.ndarray, ge
         pairs = sample_module_coincidences(window_start_ns, window_end_ns, geometry, response.coincidence_rate_hz,
                                            response.jitter_ns, rng)
         event, sensor, time = (np.concatenate([a, b]) for a, b in zip(singles, pairs, strict=True))
-    charge = np.maximum(rng.normal(1.0, response.spe_charge_sigma, len(event)), 0.05)
+    charge = response.sample_spe_charge(len(event), rng)
     return event, sensor, time, charge

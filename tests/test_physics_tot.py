@@ -44,3 +44,13 @@ def test_km3net_sensor_model_keeps_the_tables_acceptance_integral():
     model_integral = head_on * np.trapezoid(((1.0 - cos) / 2.0) ** exponent, cos)
     assert model_integral == pytest.approx(table_integral, rel=1e-3)
     assert 3.0 < exponent < 5.0  # the 3-inch PMT in its DOM sees little beyond 80° off axis
+
+
+def test_a_measured_single_pe_spectrum_is_sampled_as_given():
+    quantiles = [0.3, 0.6, 0.9, 1.0, 1.1, 1.4, 2.0]
+    response = DetectorResponse(**{**KM3NET_RESPONSE.__dict__, "spe_charge_quantiles": quantiles})
+    assert isinstance(response.spe_charge_quantiles, tuple) and hash(response)
+    charge = response.sample_spe_charge(200_000, np.random.default_rng(1))
+    np.testing.assert_allclose(np.quantile(charge, np.linspace(0, 1, 7)), quantiles, atol=0.01)
+    with pytest.raises(ValueError, match="spe_charge_quantiles"):
+        DetectorResponse(**{**KM3NET_RESPONSE.__dict__, "spe_charge_quantiles": [1.0, 0.5]})

@@ -344,3 +344,17 @@ def snapshot_margins_ns(events: ak.Array, quantile: float = 0.9) -> tuple[float,
     if not len(before):
         return float("nan"), float("nan")
     return float(np.quantile(before, quantile)), float(np.quantile(after, quantile))
+
+
+def single_pe_charge_quantiles(events: ak.Array, medium: Medium, points: int = 21,
+                               before_light_ns: float = 50.0) -> tuple[float, ...]:
+    """Return the charge [pe] quantiles, at ``points`` evenly spaced probabilities, of hits earlier than
+    ``before_light_ns`` ahead of the direct light: the single-photo-electron spectrum as recorded
+    (above threshold), in the form DetectorResponse.spe_charge_quantiles takes."""
+    names = ["x", "y", "z", "t", "charge"]
+    hits = RaggedEvents.from_awkward(events.hits, names, {n: np.float64 for n in names})
+    residual, _ = hit_residuals(hits, events.truth, medium)
+    charge = hits["charge"][residual < -before_light_ns]
+    if len(charge) < points:
+        return ()
+    return tuple(float(q) for q in np.quantile(charge, np.linspace(0.0, 1.0, points)))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from nurec.physics.pmt import km3net_sensor_model
 from nurec.physics.tot import ToTModel
 
@@ -50,6 +52,7 @@ class DetectorResponse:
     dead_sensor_fraction: float = 0.0
     readout_window: str = "light"
     arrival_delays: str = "pandel"
+    spe_charge_quantiles: tuple[float, ...] = ()
     snapshot_before_ns: float | None = None
     snapshot_after_ns: float | None = None
     tot_threshold_pe: float = 0.0
@@ -68,6 +71,20 @@ class DetectorResponse:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         self.tot_model()  # validates the ToT settings
+        # Settings from JSON arrive as lists; keep a tuple so the response stays hashable.
+        object.__setattr__(self, "spe_charge_quantiles", tuple(float(q) for q in self.spe_charge_quantiles))
+        quantiles = np.asarray(self.spe_charge_quantiles, dtype=float)
+        if len(quantiles) and (len(quantiles) < 2 or np.any(np.diff(quantiles) < 0) or quantiles[0] <= 0):
+            raise ValueError("spe_charge_quantiles must be ≥ 2 positive, non-decreasing charges [pe]")
+
+    def sample_spe_charge(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Return ``n`` single-photo-electron charges [pe]: Gaussian(1, ``spe_charge_sigma``) floored at
+        0.05, or, where ``spe_charge_quantiles`` gives a measured spectrum (its quantiles at evenly
+        spaced probabilities), drawn from that."""
+        if not self.spe_charge_quantiles:
+            return np.maximum(rng.normal(1.0, self.spe_charge_sigma, n), 0.05)
+        quantiles = np.asarray(self.spe_charge_quantiles, dtype=float)
+        return np.interp(rng.random(n), np.linspace(0.0, 1.0, len(quantiles)), quantiles)
 
     def tot_model(self) -> ToTModel | None:
         """Return the ToT readout model, or None when the readout records charge."""
