@@ -312,7 +312,8 @@ def table_arrival_times_ns(pe: PhotoElectrons, sources: LightSources, geometry: 
     Cascade light: the table's direct time at distance r from the vertex plus a delay drawn for
     the sensor's distance, angle to the cascade axis and orientation. Muon light: the muon passes
     the sensor's point of closest approach at along/c, then the track table's direct time at ρ
-    and a delay drawn likewise. Distances beyond the tables' range take the nearest edge's delays.
+    and a delay drawn likewise. Each (event, sensor) builds its delay distribution once for all
+    its photo-electrons. Distances beyond the tables' range take the nearest edge's delays.
     """
     arrival = np.empty(len(pe.event))
     for is_track, source in ((False, "cascade"), (True, "track")):
@@ -320,22 +321,29 @@ def table_arrival_times_ns(pe: PhotoElectrons, sources: LightSources, geometry: 
         if len(chosen) == 0:
             continue
         table = load_table(medium.name, source)
-        event, sensor = pe.event[chosen], pe.sensor[chosen]
+        pairs, pe_pair = np.unique(np.column_stack([pe.event[chosen], pe.sensor[chosen]]), axis=0,
+                                   return_inverse=True)
+        pe_pair = pe_pair.ravel()
+        event, sensor = pairs[:, 0], pairs[:, 1]
         axis = sources.muon_direction[event] if is_track else sources.direction[event]
         shape = sensor_geometry(table, geometry.position[sensor], geometry.direction[sensor],
                                 sources.vertex[event], axis)
         distance = shape.distance_m
         shape = replace(shape, distance_m=np.clip(distance, table.distance_m[0], table.distance_m[-1]))
-        delay = np.concatenate([
-            sample_delay_ns(table, replace(shape, distance_m=shape.distance_m[block],
-                                           cos_eta=shape.cos_eta[block], pmt_local=shape.pmt_local[block]), rng)[:, 0]
-            for block in (slice(i, i + _TABLE_BLOCK) for i in range(0, len(chosen), _TABLE_BLOCK))])
+        order = np.argsort(pe_pair, kind="stable")
+        delay = np.empty(len(chosen))
+        for block in range(0, len(pairs), _TABLE_BLOCK):
+            members = slice(block, block + _TABLE_BLOCK)
+            part = replace(shape, distance_m=shape.distance_m[members], cos_eta=shape.cos_eta[members],
+                           pmt_local=shape.pmt_local[members])
+            in_block = order[(pe_pair[order] >= block) & (pe_pair[order] < block + _TABLE_BLOCK)]
+            delay[in_block] = sample_delay_ns(table, part, rng, rows=pe_pair[in_block] - block)
         delay = np.nan_to_num(delay, nan=0.0)  # a cell without light: its direct time
         start = 0.0
         if is_track:
             rel = geometry.position[sensor] - sources.vertex[event]
-            start = np.einsum("ij,ij->i", rel, axis) / SPEED_OF_LIGHT_M_PER_NS
-        arrival[chosen] = start + direct_time_ns(table, distance) + delay
+            start = (np.einsum("ij,ij->i", rel, axis) / SPEED_OF_LIGHT_M_PER_NS)[pe_pair]
+        arrival[chosen] = start + direct_time_ns(table, distance)[pe_pair] + delay
     return arrival
 
 

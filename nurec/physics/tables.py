@@ -788,8 +788,11 @@ def delay_cdf(table: PhotonTable, geometry: SensorGeometry, delay_ns,
 
 
 def sample_delay_ns(table: PhotonTable, geometry: SensorGeometry, rng: np.random.Generator, size: int = 1,
-                    acceptance: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
-    """Return ``size`` delays [ns] per sensor drawn from the table's delay distribution, shape (n, size).
+                    acceptance: Callable[[np.ndarray], np.ndarray] | None = None,
+                    rows: np.ndarray | None = None) -> np.ndarray:
+    """Return delays [ns] drawn from each sensor's delay distribution: ``size`` per sensor, shape (n, size),
+    or, with ``rows``, one for each entry of ``rows`` (a sensor index, e.g. of each photo-electron),
+    shape (len(rows),) — each sensor's distribution is then built once however many draws it gets.
 
     Each draw inverts the two distance nodes' CDFs at one probability and interpolates the two
     delays (the quantile interpolation of ``delay_cdf``, evaluated only where it is drawn); NaN
@@ -798,12 +801,17 @@ def sample_delay_ns(table: PhotonTable, geometry: SensorGeometry, rng: np.random
     acceptance = acceptance or sensor_for(table.medium).acceptance
     near, far, f = _node_cdfs(table, geometry, acceptance)
     edges = table.delay_edges_ns.astype(float)
+    if rows is not None:
+        rows = np.asarray(rows, dtype=np.intp)
+        near, far, f = near[rows], far[rows], f[rows]
+        size = 1
     u = rng.random((len(f), size))
     t_near, t_far = _invert(near, edges, u), _invert(far, edges, u)
     has_near, has_far = near[:, -1:] > 0, far[:, -1:] > 0
     t_near = np.where(has_near, t_near, t_far)
     t_far = np.where(has_far, t_far, t_near)
-    return np.where(has_near | has_far, (1.0 - f[:, None]) * t_near + f[:, None] * t_far, np.nan)
+    delays = np.where(has_near | has_far, (1.0 - f[:, None]) * t_near + f[:, None] * t_far, np.nan)
+    return delays[:, 0] if rows is not None else delays
 
 
 def direct_time_ns(table: PhotonTable, distance_m) -> np.ndarray:
