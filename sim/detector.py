@@ -11,7 +11,6 @@ once per chunk from ragged numpy columns (nurec.ragged.RaggedEvents).
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import cache
 
 import numpy as np
 from scipy.spatial.distance import pdist
@@ -200,9 +199,11 @@ def _no_margin(response: DetectorResponse) -> DetectorResponse:
     return replace(response, readout_before_ns=0.0, readout_after_ns=0.0)
 
 
-@cache
 def _largest_module_distance_m(geometry: Geometry) -> float:
-    return float(pdist(geometry.module_position).max(initial=0.0)) if geometry.n_modules > 1 else 0.0
+    if "largest_module_distance_m" not in geometry._cache:  # once per geometry object
+        geometry._cache["largest_module_distance_m"] = (
+            float(pdist(geometry.module_position).max(initial=0.0)) if geometry.n_modules > 1 else 0.0)
+    return geometry._cache["largest_module_distance_m"]
 
 
 def light_crossing_time_ns(geometry: Geometry, medium: Medium) -> float:

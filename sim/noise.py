@@ -3,7 +3,7 @@ sensor) per sensor, and genuine coincidences of one decay seen by two sensors of
 
 from __future__ import annotations
 
-from functools import cache
+from functools import lru_cache
 
 import numpy as np
 
@@ -31,20 +31,25 @@ def sample_noise_hits(
     return event, sensor, time
 
 
-@cache
 def sensor_conditions(geometry: Geometry, response: DetectorResponse) -> tuple[np.ndarray, np.ndarray]:
     """Return (singles rate [Hz], alive) per sensor: fixed properties of the detector.
 
     Rates scatter log-normally (relative width ``noise_rate_spread``, mean kept) and a fraction
     ``dead_sensor_fraction`` of sensors is dead (rate 0, records nothing); both are drawn from a
     generator seeded by the geometry's hash, so every event and chunk of one detector sees the
-    same sensors.
+    same sensors (read-only arrays, computed once per detector and settings).
     """
-    rng = np.random.default_rng(int(geometry.hash, 16))
-    spread = response.noise_rate_spread
-    scale = rng.lognormal(-0.5 * spread**2, spread, geometry.n_sensors) if spread > 0 else np.ones(geometry.n_sensors)
-    alive = rng.random(geometry.n_sensors) >= response.dead_sensor_fraction
-    rates, alive = response.noise_rate_hz * scale * alive, alive
+    return _sensor_conditions(geometry.hash, geometry.n_sensors, response.noise_rate_hz, response.noise_rate_spread,
+                              response.dead_sensor_fraction)
+
+
+@lru_cache(maxsize=16)
+def _sensor_conditions(geometry_hash: str, n_sensors: int, rate_hz: float, spread: float,
+                       dead_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(int(geometry_hash, 16))
+    scale = rng.lognormal(-0.5 * spread**2, spread, n_sensors) if spread > 0 else np.ones(n_sensors)
+    alive = rng.random(n_sensors) >= dead_fraction
+    rates = rate_hz * scale * alive
     rates.flags.writeable = alive.flags.writeable = False  # cached: shared by every batch
     return rates, alive
 
