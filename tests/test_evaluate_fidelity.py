@@ -72,7 +72,11 @@ def test_background_measured_in_simulated_km3net_events_is_the_configured_backgr
 
 def test_readout_calibrations_measured_in_simulated_events_are_the_configured_ones():
     """The per-file calibrations bench_fidelity takes from official files recover nurec's own settings."""
-    from nurec.evaluate.fidelity import single_pe_charge_quantiles, single_pe_tot_ns, snapshot_margins_ns
+    from nurec.evaluate.fidelity import (
+        single_pe_charge_quantiles,
+        single_pe_tot_ns,
+        snapshot_margins_ns,
+    )
 
     events, _ = simulate_events(SimulationConfig(
         detector="km3net-orca", flavors=("nue",), n_events=30, seed=9, energy_min_gev=20, energy_max_gev=200,
