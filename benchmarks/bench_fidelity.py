@@ -164,11 +164,7 @@ def neutrino_muon_angles_deg(events: ak.Array) -> np.ndarray:
 
 def module_centres(detx: str) -> np.ndarray:
     """Return the centre of every optical module of a detector file."""
-    geometry = get_geometry(km3net_testdata.data_path(detx))
-    index = geometry.sensor_module_index
-    counts = np.bincount(index, minlength=geometry.n_modules)[:, None]
-    return np.stack([np.bincount(index, weights=geometry.position[:, k], minlength=geometry.n_modules)
-                     for k in range(3)], axis=1) / np.maximum(counts, 1)
+    return get_geometry(km3net_testdata.data_path(detx)).module_position
 
 
 def plot_distributions(label: str, samples: dict[str, ak.Array], out: Path) -> Path:

@@ -169,7 +169,6 @@ def trigger_windows(n_events: int, pe: PhotoElectrons, pe_time: np.ndarray, geom
     at that span (± ``trigger_slack_ns``): an event whose light forms no coincidence cannot
     trigger, and the background elsewhere in a long snapshot cannot trigger it either.
     """
-    lit, first, last = readout_windows(n_events, pe.event, pe_time, _no_margin(response))
     module = geometry.sensor_module_index[pe.sensor]
     key = pe.event.astype(np.int64) * geometry.n_modules + module
     order = order_by_group_then_time(key, pe_time)
@@ -182,21 +181,14 @@ def trigger_windows(n_events: int, pe: PhotoElectrons, pe_time: np.ndarray, geom
     l1_last = np.full(n_events, -np.inf)
     np.minimum.at(l1_first, e[in_pair], t[in_pair])
     np.maximum.at(l1_last, e[in_pair], t[in_pair])
-    has_l1 = np.isfinite(l1_first)
     # Light that forms no local coincidence cannot trigger: no snapshot, no background to draw.
-    lit = lit & has_l1
-    first = np.where(has_l1, l1_first, first)
-    last = np.where(has_l1, l1_last, last)
+    lit = np.isfinite(l1_first)
     crossing = light_crossing_time_ns(geometry, medium)
     before = crossing if response.snapshot_before_ns is None else response.snapshot_before_ns
     after = crossing if response.snapshot_after_ns is None else response.snapshot_after_ns
     slack = response.trigger_slack_ns
-    trigger_span = (np.where(has_l1, l1_first - slack, np.inf), np.where(has_l1, l1_last + slack, -np.inf))
-    return lit, np.where(lit, first - before, 0.0), np.where(lit, last + after, 0.0), trigger_span
-
-
-def _no_margin(response: DetectorResponse) -> DetectorResponse:
-    return replace(response, readout_before_ns=0.0, readout_after_ns=0.0)
+    trigger_span = (np.where(lit, l1_first - slack, np.inf), np.where(lit, l1_last + slack, -np.inf))
+    return lit, np.where(lit, l1_first - before, 0.0), np.where(lit, l1_last + after, 0.0), trigger_span
 
 
 def _largest_module_distance_m(geometry: Geometry) -> float:

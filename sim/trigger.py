@@ -70,13 +70,9 @@ def l1_trigger(
     L1 (KM3NeT): two hits on the same module within ``coincidence_window_ns``.
     """
     n_modules = int(module.max(initial=0)) + 1
-    key = event.astype(np.int64) * n_modules + module
-    order = order_by_group_then_time(key, time_ns)
-    k, t = key[order], time_ns[order]
-    same = (k[1:] == k[:-1]) & (np.diff(t) <= response.coincidence_window_ns)
-    l1_key = np.unique(k[1:][same])
-    n_l1_modules = np.bincount(l1_key // n_modules, minlength=n_events)
-    return n_l1_modules >= response.trigger_threshold
+    l1 = l1_coincidences(event, module, time_ns, n_modules, response.coincidence_window_ns)
+    l1_modules = np.unique(l1.event.astype(np.int64) * n_modules + l1.module)
+    return np.bincount(l1_modules // n_modules, minlength=n_events) >= response.trigger_threshold
 
 
 @dataclass(frozen=True)

@@ -64,23 +64,42 @@ def module_of_positions(positions: np.ndarray, radius_m: float = MODULE_RADIUS_M
     return label[inverse.ravel()].astype(np.int64)
 
 
+@dataclass(frozen=True)
+class _Hypothesis:
+    """The true hypothesis per event: vertex, direction (of travel), interaction time, track or point."""
+
+    vertex: np.ndarray
+    direction: np.ndarray
+    t0: np.ndarray
+    is_track: np.ndarray
+
+    @classmethod
+    def of(cls, truth: ak.Array) -> _Hypothesis:
+        return cls(np.column_stack([ak.to_numpy(truth[f"vertex_{c}"]) for c in "xyz"]).astype(float),
+                   np.column_stack([ak.to_numpy(truth[f"dir_{c}"]) for c in "xyz"]).astype(float),
+                   ak.to_numpy(truth.t0).astype(float), ak.to_numpy(truth.is_track).astype(bool))
+
+    def direct_delay_ns(self, position: np.ndarray, event, medium: Medium) -> tuple[np.ndarray, np.ndarray]:
+        """Return (direct-light delay after t0 [ns], distance [m]) at ``position`` for events ``event``
+        (an index array, or a broadcasting index such as ``(slice(None), None)``): the track's
+        Cherenkov time and perpendicular distance for tracks, the straight path from the vertex otherwise."""
+        vertex, direction, is_track = self.vertex[event], self.direction[event], self.is_track[event]
+        track = track_geometry(position, vertex, direction, medium)
+        point_distance = np.linalg.norm(position - vertex, axis=-1)
+        delay = np.where(is_track, track["delay_ns"], cascade_direct_delay_ns(point_distance, medium))
+        return delay, np.where(is_track, track["perpendicular_m"], point_distance)
+
+
 def hit_residuals(hits: RaggedEvents, truth: ak.Array, medium: Medium) -> tuple[np.ndarray, np.ndarray]:
     """Return (time residual [ns], distance [m] of the hit from the true hypothesis) per hit.
 
     Muon-neutrino CC events (``truth.is_track``) use a track along the neutrino from the
     vertex (perpendicular distance); the others a point source at the vertex.
     """
-    event = hits.event_index
-    vertex = np.column_stack([ak.to_numpy(truth[f"vertex_{c}"]) for c in "xyz"]).astype(float)[event]
-    direction = np.column_stack([ak.to_numpy(truth[f"dir_{c}"]) for c in "xyz"]).astype(float)[event]
-    t0 = ak.to_numpy(truth.t0).astype(float)[event]
-    is_track = ak.to_numpy(truth.is_track).astype(bool)[event]
+    hypothesis = _Hypothesis.of(truth)
     position = np.column_stack([hits["x"], hits["y"], hits["z"]]).astype(float)
-    track = track_geometry(position, vertex, direction, medium)
-    point_distance = np.linalg.norm(position - vertex, axis=1)
-    expected = np.where(is_track, track["delay_ns"], cascade_direct_delay_ns(point_distance, medium))
-    distance = np.where(is_track, track["perpendicular_m"], point_distance)
-    return hits["t"].astype(float) - t0 - expected, distance
+    delay, distance = hypothesis.direct_delay_ns(position, hits.event_index, medium)
+    return hits["t"].astype(float) - hypothesis.t0[hits.event_index] - delay, distance
 
 
 def _per_event_quantile(values: np.ndarray, event: np.ndarray, n_events: int, q: float) -> np.ndarray:
@@ -179,13 +198,11 @@ def light_per_module(events: ak.Array, module_positions: np.ndarray, medium: Med
     n_modules = len(module_positions)
     lit = np.zeros((hits.n_events, n_modules), dtype=bool)
     lit[hits.event_index, nearest] = True
-    vertex = np.column_stack([ak.to_numpy(truth[f"vertex_{c}"]) for c in "xyz"]).astype(float)
-    direction = np.column_stack([ak.to_numpy(truth[f"dir_{c}"]) for c in "xyz"]).astype(float)
-    is_track = ak.to_numpy(truth.is_track).astype(bool)
-    rel = module_positions[None, :, :] - vertex[:, None, :]
-    along = np.einsum("emk,ek->em", rel, direction)
+    hypothesis = _Hypothesis.of(truth)
+    rel = module_positions[None, :, :] - hypothesis.vertex[:, None, :]
+    along = np.einsum("emk,ek->em", rel, hypothesis.direction)
     perpendicular = np.sqrt(np.maximum(np.einsum("emk,emk->em", rel, rel) - along**2, 0.0))
-    distance = np.where(is_track[:, None], np.where(along >= 0, perpendicular, np.inf),
+    distance = np.where(hypothesis.is_track[:, None], np.where(along >= 0, perpendicular, np.inf),
                         np.linalg.norm(rel, axis=2))
     rows = []
     for low, high in zip(edges_m[:-1], edges_m[1:], strict=True):
@@ -252,13 +269,9 @@ class BackgroundRates:
 
 def direct_times_at(positions: np.ndarray, truth: ak.Array, medium: Medium) -> np.ndarray:
     """Return the direct-light arrival time [ns] of the true hypothesis at ``positions`` (events × points)."""
-    vertex = np.column_stack([ak.to_numpy(truth[f"vertex_{c}"]) for c in "xyz"]).astype(float)[:, None, :]
-    direction = np.column_stack([ak.to_numpy(truth[f"dir_{c}"]) for c in "xyz"]).astype(float)[:, None, :]
-    t0 = ak.to_numpy(truth.t0).astype(float)[:, None]
-    is_track = ak.to_numpy(truth.is_track).astype(bool)[:, None]
-    track = track_geometry(positions[None, :, :], vertex, direction, medium)
-    point = cascade_direct_delay_ns(np.linalg.norm(positions[None, :, :] - vertex, axis=2), medium)
-    return t0 + np.where(is_track, track["delay_ns"], point)
+    hypothesis = _Hypothesis.of(truth)
+    delay, _ = hypothesis.direct_delay_ns(positions[None, :, :], (slice(None), None), medium)
+    return hypothesis.t0[:, None] + delay
 
 
 def background_rates(events: ak.Array, module_positions: np.ndarray, pmts_per_module: int, medium: Medium,
@@ -300,15 +313,21 @@ def background_rates(events: ak.Array, module_positions: np.ndarray, pmts_per_mo
     return BackgroundRates(float(singles), float(measured), float(random), float(measured - random), len(t), total_s)
 
 
+def _before_light(events: ak.Array, column: str, medium: Medium, before_light_ns: float) -> np.ndarray:
+    """Return ``column`` of the hits earlier than ``before_light_ns`` ahead of the true hypothesis's direct
+    light: background single photo-electrons (⁴⁰K, dark counts)."""
+    names = ["x", "y", "z", "t", column]
+    hits = RaggedEvents.from_awkward(events.hits, names, {n: np.float64 for n in names})
+    residual, _ = hit_residuals(hits, events.truth, medium)
+    return hits[column][residual < -before_light_ns]
+
+
 def single_pe_tot_ns(events: ak.Array, medium: Medium, before_light_ns: float = 50.0) -> float:
     """Return the median ToT [ns] of hits earlier than ``before_light_ns`` ahead of the direct light:
     background single photo-electrons, whose median ToT is the ToT of one photo-electron at the
     median gain (the quantity KM3NeT tunes its PMTs on)."""
-    names = ["x", "y", "z", "t", "tot_ns"]
-    hits = RaggedEvents.from_awkward(events.hits, names, {n: np.float64 for n in names})
-    residual, _ = hit_residuals(hits, events.truth, medium)
-    before = residual < -before_light_ns
-    return float(np.median(hits["tot_ns"][before])) if before.any() else float("nan")
+    tot = _before_light(events, "tot_ns", medium, before_light_ns)
+    return float(np.median(tot)) if len(tot) else float("nan")
 
 
 def feature_separation(a: pd.DataFrame, b: pd.DataFrame, features: Sequence[str]) -> pd.Series:
@@ -351,10 +370,7 @@ def single_pe_charge_quantiles(events: ak.Array, medium: Medium, points: int = 2
     """Return the charge [pe] quantiles, at ``points`` evenly spaced probabilities, of hits earlier than
     ``before_light_ns`` ahead of the direct light: the single-photo-electron spectrum as recorded
     (above threshold), in the form DetectorResponse.spe_charge_quantiles takes."""
-    names = ["x", "y", "z", "t", "charge"]
-    hits = RaggedEvents.from_awkward(events.hits, names, {n: np.float64 for n in names})
-    residual, _ = hit_residuals(hits, events.truth, medium)
-    charge = hits["charge"][residual < -before_light_ns]
+    charge = _before_light(events, "charge", medium, before_light_ns)
     if len(charge) < points:
         return ()
     return tuple(float(q) for q in np.quantile(charge, np.linspace(0.0, 1.0, points)))

@@ -27,6 +27,7 @@ both use it, so converted and simulated hits carry charge on the same scale.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy.optimize import brentq
@@ -54,7 +55,7 @@ class ToTModel:
         """Return the Gaussian pulse width σ [ns] that gives the single-pe ToT at the threshold."""
         return self.spe_tot_ns / (2.0 * float(np.sqrt(2.0 * np.log(1.0 / self.threshold_pe))))
 
-    @property
+    @cached_property
     def linear_from_pe(self) -> float:
         """Return the charge [pe] above which ToT grows linearly (where the Gaussian ToT's slope equals it)."""
         sigma, threshold, slope = self.pulse_sigma_ns, self.threshold_pe, self.linear_slope_ns_per_pe
@@ -63,6 +64,11 @@ class ToTModel:
             return 2.0 * sigma / (q * np.sqrt(2.0 * np.log(q / threshold))) - slope
 
         return float(brentq(excess, threshold * (1.0 + 1e-9), 1e6))
+
+    @cached_property
+    def linear_from_tot_ns(self) -> float:
+        """Return the ToT [ns] at ``linear_from_pe``, where the linear regime starts."""
+        return float(_gaussian_tot_ns(np.array(self.linear_from_pe), self))
 
 
 def _gaussian_tot_ns(charge_pe: np.ndarray, model: ToTModel) -> np.ndarray:
@@ -74,8 +80,7 @@ def _gaussian_tot_ns(charge_pe: np.ndarray, model: ToTModel) -> np.ndarray:
 def tot_from_charge_ns(charge_pe: np.ndarray, model: ToTModel) -> np.ndarray:
     """Return the recorded ToT [whole ns, ≤ saturation] of pulses of ``charge_pe``; 0 where below threshold."""
     charge = np.asarray(charge_pe, dtype=float)
-    knee = model.linear_from_pe
-    knee_tot = float(_gaussian_tot_ns(np.array(knee), model))
+    knee, knee_tot = model.linear_from_pe, model.linear_from_tot_ns
     tot = np.where(charge <= knee, _gaussian_tot_ns(charge, model),
                    knee_tot + model.linear_slope_ns_per_pe * (charge - knee))
     recorded = np.clip(np.round(tot), 1.0, model.saturation_ns)
@@ -85,7 +90,6 @@ def tot_from_charge_ns(charge_pe: np.ndarray, model: ToTModel) -> np.ndarray:
 def charge_from_tot_pe(tot_ns: np.ndarray, model: ToTModel) -> np.ndarray:
     """Return the charge estimate [pe] of hits with ``tot_ns`` (a lower bound for saturated hits)."""
     tot = np.clip(np.asarray(tot_ns, dtype=float), 0.0, model.saturation_ns)
-    knee = model.linear_from_pe
-    knee_tot = float(_gaussian_tot_ns(np.array(knee), model))
+    knee, knee_tot = model.linear_from_pe, model.linear_from_tot_ns
     gaussian = model.threshold_pe * np.exp(0.5 * (tot / (2.0 * model.pulse_sigma_ns)) ** 2)
     return np.where(tot <= knee_tot, gaussian, knee + (tot - knee_tot) / model.linear_slope_ns_per_pe)
