@@ -8,6 +8,7 @@ detectors have 31 3-inch PMTs per module. Positions in metres, centred on the ar
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -16,8 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 from nurec.io.detx import DetxDetector, DetxError, parse_detx
+from nurec.io.files import write_atomic
 
 # IceCube coordinates have their origin 1948.07 m below the surface
 # (IceCube Collaboration, JINST 12 (2017) P03012, "The IceCube Neutrino Observatory:
@@ -340,13 +347,17 @@ def _builtin(name: str) -> Geometry:
     return _BUILDERS[name]()
 
 
+GEOMETRY_FILE_SUFFIXES = (".csv", ".parquet", ".pq", ".detx")
+"""Suffixes of the geometry files get_geometry loads (any existing path is tried too)."""
+
+
 def get_geometry(name_or_path: str | os.PathLike, family: str | None = None) -> Geometry:
     """Return a built-in detector by name, or load a geometry table from a path."""
     text = str(name_or_path)
     if text in _BUILDERS:
         return _builtin(text)
     path = Path(text)
-    if path.suffix.lower() in (".csv", ".parquet", ".pq", ".detx") or path.exists():
+    if path.suffix.lower() in GEOMETRY_FILE_SUFFIXES or path.exists():
         return load_geometry(path, family=family)
     known = ", ".join(_BUILDERS)
     raise GeometryError(f"unknown detector '{text}' (built-in: {known}; or a .csv/.parquet geometry table or a .detx file)")
@@ -384,6 +395,7 @@ def load_geometry(path: str | os.PathLike, family: str | None = None, name: str 
         return load_detx(path, name=name)
     try:
         table = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+        stored = {} if path.suffix.lower() == ".csv" else _stored_identity(path)
     except Exception as err:
         raise GeometryError(f"{path}: cannot read geometry table ({err})") from err
     if not isinstance(table.index, pd.RangeIndex):
@@ -418,12 +430,36 @@ def load_geometry(path: str | os.PathLike, family: str | None = None, name: str 
         # Sensors at the same point (within 0.5 m) belong to one module.
         _, module_id = np.unique(np.round(position / 0.5), axis=0, return_inverse=True)
     if family is None:
-        family = "km3net" if len(np.unique(module_id)) < n else "icecube"
+        family = stored.get("family") or ("km3net" if len(np.unique(module_id)) < n else "icecube")
     try:
-        return Geometry(name or path.stem, family, sensor_id, position, direction,
+        return Geometry(name or stored.get("name") or path.stem, family, sensor_id, position, direction,
                         np.asarray(module_id).ravel(), string_id, floor)
     except GeometryError as err:
         raise GeometryError(f"{path}: {err}") from err
+
+
+GEOMETRY_METADATA_KEY = b"nurec_geometry"
+"""Parquet key-value metadata of a table written by write_geometry_table: its name and family."""
+
+
+def write_geometry_table(geometry: Geometry, path: str | os.PathLike) -> Path:
+    """Write ``geometry`` as a Parquet table that load_geometry reads back, atomically; return the path.
+
+    The name and family travel in the file's metadata: a table of PMTs seen in hits may
+    hold one PMT per module, from which load_geometry would guess the wrong family (and medium).
+    """
+    table = pa.Table.from_pandas(geometry.to_table(), preserve_index=False)
+    identity = json.dumps({"name": geometry.name, "family": geometry.family}).encode()
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), GEOMETRY_METADATA_KEY: identity})
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer)
+    return write_atomic(path, buffer.getvalue().to_pybytes())
+
+
+def _stored_identity(path: Path) -> dict:
+    """Return the name and family a Parquet geometry table stores (empty for other tables)."""
+    stored = (pq.read_schema(path).metadata or {}).get(GEOMETRY_METADATA_KEY)
+    return json.loads(stored) if stored else {}
 
 
 def geometry_from_detx(detector: DetxDetector, name: str | None = None) -> Geometry:
@@ -445,3 +481,125 @@ def load_detx(path: str | os.PathLike, name: str | None = None) -> Geometry:
     except DetxError as err:
         raise GeometryError(str(err)) from err
     return geometry_from_detx(detector, name)
+
+
+# --- geometry seen in hits ----------------------------------------------------------------
+
+SENSOR_POSITION_TOLERANCE_M = 1e-3
+"""Hits on one sensor whose positions differ by more than this disagree about the detector."""
+SENSOR_DIRECTION_TOLERANCE = 1e-3
+"""Largest difference of PMT direction components (unit vectors, ~0.06 degree) between hits on one sensor."""
+STRING_LINK_M = 5.0
+"""Modules closer than this horizontally (transitively) hang on one string: KM3NeT strings stand
+>= 20 m apart (ORCA), and neighbouring modules of one string, even under sea currents, far closer."""
+
+
+def linked_groups(points: np.ndarray, link_m: float) -> np.ndarray:
+    """Return a group index per point: points closer than ``link_m`` (transitively) share one.
+
+    Points are compared rounded to 1 mm, so the groups do not depend on float noise.
+    """
+    if len(points) == 0:
+        return np.zeros(0, dtype=np.int64)
+    unique, inverse = np.unique(np.round(points, 3), axis=0, return_inverse=True)
+    pairs = cKDTree(unique).query_pairs(link_m, output_type="ndarray")
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(unique), len(unique)))
+    _, label = connected_components(graph, directed=False)
+    return label[inverse.ravel()].astype(np.int64)
+
+
+def strings_of_modules(module_position: np.ndarray, link_m: float = STRING_LINK_M) -> np.ndarray:
+    """Return a string id (1..n, numbered by x then y of the string) per module from module centres [m].
+
+    For files that do not say which string a module hangs on: modules on one near-vertical
+    line share a string.
+    """
+    group = linked_groups(module_position[:, :2], link_m)
+    if len(group) == 0:
+        return np.zeros(0, dtype=np.int32)
+    n_groups = group.max() + 1
+    centre = np.zeros((n_groups, 2))
+    np.add.at(centre, group, module_position[:, :2])
+    centre /= np.bincount(group, minlength=n_groups)[:, None]
+    rank = np.empty(n_groups, dtype=np.int32)
+    rank[np.lexsort((centre[:, 1], centre[:, 0]))] = np.arange(n_groups)
+    return rank[group] + 1
+
+
+def floors_by_height(string_id: np.ndarray, height_m: np.ndarray) -> np.ndarray:
+    """Return each module's floor: its rank by height among the modules of its string (0 = lowest)."""
+    order = np.lexsort((height_m, string_id))
+    floor = np.empty(len(order), dtype=np.int32)
+    start = np.r_[0, np.flatnonzero(np.diff(string_id[order])) + 1]
+    first_of_string = np.repeat(start, np.diff(np.r_[start, len(order)]))
+    floor[order] = np.arange(len(order)) - first_of_string
+    return floor
+
+
+class SensorCollector:
+    """Collect sensors (id, module, position, direction) from hits, batch by batch, into a geometry.
+
+    For files whose hits carry calibrated positions but no detector description: memory
+    grows with the number of distinct sensors, not of hits. Every hit on a sensor must agree
+    with the first one seen (same module, positions within SENSOR_POSITION_TOLERANCE_M,
+    directions within SENSOR_DIRECTION_TOLERANCE), else ``add`` raises GeometryError naming
+    the sensor. Only sensors that recorded at least one hit are known.
+    """
+
+    def __init__(self) -> None:
+        self.sensor_id = np.zeros(0, dtype=np.int64)
+        self.module_id = np.zeros(0, dtype=np.int64)
+        self.position = np.zeros((0, 3))
+        self.direction = np.zeros((0, 3))
+
+    @property
+    def n_sensors(self) -> int:
+        return len(self.sensor_id)
+
+    def add(self, sensor_id: np.ndarray, module_id: np.ndarray, position: np.ndarray, direction: np.ndarray) -> None:
+        """Add the sensors of a batch of hits (one row per hit); raise GeometryError if hits disagree."""
+        sensor_id = np.concatenate([self.sensor_id, np.asarray(sensor_id, dtype=np.int64)])
+        module_id = np.concatenate([self.module_id, np.asarray(module_id, dtype=np.int64)])
+        position = np.concatenate([self.position, np.asarray(position, dtype=float)])
+        direction = np.concatenate([self.direction, np.asarray(direction, dtype=float)])
+        # np.unique's first index: the known row where there is one, as known rows come first.
+        _, first, inverse = np.unique(sensor_id, return_index=True, return_inverse=True)
+        reference = first[inverse.ravel()]
+        _check_same_sensor(sensor_id, module_id, position, direction, reference)
+        self.sensor_id, self.module_id = sensor_id[first], module_id[first]
+        self.position, self.direction = position[first], direction[first]
+
+    def geometry(self, name: str, family: str) -> Geometry:
+        """Return the collected sensors as a Geometry; strings and floors are derived from positions."""
+        if self.n_sensors == 0:
+            raise GeometryError(f"{name}: no sensors seen")
+        modules, module_index = np.unique(self.module_id, return_inverse=True)
+        centre = np.zeros((len(modules), 3))
+        np.add.at(centre, module_index, self.position)
+        centre /= np.bincount(module_index, minlength=len(modules))[:, None]
+        string_of_module = strings_of_modules(centre)
+        floor_of_module = floors_by_height(string_of_module, centre[:, 2])
+        return Geometry(name, family, self.sensor_id.copy(), self.position.copy(), self.direction.copy(),
+                        self.module_id.copy(), string_of_module[module_index], floor_of_module[module_index])
+
+
+def _check_same_sensor(sensor_id: np.ndarray, module_id: np.ndarray, position: np.ndarray,
+                       direction: np.ndarray, reference: np.ndarray) -> None:
+    """Raise GeometryError naming the first sensor whose hit disagrees with the ``reference`` row."""
+    moved = np.linalg.norm(position - position[reference], axis=1) > SENSOR_POSITION_TOLERANCE_M
+    turned = np.abs(direction - direction[reference]).max(axis=1, initial=0.0) > SENSOR_DIRECTION_TOLERANCE
+    rehung = module_id != module_id[reference]
+    bad = np.flatnonzero(moved | turned | rehung)
+    if len(bad) == 0:
+        return
+    i, j = bad[0], reference[bad[0]]
+    if rehung[i]:
+        raise GeometryError(f"sensor_id {sensor_id[i]} is on module {module_id[j]} in one hit and {module_id[i]} in another")
+    what, unit, a, b = ("position", " m", position[j], position[i]) if moved[i] else \
+        ("direction", "", direction[j], direction[i])
+    raise GeometryError(f"sensor_id {sensor_id[i]} has {what} {_triple(a)}{unit} in one hit and "
+                        f"{_triple(b)}{unit} in another")
+
+
+def _triple(values: np.ndarray) -> str:
+    return "(" + ", ".join(f"{v:.4f}" for v in values) + ")"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
+from pathlib import Path
 
 import awkward as ak
 import numpy as np
@@ -11,10 +13,13 @@ import pandas as pd
 import pytest
 
 from nurec.cli import main
+from nurec.geometry import get_geometry
 from nurec.io.parquet import read_dataset, read_metadata
 from nurec.io.predictions import read_predictions
-from nurec.io.sources import EVENT_KEYS_FILE, reference_filename
+from nurec.io.sources import EVENT_KEYS_FILE, GEOMETRY_FILE, reference_filename
+from nurec.methods.dataset import dataset_detector, reconstruct_chunks
 from nurec.methods.registry import available_methods, build_method
+from nurec.parallel import ParallelOptions
 
 km3net_testdata = pytest.importorskip("km3net_testdata")
 uproot = pytest.importorskip("uproot")
@@ -77,6 +82,51 @@ def test_convert_km3net_writes_dataset_reference_and_event_keys(converted, capsy
     metadata = read_metadata(dataset)
     assert metadata["source"] == "km3net-offline" and metadata["n_events"] == 10
     assert metadata["detector"]["family"] == "km3net"
+
+
+def test_convert_km3net_without_detx_keeps_the_files_geometry_and_det_id(converted, tmp_path, capsys):
+    raw = uproot.open(V92)["E"].arrays(["det_id", "hits.pmt_id", "hits.dom_id", "hits.pos.x", "hits.pos.y",
+                                        "hits.pos.z", "hits.dir.x", "hits.dir.y", "hits.dir.z"], library="ak")
+    hits = {name: ak.to_numpy(ak.flatten(raw[f"hits.{name}"])) for name in
+            ("pmt_id", "dom_id", "pos.x", "pos.y", "pos.z", "dir.x", "dir.y", "dir.z")}
+    # The dataset names its geometry relative to itself, so a moved copy still finds its own.
+    moved = tmp_path / "moved"
+    shutil.copytree(converted["v92"], moved)
+    assert json.loads((moved / "dataset.json").read_text())["metadata"]["detector"]["name"] == GEOMETRY_FILE
+    detector = read_metadata(moved)["detector"]
+    assert detector["name"] == str((moved / GEOMETRY_FILE).resolve())
+    assert detector["det_id"] == 49 == int(raw["det_id"][0]) and detector["from_file"] is True
+    assert detector["label"] == "KM3NeT det_id 49" and detector["family"] == "km3net"
+    assert detector["n_sensors_seen"] == detector["n_sensors"] == len(np.unique(hits["pmt_id"]))
+    geometry = get_geometry(detector["name"])
+    assert geometry.hash == detector["hash"] and geometry.medium == "water"
+    rows = geometry.sensor_lookup(hits["pmt_id"])  # every hit's PMT, not only a few
+    np.testing.assert_allclose(geometry.position[rows], np.column_stack([hits["pos.x"], hits["pos.y"], hits["pos.z"]]),
+                               atol=1e-9)
+    np.testing.assert_allclose(geometry.direction[rows], np.column_stack([hits["dir.x"], hits["dir.y"], hits["dir.z"]]),
+                               atol=1e-9)
+    np.testing.assert_array_equal(geometry.module_id[rows], hits["dom_id"])
+    # det_id 49 has six detection units ~20 m apart: one string per vertical line, floors by height
+    assert len(np.unique(geometry.string_id)) == 6
+    for string in np.unique(geometry.module_string):
+        on_string = geometry.module_string == string
+        assert np.ptp(geometry.module_position[on_string, 0]) < 1.0
+        height_order = np.argsort(geometry.module_position[on_string, 2])
+        assert geometry.module_floor[on_string][height_order].tolist() == list(range(on_string.sum()))
+    # methods get this geometry, in this process and chunk by chunk (workers rebuild it from the name)
+    assert dataset_detector(moved).hash == geometry.hash
+    provenance = reconstruct_chunks("linefit", moved, tmp_path / "predictions", parallel=ParallelOptions(workers=0, progress=False))
+    assert provenance.n_events == 30 and provenance.to_dict()["detector"]["hash"] == geometry.hash
+    assert main(["inspect", str(moved)]) == 0
+    assert f"detector       {detector['name']} (det_id 49, geometry hash {geometry.hash})" in capsys.readouterr().out
+
+
+def test_convert_km3net_with_detx_keeps_the_detx_and_records_the_files_det_id(converted):
+    detector = read_metadata(converted["numucc"])["detector"]
+    assert detector["name"] == str(Path(NUMUCC_DETX).resolve())
+    assert detector["det_id"] == int(uproot.open(NUMUCC)["E"]["det_id"].array()[0])
+    assert "from_file" not in detector and not (converted["numucc"] / GEOMETRY_FILE).exists()
+    assert dataset_detector(converted["numucc"]).hash == get_geometry(NUMUCC_DETX).hash
 
 
 def test_convert_graphnet_keeps_event_no(converted, osc_db):

@@ -4,11 +4,15 @@ import numpy as np
 import pytest
 
 from nurec.geometry import (
+    Geometry,
     GeometryError,
     available_detectors,
+    floors_by_height,
     get_geometry,
     km3net_pmt_directions,
     load_geometry,
+    strings_of_modules,
+    write_geometry_table,
 )
 
 
@@ -79,6 +83,37 @@ def test_geometry_table_round_trip(tmp_path):
     back = load_geometry(path)
     assert back.family == "km3net" and back.n_modules == g.n_modules
     assert np.allclose(back.position, g.position) and back.hash == g.hash
+
+
+def test_written_geometry_table_keeps_name_and_family_of_a_sparse_km3net_geometry(tmp_path):
+    g = get_geometry("orca6")
+    one_pmt_per_module = np.unique(g.module_id, return_index=True)[1]
+    sparse = Geometry("KM3NeT_00000049", "km3net", g.sensor_id[one_pmt_per_module], g.position[one_pmt_per_module],
+                      g.direction[one_pmt_per_module], g.module_id[one_pmt_per_module],
+                      g.string_id[one_pmt_per_module], g.floor[one_pmt_per_module])
+    path = write_geometry_table(sparse, tmp_path / "geometry.parquet")
+    back = get_geometry(path)
+    # One PMT per module would read as IceCube (ice) without the stored family.
+    assert back.name == "KM3NeT_00000049" and back.family == "km3net" and back.medium == "water"
+    assert back.hash == sparse.hash and not list(tmp_path.glob("*.tmp"))
+
+
+def test_strings_and_floors_of_modules_come_from_positions_of_tilted_lines_seen_in_any_order():
+    rng = np.random.default_rng(4)
+    height = np.arange(18) * 9.0
+    lines = []
+    for x0, y0 in [(40.0, 0.0), (0.0, 0.0), (20.0, 0.0)]:  # 20 m apart, tilted 3 m over the line
+        lines.append(np.column_stack([x0 + height / height.max() * 3.0, np.full(18, y0), height]))
+    centres = np.vstack(lines)
+    seen = np.sort(rng.choice(len(centres), 40, replace=False))  # floors missing: only modules with hits
+    order = rng.permutation(seen)
+    string_id = strings_of_modules(centres[order])
+    assert string_id.tolist() == [[3, 1, 2][i // 18] for i in order]  # numbered by x: 0, 20, 40 m
+    floor = floors_by_height(string_id, centres[order, 2])
+    for string in (1, 2, 3):
+        on = string_id == string
+        assert sorted(floor[on].tolist()) == list(range(on.sum()))
+        assert np.all(np.diff(centres[order][on][np.argsort(floor[on]), 2]) > 0)
 
 
 @pytest.mark.parametrize("content, problem", [

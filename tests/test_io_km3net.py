@@ -13,7 +13,7 @@ import pytest
 
 from nurec.geometry import get_geometry
 from nurec.io.detx import DetxError, parse_detx
-from nurec.io.km3net import KM3NET_SPE_TOT_NS, KM3NeTOptions, iter_km3net_chunks
+from nurec.io.km3net import KM3NET_SPE_TOT_NS, FileDetector, KM3NeTOptions, iter_km3net_chunks
 from nurec.io.sources import SourceError, iter_events
 from nurec.physics.tot import ToTModel, charge_from_tot_pe
 
@@ -204,6 +204,81 @@ def test_km3net_truncated_root_file_fails_with_a_one_line_error(tmp_path):
     with pytest.raises(SourceError) as info:
         list(iter_events(truncated, "km3net-offline"))
     assert "truncated.root: truncated ROOT file" in str(info.value) and "\n" not in str(info.value)
+
+
+# --- the detector a file's hits show ------------------------------------------------------
+
+def _pmt_hits(n_hits=6):
+    """Hits on three PMTs of one DOM, each PMT hit twice at its one position and direction."""
+    sensor_id = np.tile([101, 102, 103], n_hits // 3)
+    dom_id = np.full(n_hits, 808969848)
+    position = np.array([[1.0, 2.0, 3.0], [1.1, 2.0, 3.0], [1.0, 2.1, 3.0]])[sensor_id - 101]
+    direction = np.array([[0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])[sensor_id - 101]
+    return sensor_id, dom_id, position, direction
+
+
+def test_file_detector_collects_each_pmt_once_across_chunks():
+    seen = FileDetector("run.root")
+    sensor_id, dom_id, position, direction = _pmt_hits()
+    seen.add_det_ids(np.array([49, 49]))
+    seen.add_hits(sensor_id[:4], dom_id[:4], position[:4], direction[:4])
+    seen.add_hits(sensor_id[4:], dom_id[4:], position[4:] + 0.0004, direction[4:])  # within 1 mm
+    geometry = seen.geometry()
+    assert seen.det_id == 49 and geometry.name == "KM3NeT_00000049" and geometry.family == "km3net"
+    assert geometry.sensor_id.tolist() == [101, 102, 103] and geometry.module_id.tolist() == [808969848] * 3
+    np.testing.assert_allclose(geometry.position, position[:3])
+
+
+def _second_chunk(change):
+    """The second chunk of _pmt_hits with sensor 102's hit changed: moved 2 mm, turned, or on another DOM."""
+    sensor_id, dom_id, position, direction = (a[3:].copy() for a in _pmt_hits())
+    if change == "position":
+        position[1, 2] += 0.002
+    elif change == "direction":
+        direction[1] = [0.99995, 0.01, 0.0]
+    else:
+        dom_id[1] = 7
+    return sensor_id, dom_id, position, direction
+
+
+@pytest.mark.parametrize("change, expected", [
+    ("position", r"run\.root: hits disagree on the detector: sensor_id 102 has position \(1\.1000, 2\.0000, "
+                 r"3\.0000\) m in one hit and \(1\.1000, 2\.0000, 3\.0020\) m in another"),
+    ("direction", r"run\.root: .*sensor_id 102 has direction \(1\.0000, 0\.0000, 0\.0000\) in one hit "
+                  r"and \(1\.0000, 0\.0100, 0\.0000\) in another"),
+    ("module", r"run\.root: .*sensor_id 102 is on module 808969848 in one hit and 7 in another"),
+])
+def test_file_detector_refuses_a_pmt_seen_in_two_places_naming_it_and_the_file(change, expected):
+    seen = FileDetector("data/run.root")
+    seen.add_hits(*(a[:3] for a in _pmt_hits()))  # the first chunk is consistent
+    with pytest.raises(SourceError, match=expected) as info:
+        seen.add_hits(*_second_chunk(change))
+    assert "\n" not in str(info.value)
+
+
+def test_file_detector_refuses_a_pmt_that_disagrees_within_one_chunk():
+    sensor_id, dom_id, position, direction = _pmt_hits()
+    position[5] += [0.0, 0.0, 0.01]  # sensor 103's second hit, 1 cm off
+    with pytest.raises(SourceError, match=r"run\.root: .*sensor_id 103 has position"):
+        FileDetector("run.root").add_hits(sensor_id, dom_id, position, direction)
+
+
+def test_file_detector_refuses_a_file_of_several_det_ids():
+    seen = FileDetector("mixed.root")
+    seen.add_det_ids(np.array([49, 49]))
+    with pytest.raises(SourceError, match=r"mixed\.root: events of several detectors \(det_id 49 and 133\)"):
+        seen.add_det_ids(np.array([133]))
+
+
+def test_streaming_a_calibrated_file_collects_the_pmts_of_all_its_hits():
+    seen = FileDetector(data_path(V92))
+    for _ in iter_km3net_chunks(data_path(V92), KM3NeTOptions(step_events=7, triggered_only=True), seen):
+        pass
+    raw = _raw(V92, ["hits.pmt_id", "hits.pos.z"])
+    pmt_id, z = ak.to_numpy(ak.flatten(raw["hits.pmt_id"])), ak.to_numpy(ak.flatten(raw["hits.pos.z"]))
+    geometry = seen.geometry()
+    assert seen.det_id == 49 and geometry.n_sensors == len(np.unique(pmt_id))  # untriggered hits count too
+    np.testing.assert_allclose(geometry.position[geometry.sensor_lookup(pmt_id), 2], z)
 
 
 # --- detx ---------------------------------------------------------------------------------

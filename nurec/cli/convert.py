@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "convert", help="convert KM3NeT / GraphNeT / Kaggle files into a nurec dataset directory",
         description="Convert a real-data file into a nurec dataset (streamed chunk by chunk). "
                     "Writes DIR/part-*.parquet, DIR/dataset.json, DIR/event_keys.parquet (event_id -> "
-                    "the source's own event keys) and, for KM3NeT, DIR/reference_km3net-jmuon.parquet.",
+                    "the source's own event keys) and, for KM3NeT, DIR/reference_km3net-jmuon.parquet and (without "
+                    "--detx) DIR/geometry.parquet, the PMTs the file's hits show.",
     )
     parser.add_argument("source", metavar="SRC", help="input file or directory")
     parser.add_argument("--from", dest="fmt", choices=FORMATS, default=None,
@@ -26,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset in DIR")
     km3net = parser.add_argument_group("km3net-offline")
     km3net.add_argument("--detx", metavar="FILE", help="detector file for positions/directions/t0 "
-                        "(needed when the ROOT file stores no hit positions)")
+                        "(needed when the ROOT file stores no hit positions; without it the "
+                        "geometry is built from the hits)")
     km3net.add_argument("--triggered-only", action="store_true", help="keep only triggered hits (trig != 0)")
     graphnet = parser.add_argument_group("graphnet-sqlite / graphnet-parquet")
     graphnet.add_argument("--pulses", metavar="TABLE", help="pulse table (default: the only one with dom_time)")

@@ -73,6 +73,8 @@ def summarize(path: str, fmt: str | None = None) -> dict[str, Any]:
     detector = metadata.get("detector")
     if isinstance(detector, dict):
         summary["detector_hash"] = detector.get("hash")
+        if detector.get("det_id") is not None:  # a converted KM3NeT file's own detector id
+            summary["det_id"] = detector["det_id"]
     if "n_generated" in metadata:
         summary["generated"] = int(metadata["n_generated"])
         summary["triggered_fraction"] = n_events / metadata["n_generated"] if metadata["n_generated"] else None
@@ -92,8 +94,9 @@ def summarize(path: str, fmt: str | None = None) -> dict[str, Any]:
 def format_summary(summary: dict[str, Any]) -> str:
     """Return the summary as aligned text lines."""
     lines = [f"{summary['path']} ({summary['format']})"]
-    lines.append(f"  detector       {summary.get('detector') or 'unknown'}"
-                 + (f" (geometry hash {summary['detector_hash']})" if summary.get("detector_hash") else ""))
+    about = [f"det_id {summary['det_id']}"] if "det_id" in summary else []
+    about += [f"geometry hash {summary['detector_hash']}"] if summary.get("detector_hash") else []
+    lines.append(f"  detector       {summary.get('detector') or 'unknown'}" + (f" ({', '.join(about)})" if about else ""))
     if "generated" in summary:
         frac = summary.get("triggered_fraction")
         lines.append(f"  events         {summary['events']} triggered of {summary['generated']} generated"

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import awkward as ak
 import numpy as np
 import pandas as pd
-from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from nurec.geometry import linked_groups
 from nurec.physics.medium import Medium
 from nurec.physics.timing import cascade_direct_delay_ns, track_geometry
 from nurec.ragged import RaggedEvents
@@ -53,15 +53,7 @@ FEATURES = [
 
 def module_of_positions(positions: np.ndarray, radius_m: float = MODULE_RADIUS_M) -> np.ndarray:
     """Return a module index per position: positions closer than ``radius_m`` (transitively) share one."""
-    if len(positions) == 0:
-        return np.zeros(0, dtype=np.int64)
-    unique, inverse = np.unique(np.round(positions, 3), axis=0, return_inverse=True)
-    pairs = cKDTree(unique).query_pairs(radius_m, output_type="ndarray")
-    from scipy.sparse import coo_matrix
-
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(unique), len(unique)))
-    _, label = connected_components(graph, directed=False)
-    return label[inverse.ravel()].astype(np.int64)
+    return linked_groups(positions, radius_m)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,11 @@ hits     one per ``Evt.hits`` entry (``triggered_only=True``: only those with ``
          experiment's trigger fired on (``hits.trig != 0``).
          ``sensor_id``: the detx PMT id when a detx file is used, else the file's
          ``hits.pmt_id`` when set, else ``(dom_id mod 2^23) * 32 + channel_id``.
+detector ``FileDetector`` holds the file's ``det_id`` (a file of several is refused) and,
+         without a detx file, the geometry the hits show: one row per PMT hit at least once
+         (all hits, not only triggered ones), module = ``dom_id``; offline files store no
+         string (DU) or floor, so both come from positions
+         (``nurec.geometry.strings_of_modules``, ``floors_by_height``).
 truth    from ``mc_tracks[0]`` (the neutrino): ``type`` -> pdg, ``E``, ``dir`` (KM3NeT ``dir``
          is already the direction of TRAVEL) -> dir_* (zenith/azimuth derived, IceCube
          convention), ``pos`` -> vertex. CC/NC from the GENIE interaction code (2 = weak CC,
@@ -56,6 +61,7 @@ import awkward as ak
 import numpy as np
 import pandas as pd
 
+from nurec.geometry import Geometry, GeometryError, SensorCollector
 from nurec.io.detx import DetxDetector, parse_detx
 from nurec.io.reader import SourceError, zip_columns
 from nurec.io.schema import (
@@ -107,6 +113,57 @@ class KM3NeTOptions:
     step_events: int = DEFAULT_STEP_EVENTS
 
 
+class FileDetector:
+    """The detector a KM3NeT offline file shows while it is read: its det_id and the PMTs its hits carry.
+
+    Filled chunk by chunk by ``iter_km3net_chunks(..., seen=)``. The geometry holds only PMTs
+    that recorded at least one hit (official MC files have noise hits on nearly every PMT;
+    short files or real-data excerpts may miss some), and its floors count the modules seen.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.det_ids: set[int] = set()
+        self.sensors = SensorCollector()
+
+    def add_det_ids(self, det_id: np.ndarray) -> None:
+        """Record the det_id of a chunk's events; raise SourceError if the file mixes detectors."""
+        self.det_ids.update(int(d) for d in np.unique(det_id))
+        if len(self.det_ids) > 1:
+            first, second = sorted(self.det_ids)[:2]
+            raise SourceError(f"{self.path}: events of several detectors (det_id {first} and {second}); "
+                              "convert them separately")
+
+    def add_hits(self, sensor_id: np.ndarray, dom_id: np.ndarray, position: np.ndarray,
+                 direction: np.ndarray) -> None:
+        """Record the PMTs of a chunk's hits; raise SourceError naming a PMT whose hits disagree."""
+        try:
+            self.sensors.add(sensor_id, dom_id, position, direction)
+        except GeometryError as err:
+            raise SourceError(f"{self.path}: hits disagree on the detector: {err}") from err
+
+    @property
+    def det_id(self) -> int | None:
+        """Return the file's det_id (None if its events carry none)."""
+        return next(iter(self.det_ids), None)
+
+    @property
+    def name(self) -> str:
+        """Return the detector's name as KM3NeT spells it (``KM3NeT_00000049``), or the file's stem."""
+        if self.det_id is None:
+            return self.path.stem
+        return f"KM3NeT_{'-' if self.det_id < 0 else ''}{abs(self.det_id):08d}"
+
+    def geometry(self) -> Geometry | None:
+        """Return the geometry of the PMTs seen in hits (None if no hit carried a position)."""
+        if self.sensors.n_sensors == 0:
+            return None
+        try:
+            return self.sensors.geometry(self.name, "km3net")
+        except GeometryError as err:
+            raise SourceError(f"{self.path}: {err}") from err
+
+
 def _open_tree(path: Path):
     import uproot
 
@@ -147,9 +204,13 @@ def _first_line(err: BaseException) -> str:
 
 
 def iter_km3net_chunks(
-    path: str | os.PathLike, options: KM3NeTOptions | None = None
+    path: str | os.PathLike, options: KM3NeTOptions | None = None, seen: FileDetector | None = None
 ) -> Iterator[tuple[ak.Array, pd.DataFrame]]:
-    """Yield (events, reference JMUON predictions) chunk by chunk, streaming the file."""
+    """Yield (events, reference JMUON predictions) chunk by chunk, streaming the file.
+
+    ``seen``, if given, collects the file's det_id and, without a detx file, the PMTs the
+    hits show, so a converter can record the detector without a second pass over the file.
+    """
     options = options or KM3NeTOptions()
     path = Path(path)
     tree = _open_tree(path)
@@ -167,7 +228,9 @@ def iter_km3net_chunks(
         chunks = tree.iterate(branches, step_size=options.step_events, library="ak")
         for raw in _guarded(chunks, path):
             n = len(raw)
-            events = _build_events(raw, np.arange(entry, entry + n), path, detector, options, has_mc)
+            if seen is not None and "det_id" in raw.fields:
+                seen.add_det_ids(ak.to_numpy(raw["det_id"]))
+            events = _build_events(raw, np.arange(entry, entry + n), path, detector, options, has_mc, seen)
             reference = _best_jmuon(raw, events) if has_trks else _no_reference(events, "no reconstructed tracks in file")
             entry += n
             produced = True
@@ -224,7 +287,7 @@ def _flat(array: ak.Array, dtype) -> np.ndarray:
 
 
 def _build_events(raw: ak.Array, entries: np.ndarray, path: Path, detector: DetxDetector | None,
-                  options: KM3NeTOptions, has_mc: bool) -> ak.Array:
+                  options: KM3NeTOptions, has_mc: bool, seen: FileDetector | None = None) -> ak.Array:
     counts_all = ak.to_numpy(ak.num(raw["hits.dom_id"], axis=1))
     n_events = len(counts_all)
     event_index = np.repeat(np.arange(n_events), counts_all)
@@ -253,6 +316,8 @@ def _build_events(raw: ak.Array, entries: np.ndarray, path: Path, detector: Detx
         pmt_id = _flat(raw["hits.pmt_id"], np.int64) if "hits.pmt_id" in raw.fields else np.zeros(0, np.int64)
         use_pmt_id = len(pmt_id) == len(dom_id) and len(pmt_id) and np.all(pmt_id > 0)
         sensor_id = pmt_id if use_pmt_id else (dom_id % (1 << 23)) * 32 + channel
+        if seen is not None:
+            seen.add_hits(sensor_id, dom_id, pos, pmt_dir)
 
     t_offset = np.zeros(n_events)
     if len(t_raw):
@@ -450,6 +515,7 @@ def _best_jmuon(raw: ak.Array, events: ak.Array) -> pd.DataFrame:
 
 __all__ = [
     "KM3NET_SPE_TOT_NS",
+    "FileDetector",
     "KM3NeTOptions",
     "JMUON_METHOD_NAME",
     "iter_km3net_chunks",

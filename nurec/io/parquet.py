@@ -172,8 +172,29 @@ def read_manifest(data_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 def read_metadata(data_dir: str | os.PathLike) -> dict[str, Any]:
-    """Return the dataset-level metadata (detector, simulator config, seed, counts)."""
-    return read_manifest(data_dir)["metadata"]
+    """Return the dataset-level metadata (detector, simulator config, seed, counts).
+
+    A geometry file kept inside the dataset is recorded by a name relative to the directory,
+    so the dataset can be moved; it is returned as an absolute path, so every consumer
+    hands ``metadata["detector"]["name"]`` to ``get_geometry`` as it is.
+    """
+    return _with_detector_path(read_manifest(data_dir)["metadata"], data_dir)
+
+
+def _with_detector_path(metadata: dict[str, Any], data_dir: str | os.PathLike) -> dict[str, Any]:
+    """Return ``metadata`` with a relative geometry-file detector name resolved against ``data_dir``.
+
+    Built-in detector names (no file suffix) and absolute paths are left as they are.
+    """
+    from nurec.geometry import GEOMETRY_FILE_SUFFIXES  # nurec.geometry imports nurec.io
+
+    detector = metadata.get("detector")
+    name = detector.get("name") if isinstance(detector, dict) else None
+    if not isinstance(name, str) or Path(name).is_absolute():
+        return metadata
+    if Path(name).suffix.lower() not in GEOMETRY_FILE_SUFFIXES:
+        return metadata
+    return {**metadata, "detector": {**detector, "name": str((Path(data_dir) / name).resolve())}}
 
 
 def iter_dataset(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import awkward as ak
 import pandas as pd
@@ -28,6 +28,9 @@ import pyarrow.parquet as pq
 
 from nurec.io.parquet import MANIFEST, iter_dataset, read_metadata
 from nurec.io.reader import SourceError
+
+if TYPE_CHECKING:
+    from nurec.io.km3net import FileDetector
 
 
 def _parquet_columns(path: Path) -> set[str]:
@@ -142,7 +145,8 @@ def convert_source(
     """Convert a source into a nurec dataset directory, streaming; return a summary dict.
 
     Next to the Parquet chunks it writes ``event_keys.parquet`` (``source_keys_table``) and,
-    for KM3NeT files, the file's own reconstruction as ``reference_km3net-jmuon.parquet``.
+    for KM3NeT files, the file's own reconstruction as ``reference_km3net-jmuon.parquet`` and,
+    without a detx file, the geometry the file's hits show as ``geometry.parquet``.
     On any error nothing is left that looks like a complete dataset.
     """
     from tqdm import tqdm
@@ -161,16 +165,21 @@ def convert_source(
         "source_options": {k: str(v) if isinstance(v, os.PathLike) else v for k, v in options.items()},
         "medium": SOURCE_MEDIUM[fmt],
     }
+    seen = None
     if fmt == "km3net-offline":
-        from nurec.io.km3net import JMUON_METHOD_NAME, KM3NeTOptions, iter_km3net_chunks
+        from nurec.io.km3net import (
+            JMUON_METHOD_NAME,
+            FileDetector,
+            KM3NeTOptions,
+            iter_km3net_chunks,
+        )
 
-        if options.get("detx") is not None:
-            from nurec.geometry import load_detx
-
-            # "name" is what get_geometry resolves: the detx path itself.
-            detx_path = str(Path(options["detx"]).resolve())
-            metadata["detector"] = {**load_detx(detx_path).describe(), "name": detx_path}
-        chunks = iter_km3net_chunks(path, KM3NeTOptions(**options))
+        # The chunk files carry what is known before reading: the detx record, or the name of
+        # the geometry table built from the hits (its counts come with the manifest).
+        metadata["detector"] = _detx_record(options["detx"]) if options.get("detx") is not None \
+            else {"name": GEOMETRY_FILE, "from_file": True}
+        seen = FileDetector(path)
+        chunks = iter_km3net_chunks(path, KM3NeTOptions(**options), seen)
         reference_method: str | None = JMUON_METHOD_NAME
     else:
         chunks = ((events, None) for events in iter_events(path, fmt, **options))
@@ -194,6 +203,8 @@ def convert_source(
                 n_events += len(events)
                 n_hits += int(ak.sum(ak.num(events.hits, axis=1)))
                 bar.update(len(events))
+            if seen is not None:
+                metadata["detector"] = _km3net_detector_record(metadata["detector"], seen, out_dir, written)
             writer.metadata = {**metadata, "n_events": n_events, "n_hits": n_hits}
             written.append(out_dir / EVENT_KEYS_FILE)
             pd.concat(keys, ignore_index=True).to_parquet(written[-1], index=False)
@@ -212,6 +223,41 @@ def convert_source(
         "format": fmt, "out": str(out_dir), "n_events": n_events, "n_hits": n_hits,
         "reference": str(written[-1]) if reference_method is not None else None,
     }
+
+
+GEOMETRY_FILE = "geometry.parquet"
+"""The geometry a converted KM3NeT file's hits show, inside the dataset directory."""
+
+
+def _detx_record(detx: str | os.PathLike) -> dict[str, Any]:
+    """Return the detector record of a detx file; "name" is what get_geometry resolves: the detx path."""
+    from nurec.geometry import load_detx
+
+    detx_path = str(Path(detx).resolve())
+    return {**load_detx(detx_path).describe(), "name": detx_path}
+
+
+def _km3net_detector_record(record: dict[str, Any], seen: FileDetector, out_dir: Path,
+                            written: list[Path]) -> dict[str, Any]:
+    """Return the final detector record of a converted KM3NeT file (``seen``: its ``FileDetector``).
+
+    With a detx file: its record plus the file's det_id. Without: the geometry of the PMTs
+    the hits showed is written to ``out_dir/geometry.parquet`` (appended to ``written``) and
+    named relative to the dataset directory, so the dataset can be moved; ``read_metadata``
+    returns it as an absolute path. Only PMTs with at least one hit are in it
+    (``n_sensors_seen``). A file without hits keeps the stand-in detector.
+    """
+    from nurec.geometry import write_geometry_table
+
+    if not record.get("from_file"):
+        return {**record, "det_id": seen.det_id}
+    geometry = seen.geometry()
+    if geometry is None:
+        return {"name": SOURCE_STAND_IN_DETECTOR["km3net-offline"], "stand_in": True, "det_id": seen.det_id}
+    written.append(write_geometry_table(geometry, out_dir / GEOMETRY_FILE))
+    label = f"KM3NeT det_id {seen.det_id}" if seen.det_id is not None else f"KM3NeT file {seen.path.name}"
+    return {**geometry.describe(), "name": GEOMETRY_FILE, "det_id": seen.det_id, "label": label,
+            "from_file": True, "n_sensors_seen": geometry.n_sensors}
 
 
 def _km3net(path, **options):

@@ -31,11 +31,20 @@ from nurec.methods.run import Provenance, provenance_for, reconstruct_events
 from nurec.parallel import ParallelOptions, map_chunks
 
 
+def dataset_detector_name(data: str | os.PathLike, fmt: str | None = None, override: str | None = None) -> str | None:
+    """Return the name or path that get_geometry resolves to a source's detector (None: none recorded).
+
+    ``override`` if given, else the name its metadata records; workers rebuild the detector from it.
+    """
+    if override:
+        return override
+    detector = source_metadata(data, fmt).get("detector")
+    return detector.get("name") if isinstance(detector, dict) else detector
+
+
 def dataset_detector(data: str | os.PathLike, fmt: str | None = None, override: str | None = None) -> Geometry:
     """Return the detector of a source: ``override`` if given, else the one its metadata names."""
-    if override:
-        return resolve_detector(override)
-    return resolve_detector(source_metadata(data, fmt).get("detector"))
+    return resolve_detector(dataset_detector_name(data, fmt, override))
 
 
 def build_timed(name: str, detector: Geometry, options: dict[str, Any]) -> tuple[Method, float]:
@@ -117,7 +126,8 @@ def reconstruct_chunks(
     options = dict(options or {})
     # Build once here: a method that refuses this detector (or cannot load) fails before any worker starts.
     method, load_s = build_timed(name, geometry, options)
-    detector_name = str(detector or geometry.name)
+    # The recorded name, not geometry.name: a geometry file's name is its stem, which workers cannot resolve.
+    detector_name = dataset_detector_name(data_dir, "nurec", detector) or geometry.name
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = [ChunkTask(name, tuple(sorted(options.items())), detector_name, str(data_dir / chunk["file"]),
                        str(out_dir / f"part-{index:05d}.parquet"), batch_size)
