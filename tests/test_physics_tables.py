@@ -310,7 +310,7 @@ def test_same_seed_gives_identical_table_bytes_and_another_seed_does_not():
 
 @pytest.fixture
 def table_copy(tmp_path) -> Path:
-    for name in ("water.npz", "ice.npz", "tables.json"):
+    for name in ("water.npz", "ice.npz", "ice_layers.csv", "tables.json"):
         shutil.copy(TABLE_DIR / name, tmp_path / name)
     return tmp_path
 
@@ -370,7 +370,7 @@ def test_tables_check_command_reports_each_medium(table_copy, capsys):
 
     assert main(["tables", "check", "--dir", str(table_copy)]) == 0
     out = capsys.readouterr().out
-    assert out.count(": ok, ") == 2
+    assert out.count(": ok, ") == 3  # water, ice, ice layers
     (table_copy / "water.npz").write_bytes(b"not a table")
     assert main(["tables", "check", "--dir", str(table_copy)]) == 1
     failed = [line for line in capsys.readouterr().out.splitlines() if "FAILED" in line]

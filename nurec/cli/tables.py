@@ -1,4 +1,5 @@
-"""``nurec tables build|check``: build the photon tables of a medium, or check the shipped ones."""
+"""``nurec tables build|ice-layers|check``: build the photon tables of a medium or the ice layer
+table, or check the shipped ones."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 
 import numpy as np
 
+from nurec.physics import ice_layers
 from nurec.physics.optics import MEDIA
 from nurec.physics.photon_mc import SOURCES
 from nurec.physics.tables import (
@@ -35,6 +37,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--photons", type=int, help="photons per source, a multiple of 100000 "
                                                    f"(default: {DEFAULT_PHOTONS})")
     build.set_defaults(func=run_build)
+    layers = actions.add_parser("ice-layers", help="write the ice layer table from GraphNeT's ice_transparency.parquet",
+                                description="Copy SPICE Mie's depth-dependent ice (GraphNeT's table) into the "
+                                            "package, with its SHA-256 in tables.json (nurec.physics.ice_layers).")
+    layers.add_argument("--from", dest="source", required=True,
+                        help=f"the source table (in the repository: {ice_layers.SOURCE_HINT})")
+    layers.add_argument("--out", default=str(TABLE_DIR), help=f"directory for {ice_layers.LAYER_FILE} and "
+                                                              "tables.json (default: the package's)")
+    layers.set_defaults(func=run_ice_layers)
     check = actions.add_parser("check", help="verify the tables' hashes and print a summary")
     check.add_argument("--dir", default=str(TABLE_DIR), help="table directory (default: the package's)")
     check.set_defaults(func=run_check)
@@ -48,6 +58,13 @@ def run_build(args: argparse.Namespace) -> int:
     entry = read_manifest(args.out)[args.medium]
     print(f"{path}: {entry['bytes'] / 1e6:.2f} MB, sha256 {entry['sha256']}, "
           f"built in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def run_ice_layers(args: argparse.Namespace) -> int:
+    path = ice_layers.build_layers(args.source, args.out)
+    entry = read_manifest(args.out)[ice_layers.MANIFEST_KEY]
+    print(f"{path}: {entry['layers']} layers, {entry['bytes']} bytes, sha256 {entry['sha256']}")
     return 0
 
 
@@ -68,4 +85,11 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"{medium}: ok, {entry['file']} {entry['bytes'] / 1e6:.2f} MB, sha256 {entry['sha256'][:16]}…, "
               f"{entry['photons_per_source']} photons/source, seed {entry['seed']}, sensor {entry['sensor']}; "
               f"head-on at 50 m: cascade on the cone {cascade:.3g} pe/GeV, track {track:.3g} pe")
+    try:
+        layers = ice_layers.load_layers(args.dir)
+    except (OSError, ValueError) as err:
+        print(f"ice layers: FAILED: {err}")
+        return 1
+    print(f"ice layers: ok, {len(layers.depth_m)} layers {layers.depth_m[0]:g}-{layers.depth_m[-1]:g} m, "
+          f"sha256 {manifest[ice_layers.MANIFEST_KEY]['sha256'][:16]}…")
     return 1 if failed else 0
