@@ -156,6 +156,26 @@ class Geometry:
         """Return the vertical extent of the sensors [m]."""
         return float(np.ptp(self.position[:, 2]))
 
+    def contains(self, points: np.ndarray) -> np.ndarray:
+        """Return whether each point [m] (shape (n, 3)) lies inside the instrumented volume.
+
+        The volume is the prism over the convex hull of the sensors' horizontal positions,
+        between the lowest and the highest sensor: an event whose vertex lies in it is
+        "contained" (its light starts among the sensors).
+        """
+        from scipy.spatial import Delaunay
+
+        points = np.atleast_2d(np.asarray(points, dtype=float))
+        if "hull_2d" not in self._cache:
+            xy = np.unique(np.round(self.position[:, :2], 3), axis=0)
+            self._cache["hull_2d"] = Delaunay(xy) if len(xy) >= 3 else None
+        hull = self._cache["hull_2d"]
+        z_lo, z_hi = self.position[:, 2].min(), self.position[:, 2].max()
+        inside_z = (points[:, 2] >= z_lo) & (points[:, 2] <= z_hi)
+        if hull is None:
+            return np.zeros(len(points), dtype=bool)
+        return inside_z & (hull.find_simplex(points[:, :2]) >= 0)
+
     @property
     def hash(self) -> str:
         """Return a short hash of sensor ids, positions (mm) and directions."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+from scipy import special
 from scipy.spatial.distance import pdist
 
 from nurec.geometry import Geometry
@@ -22,9 +23,10 @@ from nurec.physics.medium import SPEED_OF_LIGHT_M_PER_NS, Medium
 from nurec.physics.muon import muon_range_m
 from nurec.physics.response import DetectorResponse
 from nurec.physics.tables import direct_time_ns, load_table, sample_delay_ns, sensor_geometry
-from nurec.physics.timing import sample_pandel_delay_ns
+from nurec.physics.timing import pandel_shape_rate, sample_pandel_delay_ns
 from nurec.physics.tot import charge_from_tot_pe, tot_from_charge_ns
 from nurec.ragged import RaggedEvents
+from sim.capped import PROBABILITY_GRID, capped_arrival_delays_ns, capped_groups
 from sim.generator import Primaries, makes_muon_track, orthonormal_basis
 from sim.noise import sample_background, sensor_conditions
 from sim.photons import PhotoElectrons, sample_photoelectrons
@@ -287,20 +289,43 @@ def truth_columns(primaries: Primaries, sources: LightSources, kept: np.ndarray,
 def photoelectron_times_ns(pe: PhotoElectrons, sources: LightSources, geometry: Geometry, medium: Medium,
                            response: DetectorResponse, rng: np.random.Generator) -> np.ndarray:
     """Return photo-electron arrival times [ns] after the interaction: the arrival of direct light plus the
-    scattering delay (Pandel pdf, or the photon tables' delay distributions) plus PMT jitter."""
+    scattering delay (Pandel pdf, or the photon tables' delay distributions) plus PMT jitter.
+
+    Photo-electrons that stand for more (``pe.represents``, a capped sensor) take delay and
+    jitter together from sim.capped, which keeps the sensor's first arrival exact.
+    """
     if response.arrival_delays == "tables":
-        arrival = table_arrival_times_ns(pe, sources, geometry, medium, rng)
+        arrival, capped_arrival = table_arrival_times_ns(pe, sources, geometry, medium, rng, response.jitter_ns)
     else:
         arrival = pe.direct_time_ns + sample_pandel_delay_ns(pe.distance_m, medium, rng)
-    return arrival + rng.normal(0.0, response.jitter_ns, len(pe.event))
+        capped_arrival = pe.direct_time_ns + _pandel_capped_delays_ns(pe, medium, response.jitter_ns, rng)
+    arrival = arrival + rng.normal(0.0, response.jitter_ns, len(pe.event))
+    capped = np.isfinite(capped_arrival)
+    arrival[capped] = capped_arrival[capped]
+    return arrival
+
+
+def _pandel_capped_delays_ns(pe: PhotoElectrons, medium: Medium, jitter_ns: float,
+                             rng: np.random.Generator) -> np.ndarray:
+    """Return delay + jitter of capped groups' photo-electrons from the Pandel pdf (NaN elsewhere)."""
+    delay = np.full(len(pe.event), np.nan)
+    capped = np.flatnonzero(pe.represents > 0)
+    if len(capped):
+        first, index = capped_groups(pe.group[capped])
+        shape, rate = pandel_shape_rate(pe.distance_m[capped[first]], medium)
+        quantiles = special.gammaincinv(shape[:, None], PROBABILITY_GRID[None, :]) / rate
+        delay[capped] = capped_arrival_delays_ns(index, pe.leads[capped], pe.represents[capped], quantiles,
+                                                 jitter_ns, rng)
+    return delay
 
 
 _TABLE_BLOCK = 50_000  # photo-electrons per table lookup (bounds memory)
 
 
 def table_arrival_times_ns(pe: PhotoElectrons, sources: LightSources, geometry: Geometry, medium: Medium,
-                           rng: np.random.Generator) -> np.ndarray:
-    """Return arrival times [ns] from the photon tables (nurec.physics.tables) of the medium.
+                           rng: np.random.Generator, jitter_ns: float) -> tuple[np.ndarray, np.ndarray]:
+    """Return arrival times [ns] from the photon tables (nurec.physics.tables) of the medium, without
+    jitter, and the arrival times with jitter of capped groups' photo-electrons (sim.capped; NaN elsewhere).
 
     Cascade light: the table's direct time at distance r from the vertex plus a delay drawn for
     the sensor's distance, angle to the cascade axis and orientation. Muon light: the muon passes
@@ -309,6 +334,7 @@ def table_arrival_times_ns(pe: PhotoElectrons, sources: LightSources, geometry: 
     its photo-electrons. Distances beyond the tables' range take the nearest edge's delays.
     """
     arrival = np.empty(len(pe.event))
+    capped_arrival = np.full(len(pe.event), np.nan)
     for is_track, source in ((False, "cascade"), (True, "track")):
         chosen = np.flatnonzero(pe.from_track == is_track)
         if len(chosen) == 0:
@@ -325,19 +351,32 @@ def table_arrival_times_ns(pe: PhotoElectrons, sources: LightSources, geometry: 
         shape = replace(shape, distance_m=np.clip(distance, table.distance_m[0], table.distance_m[-1]))
         order = np.argsort(pe_pair, kind="stable")
         delay = np.empty(len(chosen))
+        capped_delay = np.full(len(chosen), np.nan)
         for block in range(0, len(pairs), _TABLE_BLOCK):
             members = slice(block, block + _TABLE_BLOCK)
             part = replace(shape, distance_m=shape.distance_m[members], cos_eta=shape.cos_eta[members],
                            pmt_local=shape.pmt_local[members])
             in_block = order[(pe_pair[order] >= block) & (pe_pair[order] < block + _TABLE_BLOCK)]
             delay[in_block] = sample_delay_ns(table, part, rng, rows=pe_pair[in_block] - block)
+            capped = in_block[pe.represents[chosen[in_block]] > 0]
+            if len(capped):
+                take = chosen[capped]
+                first, index = capped_groups(pe.group[take])
+                rows = np.repeat(pe_pair[capped[first]] - block, len(PROBABILITY_GRID))
+                levels = np.tile(PROBABILITY_GRID, len(first))
+                quantiles = sample_delay_ns(table, part, rng, rows=rows, quantiles=levels)
+                quantiles = np.nan_to_num(quantiles, nan=0.0).reshape(len(first), len(PROBABILITY_GRID))
+                capped_delay[capped] = capped_arrival_delays_ns(index, pe.leads[take], pe.represents[take],
+                                                                quantiles, jitter_ns, rng)
         delay = np.nan_to_num(delay, nan=0.0)  # a cell without light: its direct time
         start = 0.0
         if is_track:
             rel = geometry.position[sensor] - sources.vertex[event]
             start = (np.einsum("ij,ij->i", rel, axis) / SPEED_OF_LIGHT_M_PER_NS)[pe_pair]
-        arrival[chosen] = start + direct_time_ns(table, distance)[pe_pair] + delay
-    return arrival
+        direct = start + direct_time_ns(table, distance)[pe_pair]
+        arrival[chosen] = direct + delay
+        capped_arrival[chosen] = direct + capped_delay
+    return arrival, capped_arrival
 
 
 def merge_pulses(

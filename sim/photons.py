@@ -41,9 +41,9 @@ import numpy as np
 from scipy import special
 
 from nurec.geometry import Geometry
+from nurec.physics.folded import CascadeEnvelope, cascade_envelope
 from nurec.physics.light import (
     PHOTONS_PER_GEV,
-    _cascade_peak_norm,
     arrival_cos_alpha,
     expected_npe_cascade,
     expected_npe_track,
@@ -277,7 +277,14 @@ def segment_distance(start1: np.ndarray, span1: np.ndarray, start2: np.ndarray, 
 
 @dataclass
 class PhotoElectrons:
-    """Sampled photo-electrons: event row, sensor row, arrival time [ns], charge scale."""
+    """Sampled photo-electrons: event row, sensor row, arrival time [ns], charge scale.
+
+    A sensor's light component with more than ``max_pe_per_sensor`` photo-electrons keeps that
+    many, each carrying the charge of ``scale``; its delays must then still give the first
+    arrival of all of them (what a pulse's leading edge records): ``represents`` is the real
+    count N of the group (0 when nothing was dropped), ``leads`` marks the one kept photo-
+    electron that takes the earliest of the N delays and ``group`` numbers the groups.
+    """
 
     event: np.ndarray
     sensor: np.ndarray
@@ -285,6 +292,9 @@ class PhotoElectrons:
     distance_m: np.ndarray
     scale: np.ndarray
     from_track: np.ndarray  # the muon's light (else the vertex cascade's)
+    represents: np.ndarray
+    leads: np.ndarray
+    group: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -304,8 +314,8 @@ class _Optics:
     loss_b: float  # ... and b [1/m] of dE/dx = a + b E
     att: float  # attenuation length [m]
     scat: float  # effective scattering length [m]
-    peak_norm: float
-    density_max: float  # largest cascade_angular_density [1/sr]
+    cascade: CascadeEnvelope  # bounds of the cascade tables' light per GeV
+    best_efficiency: float  # the detector's highest relative sensor efficiency
     efficiency_ratio: np.ndarray  # per sensor: its efficiency / the detector's highest
 
     @classmethod
@@ -318,12 +328,11 @@ class _Optics:
             response = replace(response, pmt_area_m2=response.pmt_area_m2 * best)
         cols = module_columns(geometry)
         theta_c = medium.cherenkov_angle_rad
-        peak_norm = _cascade_peak_norm(np.cos(theta_c))
         return cls(cols, medium, response, geometry, acceptance_sum_table(geometry, response.acceptance_exponent),
                    int(cols.sensor_count.max()), np.sin(theta_c), np.cos(theta_c), 1.0 / np.tan(theta_c),
                    medium.muon_loss_a_gev_per_m, medium.muon_loss_b_per_m, medium.attenuation_length_m,
-                   medium.effective_scattering_length_m, peak_norm, 0.8 / peak_norm + 1.0 / (4 * np.pi),
-                   efficiency / best)
+                   medium.effective_scattering_length_m,
+                   cascade_envelope(medium.name, float(medium.attenuation_length_m)), best, efficiency / best)
 
     @property
     def r_max(self) -> float:
@@ -332,6 +341,11 @@ class _Optics:
     @property
     def area_bound(self) -> float:
         return self.response.pmt_area_m2 * self.kmax
+
+    @property
+    def cascade_scale(self) -> float:
+        """Return A with a module's cascade light per GeV ≤ A·e^{-d/λ}/max(d, 1)² at distance d."""
+        return self.cascade.radial_scale * self.best_efficiency * self.kmax
 
 
 @dataclass(frozen=True)
@@ -403,9 +417,7 @@ class _Modules:
     rho: np.ndarray
     r: np.ndarray
     delta_t: np.ndarray
-    delta_c: np.ndarray
     acc_sum_t: np.ndarray
-    acc_sum_c: np.ndarray
 
     def take(self, index: np.ndarray) -> _Modules:
         """Return the modules at ``index``."""
@@ -441,8 +453,9 @@ def _cut_distances(optics: _Optics, sources) -> _Cuts:
     k_track = (PHOTONS_PER_GEV * (optics.loss_a + STOCHASTIC_CAP * optics.loss_b * sources.muon_energy_gev)
                * optics.area_bound / (2 * np.pi))
     rho_cut = np.where(is_track, _cut_distance(k_track, optics.sin_c * optics.att, 1, CANDIDATE_NPE), -1.0)
-    k_casc = PHOTONS_PER_GEV * sources.cascade_em_energy_gev * optics.area_bound * optics.density_max
-    d_cut = _cut_distance(k_casc, optics.att, 2, CANDIDATE_NPE)
+    d_cut = _cut_distance(sources.cascade_em_energy_gev * optics.cascade_scale, optics.att, 2, CANDIDATE_NPE)
+    # Beyond the tables' last distance a sensor sees no cascade light.
+    d_cut = np.where(d_cut >= 0, np.minimum(d_cut, optics.cascade.folded.distance_range_m[1]), -1.0)
     return _Cuts(is_track, rho_cut, d_cut)
 
 
@@ -558,14 +571,16 @@ def _column_bounds(optics: _Optics, sources, cuts: _Cuts, pairs: _ColumnPairs,
 
 def _column_cascade_bound(optics: _Optics, sources, pairs: _ColumnPairs, r_col: np.ndarray, z_first: np.ndarray,
                           z_last: np.ndarray, spacing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return (the cascade factor per module bound, the bound of the column's summed cascade light)."""
-    cols, att, scat, c0 = optics.cols, optics.att, optics.scat, optics.cos_c
-    pair_e, pair_c, n_in = pairs.event, pairs.column, pairs.n_in
-    vertex = sources.vertex
-    kmax_array = np.array([optics.kmax])
+    """Return (the cascade factor per module bound, the bound of the column's summed cascade light).
+
+    A module's cascade light is at most E·A·e^{-d/λ}/max(d, 1)² (A = optics.cascade_scale) at
+    its smallest sensor distance d; summed over the column's modules with the unimodal rule.
+    """
+    att = optics.att
+    pair_e = pairs.event
     qq = pairs.q
     sq = np.sqrt(qq)
-    vz_pair = vertex[pair_e, 2]
+    vz_pair = sources.vertex[pair_e, 2]
     dz_gap = np.maximum(np.maximum(z_first - vz_pair, vz_pair - z_last), 0.0)
     d_lo = np.maximum(np.sqrt(qq + dz_gap**2) - r_col, _MIN_DISTANCE_M)
     h_max = np.exp(-d_lo / att) / d_lo**2
@@ -582,29 +597,8 @@ def _column_cascade_bound(optics: _Optics, sources, pairs: _ColumnPairs, r_col: 
         (2.0 + r_col) ** 2 * np.exp((r_col + 1.0) / att) * np.pi * np.exp(-np.sqrt(qq + 1.0) / att)
         / np.sqrt(qq + 1.0),
     )
-    # Angular density: cos η = (a + b h)/sqrt(q + h²) along the column has its extremes at
-    # the ends or at h = b q / a; widen by the sensors' offsets from the axis.
-    cdir = sources.direction[pair_e]
-    a_c = (cols.xy[pair_c, 0] - vertex[pair_e, 0]) * cdir[:, 0] + (cols.xy[pair_c, 1] - vertex[pair_e, 1]) * cdir[:, 1]
-    b_c = cdir[:, 2]
-    h_ends = np.column_stack([z_first - vz_pair, z_last - vz_pair])
-    safe_a = np.where(np.abs(a_c) > 1e-9, a_c, 1e-9)
-    h_mid = np.clip(b_c * qq / safe_a, h_ends[:, 0], h_ends[:, 1])
-    h_all = np.column_stack([h_ends, h_mid])
-    cos_eta = (a_c[:, None] + b_c[:, None] * h_all) / np.sqrt(np.maximum(qq[:, None] + h_all**2, 1e-12))
-    d_near = np.sqrt(qq + dz_gap**2)
-    delta = np.where(d_near - r_col > 1.0, 2.0 * r_col / np.maximum(d_near - r_col, 1e-9), 10.0)
-    cos_lo = np.minimum(np.minimum(cos_eta[:, 0], cos_eta[:, 1]), cos_eta[:, 2])
-    cos_hi = np.maximum(np.maximum(cos_eta[:, 0], cos_eta[:, 1]), cos_eta[:, 2])
-    gap = np.maximum(np.maximum(cos_lo - delta - c0, c0 - cos_hi - delta), 0.0)
-    d_far = np.sqrt(qq + np.maximum(h_ends[:, 0] ** 2, h_ends[:, 1] ** 2)) + r_col
-    density = (0.8 * np.exp(-d_lo / scat) * np.exp(-((gap / 0.2) ** 2)) / optics.peak_norm
-               + (1.0 - 0.8 * np.exp(-np.maximum(d_far, _MIN_DISTANCE_M) / scat)) / (4 * np.pi))
-    acc_col_c = _acceptance_sum(optics.acc_table, np.where(
-        r_col > 0, 0.5 * np.pi * r_col / np.maximum(np.sqrt(qq + dz_gap**2) - r_col, 1e-9), 0.0), kmax_array)
-    casc_k = (PHOTONS_PER_GEV * sources.cascade_em_energy_gev[pair_e] * optics.response.pmt_area_m2
-              * acc_col_c * density)
-    return casc_k, np.minimum(n_in * h_max, h_max + integral / spacing) * casc_k
+    casc_k = sources.cascade_em_energy_gev[pair_e] * optics.cascade_scale
+    return casc_k, np.minimum(pairs.n_in * h_max, h_max + integral / spacing) * casc_k
 
 
 def _visited_columns(col_bound: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -665,8 +659,7 @@ def _module_bounds(optics: _Optics, sources, cuts: _Cuts, pairs: _ColumnPairs, b
                    col_pair: np.ndarray, module: np.ndarray, stochastic: np.ndarray) -> _Modules:
     """Step 4: each candidate module's bound B_m (acceptance 1, the largest muon energy, the
     shortest photon path any of its sensors can have), for track and cascade light."""
-    cols, medium, sin_c, cot_c, att, scat, c0 = (optics.cols, optics.medium, optics.sin_c, optics.cot_c,
-                                                 optics.att, optics.scat, optics.cos_c)
+    cols, medium, sin_c, cot_c, att = optics.cols, optics.medium, optics.sin_c, optics.cot_c, optics.att
     # Structure of arrays: gathers of 1-D columns are several times faster than of (n, 3) rows.
     vx, vy, vz = (np.ascontiguousarray(sources.vertex[:, i]) for i in range(3))
     ux, uy, uz = (np.ascontiguousarray(sources.muon_direction[:, i]) for i in range(3))
@@ -683,9 +676,7 @@ def _module_bounds(optics: _Optics, sources, cuts: _Cuts, pairs: _ColumnPairs, b
     rho = np.sqrt(np.maximum(dist**2 - along**2, 0.0))
     rho_lo = np.maximum(rho - r, 0.0)
     delta_t = np.where(r > 0, np.minimum(0.5 * np.pi * r / np.maximum(rho - r, 1e-9), np.pi), 0.0)
-    delta_c = np.where(r > 0, np.minimum(0.5 * np.pi * r / np.maximum(dist - r, 1e-9), np.pi), 0.0)
     acc_sum_t = _acceptance_sum(optics.acc_table, delta_t, n_sensors)
-    acc_sum_c = _acceptance_sum(optics.acc_table, delta_c, n_sensors)
     em_lo = along - r - (rho + r) * cot_c
     em_hi = along + r - rho_lo * cot_c
     length = sources.track_length_m[event]
@@ -698,17 +689,18 @@ def _module_bounds(optics: _Optics, sources, cuts: _Cuts, pairs: _ColumnPairs, b
         / (2 * np.pi * np.maximum(rho_lo, _MIN_DISTANCE_M)) * optics.response.pmt_area_m2 * acc_sum_t,
         0.0,
     )
+    # Cascade: the tables' largest light per GeV at the module's sensors' distances and angles to the axis.
     cos_eta = (rx * cx[event] + ry * cy[event] + rz * cz[event]) / np.maximum(dist, 1e-9)
     delta = np.where(dist - r > 1.0, 2.0 * r / np.maximum(dist - r, 1e-9), 10.0)
-    peak = np.exp(-((np.maximum(np.abs(cos_eta - c0) - delta, 0.0) / 0.2) ** 2))
-    w_max = 0.8 * np.exp(-d_lo / scat)
-    w_min = 0.8 * np.exp(-np.maximum(dist + r, _MIN_DISTANCE_M) / scat)
-    density = w_max * peak / optics.peak_norm + (1.0 - w_min) / (4 * np.pi)
-    casc_bound = (PHOTONS_PER_GEV * sources.cascade_em_energy_gev[event] * density
-                  * np.exp(-d_lo / att) / d_lo**2 * optics.response.pmt_area_m2 * acc_sum_c)
+    eta_lo, eta_hi = cos_eta - delta, cos_eta + delta
+    casc_energy = sources.cascade_em_energy_gev[event] * optics.best_efficiency
+    casc_bound = np.zeros(len(event))
+    lit = casc_energy > 0
+    casc_bound[lit] = (casc_energy[lit] * n_sensors[lit]
+                       * optics.cascade.bound(d_lo[lit], eta_lo[lit], eta_hi[lit]))
     bound = (track_bound + casc_bound) * _SLACK
     return _Modules(event, module, stochastic, bound, track_bound, casc_bound, rx, ry, rz, eux, euy, euz,
-                    dist, along, rho, r, delta_t, delta_c, acc_sum_t, acc_sum_c)
+                    dist, along, rho, r, delta_t, acc_sum_t)
 
 
 def _module_counts(modules: _Modules, landed: _Landed,
@@ -757,14 +749,11 @@ def _sensor_counts(optics: _Optics, modules: _Modules, n_bound: np.ndarray, dire
                               np.cos(m.delta_t)[pair], np.sin(m.delta_t)[pair],
                               np.exp(-(m.rho + m.r) / (sin_c * scat))[pair],
                               np.exp(-np.maximum(m.rho - m.r, 0.0) / (sin_c * scat))[pair], exponent)
-    inv_d = 1.0 / np.maximum(m.dist, 1e-9)
-    acc_c = _acceptance_bound(-(m.rx * inv_d)[pair] * px - (m.ry * inv_d)[pair] * py - (m.rz * inv_d)[pair] * pz,
-                              np.cos(m.delta_c)[pair], np.sin(m.delta_c)[pair],
-                              np.exp(-np.maximum(m.dist + m.r, _MIN_DISTANCE_M) / scat)[pair],
-                              np.exp(-np.maximum(m.dist - m.r, _MIN_DISTANCE_M) / scat)[pair], exponent)
-    # Σ_s B_track/A_t · acc_s ≤ B_track as Σ_s acc_s ≤ A_t (acceptance_sum_table); likewise cascades.
+    # Σ_s B_track/A_t · acc_s ≤ B_track as Σ_s acc_s ≤ A_t (acceptance_sum_table). The module's cascade
+    # bound holds for any sensor orientation: each sensor gets an equal share (a sharper per-sensor
+    # bound costs more to evaluate than the tables' expectation it would save).
     cat_bound = np.column_stack([(m.track_bound / m.acc_sum_t)[pair] * acc_t,
-                                 (m.casc_bound / m.acc_sum_c)[pair] * acc_c]).ravel()  # sensor-major
+                                 (m.casc_bound / cols.sensor_count[m.module])[pair] * _SLACK]).ravel()  # sensor-major
     n_cat = np.zeros(len(cat_bound), dtype=np.int64)
     cat_direct = np.repeat(direct_mode[pair], 2)
     dim_pairs = np.flatnonzero(~direct_mode)
@@ -798,10 +787,8 @@ def _photoelectrons(optics: _Optics, sources, cuts: _Cuts, modules: _Modules, pa
     pair, sensor = pair[rows], sensor[rows]
     s_event = modules.event[pair]
     pos, pmt_dir = geometry.position[sensor], geometry.direction[sensor]
-    casc_npe, casc_distance = expected_npe_cascade(
-        pos, pmt_dir, vertex[s_event], sources.direction[s_event],
-        sources.cascade_em_energy_gev[s_event], medium, response.pmt_area_m2, response.acceptance_exponent,
-    )
+    casc_npe, casc_distance = expected_npe_cascade(pos, pmt_dir, vertex[s_event], sources.direction[s_event],
+                                                   sources.cascade_em_energy_gev[s_event], medium)
     geo = track_geometry(pos, vertex[s_event], u[s_event], medium)
     emission = geo["emission_m"]
     on = cuts.is_track[s_event] & (emission >= 0) & (emission <= sources.track_length_m[s_event])
@@ -815,7 +802,7 @@ def _photoelectrons(optics: _Optics, sources, cuts: _Cuts, modules: _Modules, pa
         0.0,
     )
     ratio = optics.efficiency_ratio[sensor]
-    mu = np.column_stack([track_npe * ratio, casc_npe * ratio]).ravel()
+    mu = np.column_stack([track_npe * ratio, casc_npe * optics.best_efficiency * ratio]).ravel()
     cat_rows = (2 * rows[:, None] + np.arange(2)).ravel()
     n_cat, cat_bound, cat_direct = n_cat[cat_rows], cat_bound[cat_rows], cat_direct[cat_rows]
     # Thinning: each bound photo-electron is real with probability μ/B_sc.
@@ -831,9 +818,13 @@ def _photoelectrons(optics: _Optics, sources, cuts: _Cuts, modules: _Modules, pa
     distance = np.column_stack([geo["distance_m"], casc_distance]).ravel()
     cat_sensor = np.repeat(np.arange(len(sensor)), 2)
     pe_cat = np.repeat(np.arange(len(mu)), kept_counts)
+    leads = np.zeros(len(pe_cat), dtype=bool)
+    leads[np.cumsum(kept_counts)[kept_counts > 0] - kept_counts[kept_counts > 0]] = True
     # Thinned and bright strings were handled apart: restore the order by event.
-    pe_cat = pe_cat[np.argsort(s_event[cat_sensor[pe_cat]], kind="stable")]
+    order = np.argsort(s_event[cat_sensor[pe_cat]], kind="stable")
+    pe_cat, leads = pe_cat[order], leads[order]
     pe_sensor_pair = cat_sensor[pe_cat]
+    capped = (counts > kept_counts)[pe_cat]
     return PhotoElectrons(
         event=s_event[pe_sensor_pair],
         sensor=sensor[pe_sensor_pair],
@@ -841,6 +832,9 @@ def _photoelectrons(optics: _Optics, sources, cuts: _Cuts, modules: _Modules, pa
         distance_m=distance[pe_cat],
         scale=scale[pe_cat],
         from_track=pe_cat % 2 == 0,  # mu alternates track, cascade per sensor
+        represents=np.where(capped, counts[pe_cat], 0),
+        leads=leads & capped,
+        group=pe_cat,
     )
 
 

@@ -60,7 +60,7 @@ def test_background_measured_in_simulated_km3net_events_is_the_configured_backgr
     from nurec.geometry import get_geometry
     from nurec.physics.response import KM3NET_RESPONSE
 
-    events, _ = simulate_events(SimulationConfig(detector="km3net-orca", flavors=("nue",), n_events=40, seed=8,
+    events, _ = simulate_events(SimulationConfig(detector="km3net-orca", flavors=("nue",), n_events=150, seed=8,
                                                  energy_min_gev=20, energy_max_gev=200))
     geometry = get_geometry("km3net-orca")
     rates = background_rates(events, geometry.module_position, geometry.pmts_per_module, get_medium("water"))

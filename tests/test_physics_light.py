@@ -41,8 +41,7 @@ def expected_charge(sources, geometry, medium, response):
     total = []
     for e in range(len(sources.vertex)):
         casc, _ = expected_npe_cascade(pos, pmt, sources.vertex[e], sources.direction[e],
-                                       sources.cascade_em_energy_gev[e], medium, response.pmt_area_m2,
-                                       response.acceptance_exponent)
+                                       sources.cascade_em_energy_gev[e], medium)
         geo = track_geometry(pos, sources.vertex[e], sources.muon_direction[e], medium)
         emission = geo["emission_m"]
         on = sources.is_track[e] & (emission >= 0) & (emission <= sources.track_length_m[e])

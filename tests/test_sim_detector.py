@@ -86,3 +86,33 @@ def test_photoelectrons_come_sorted_by_event_for_the_readout_windows():
     pe = sample_photoelectrons(sources, geometry, ICE, ICECUBE_RESPONSE, rng)
     assert len(np.unique(pe.event)) > 50
     assert np.all(np.diff(pe.event) >= 0)
+
+
+@pytest.mark.parametrize("detector, medium, response, energy_gev, n_events", [
+    ("icecube-mini", ICE, ICECUBE_RESPONSE, 3e4, 150),  # Pandel delays
+    ("orca6", WATER, KM3NET_RESPONSE, 1.5e3, 50),  # photon-table delays
+])
+def test_a_capped_sensor_still_records_the_first_of_all_its_photoelectrons(detector, medium, response, energy_gev,
+                                                                            n_events):
+    """Keeping max_pe_per_sensor of N photo-electrons must not delay the sensor's first arrival."""
+    from dataclasses import replace
+
+    from scipy import stats
+    from sim_testing import cascades_at
+
+    geometry = get_geometry(detector)
+    sources = cascades_at(geometry.position[0] + np.array([0.0, 12.0, 0.0]), n_events, energy_gev)
+    first = {}
+    for cap in (16, 10**9):
+        capped = replace(response, max_pe_per_sensor=cap)
+        pe = sample_photoelectrons(sources, geometry, medium, capped, np.random.default_rng(5))
+        times = photoelectron_times_ns(pe, sources, geometry, medium, capped, np.random.default_rng(6))
+        brightest = np.argmax(np.bincount(pe.sensor, weights=pe.scale))
+        on_sensor = pe.sensor == brightest
+        assert np.all(np.isin(np.arange(n_events), pe.event[on_sensor]))
+        first[cap] = np.full(n_events, np.inf)
+        np.minimum.at(first[cap], pe.event[on_sensor], times[on_sensor])
+        if cap == 16:
+            assert pe.scale[on_sensor].mean() > 5  # the sensor was capped: N ≫ 16
+    assert stats.ks_2samp(first[16], first[10**9]).pvalue > 1e-3
+    assert abs(np.median(first[16]) - np.median(first[10**9])) < 1.0

@@ -2,11 +2,16 @@
 
 The likelihood has two parts, both from the simulator's own physics functions:
 - charge: Poisson over every sensor that light can reach (hit or not), with the mean
-  μ_i = E · a_i(vertex, direction) + b, a_i the expected photo-electrons per GeV
-  (nurec.physics.light.expected_npe_cascade) and b the mean noise charge in the readout
-  window (noise rate × window); the observed n_i is the sensor's summed charge;
-- time: the first pulse on each hit sensor, log(p(t - t0 - d/c_medium | d) + ε) with
-  the Pandel ⊗ jitter pdf (nurec.physics.timing.log_arrival_time_pdf) and ε the noise rate.
+  μ_i = E · ε_i · a_i(vertex, direction) + b, a_i the expected photo-electrons per GeV from
+  the medium's photon tables (nurec.physics.folded.cascade_npe_per_gev, the same expectation
+  the simulator samples, so a cascade's forward-backward asymmetry carries its direction),
+  ε_i the sensor's relative efficiency and b the mean noise charge in the readout window
+  (noise rate × window); the observed n_i is the sensor's summed charge;
+- time: the first pulse on each hit sensor, log(p₁(t - t0 - d/c_medium | d, N) + ε) with p₁
+  the pdf of the first of the sensor's N photo-electrons (N its charge; nurec.physics.timing.
+  log_first_arrival_pdf, from the Pandel ⊗ jitter pdf) and ε the noise rate
+  (the simulator's delays in ice; in water it draws them from the tables, which this
+  time term does not yet use).
 
 The energy is profiled out at every step: for fixed geometry the Poisson likelihood is
 maximised by the EM fixed point E ← E · Σ(n_i a_i / μ_i) / Σ a_i (monotone). The
@@ -41,9 +46,9 @@ from nurec.baselines.linefit import linefit_flat
 from nurec.baselines.parallel import map_chunks, split_evenly
 from nurec.geometry import DEFAULT_DETECTOR, Geometry
 from nurec.methods.contract import MethodInfo
-from nurec.physics.light import expected_npe_cascade
+from nurec.physics.folded import cascade_npe_per_gev
 from nurec.physics.medium import Medium
-from nurec.physics.timing import cascade_direct_delay_ns, log_arrival_time_pdf
+from nurec.physics.timing import cascade_direct_delay_ns, log_first_arrival_pdf
 
 # Sensors further than this many attenuation lengths from the seed vertex see no light
 # (the same reach the simulator uses, sim.detector.REACH_ATTENUATION_LENGTHS).
@@ -60,9 +65,8 @@ class CascadeFitSettings:
     jitter_ns: float
     noise_floor_per_ns: float
     noise_charge_per_sensor: float
-    pmt_area_m2: float
-    acceptance_exponent: float
     n_directions: int = 3
+    n_scan_directions: int = 96
     max_iterations: int = 1500
 
 
@@ -78,9 +82,11 @@ def profile_energy_gev(per_gev: np.ndarray, charge: np.ndarray, noise: float) ->
 
 
 class _CascadeObjective:
-    def __init__(self, sensor_pos, sensor_dir, sensor_charge, pulse_pos, pulse_t, settings):
+    def __init__(self, sensor_pos, sensor_dir, sensor_efficiency, sensor_charge, pulse_pos, pulse_t, pulse_pe,
+                 settings):
         self.sensor_pos, self.sensor_dir, self.sensor_charge = sensor_pos, sensor_dir, sensor_charge
-        self.pulse_pos, self.pulse_t, self.settings = pulse_pos, pulse_t, settings
+        self.sensor_efficiency = sensor_efficiency
+        self.pulse_pos, self.pulse_t, self.pulse_pe, self.settings = pulse_pos, pulse_t, pulse_pe, settings
         self.n_calls = 0
         self.last_energy = np.nan
 
@@ -97,14 +103,14 @@ class _CascadeObjective:
 
     def evaluate(self, vertex, t0, direction) -> tuple[float, float]:
         s = self.settings
-        per_gev, _ = expected_npe_cascade(self.sensor_pos, self.sensor_dir, vertex, direction, 1.0,
-                                          s.medium, s.pmt_area_m2, s.acceptance_exponent)
+        per_gev, _ = cascade_npe_per_gev(s.medium.name, self.sensor_pos, self.sensor_dir, vertex, direction)
+        per_gev = per_gev * self.sensor_efficiency
         energy = profile_energy_gev(per_gev, self.sensor_charge, s.noise_charge_per_sensor)
         mu = energy * per_gev + s.noise_charge_per_sensor
         charge_term = float(np.sum(mu - self.sensor_charge * np.log(mu)))
         distance = np.linalg.norm(self.pulse_pos - vertex, axis=1)
         residual = self.pulse_t - t0 - cascade_direct_delay_ns(distance, s.medium)
-        log_p = log_arrival_time_pdf(residual, distance, s.medium, s.jitter_ns)
+        log_p = log_first_arrival_pdf(residual, distance, self.pulse_pe, s.medium, s.jitter_ns)
         log_p = np.where(np.isfinite(log_p), log_p, -np.inf)
         time_term = -float(np.sum(np.logaddexp(log_p, np.log(s.noise_floor_per_ns))))
         return charge_term + time_term, energy
@@ -116,33 +122,95 @@ class _CascadeObjective:
 
 
 def _best_t0(objective: _CascadeObjective, vertex, direction) -> float:
+    """Return the vertex time [ns] of lowest -log L for a fixed vertex and direction.
+
+    A bounded 1-D search between the 1% and 60% quantiles of the pulses' time residuals
+    (earlier quantiles are noise), started from the best of a coarse grid.
+    """
     distance = np.linalg.norm(objective.pulse_pos - vertex, axis=1)
-    candidates = np.quantile(objective.pulse_t - cascade_direct_delay_ns(distance, objective.settings.medium),
-                             [0.02, 0.1, 0.25, 0.5])
-    values = [objective.evaluate(vertex, t0, direction)[0] for t0 in candidates]
-    return float(candidates[int(np.argmin(values))])
+    residual = objective.pulse_t - cascade_direct_delay_ns(distance, objective.settings.medium)
+    grid = np.quantile(residual, np.linspace(0.01, 0.6, 13))
+    values = [objective.evaluate(vertex, t0, direction)[0] for t0 in grid]
+    k = int(np.argmin(values))
+    low, high = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
+    if high <= low:
+        return float(grid[k])
+    result = optimize.minimize_scalar(lambda t0: objective.evaluate(vertex, t0, direction)[0],
+                                      bounds=(low, high), method="bounded", options={"xatol": 0.5})
+    return float(result.x) if result.fun <= values[k] else float(grid[k])
 
 
-def fit_cascade_event(sensor_pos, sensor_dir, sensor_charge, pulse_pos, pulse_t, seed_vertex,
-                      seed_dir, settings: CascadeFitSettings, event_seed: int) -> dict[str, float]:
-    """Return the cascade fit of one event: vertex, t0, direction, EM energy and -log L."""
-    objective = _CascadeObjective(sensor_pos, sensor_dir, sensor_charge, pulse_pos, pulse_t, settings)
+def fibonacci_directions(n: int) -> np.ndarray:
+    """Return ``n`` unit vectors spread evenly over the sphere (a Fibonacci lattice), shape (n, 3)."""
+    i = np.arange(n) + 0.5
+    z = 1.0 - 2.0 * i / n
+    phi = np.pi * (1.0 + 5**0.5) * i
+    r = np.sqrt(1.0 - z**2)
+    return np.column_stack([r * np.cos(phi), r * np.sin(phi), z])
+
+
+def _minimize(objective: _CascadeObjective, x0: np.ndarray, step: np.ndarray, max_iterations: int):
+    simplex = np.vstack([x0, x0 + np.diag(step)])
+    return optimize.minimize(objective, x0, method="Nelder-Mead",
+                             options={"maxiter": max_iterations, "xatol": 1e-3, "fatol": 1e-2,
+                                      "initial_simplex": simplex})
+
+
+def _fit_vertex(objective: _CascadeObjective, seed_vertex, direction, max_iterations: int):
+    """Return (vertex, t0) fitted with the direction held fixed: arrival times fix the vertex."""
+    objective.set_reference(seed_vertex, _best_t0(objective, seed_vertex, direction), direction)
+
+    def fixed_direction(x):
+        return objective(np.concatenate([x, [0.0, 0.0]]))
+
+    result = optimize.minimize(fixed_direction, np.zeros(4), method="Nelder-Mead",
+                               options={"maxiter": max_iterations, "xatol": 1e-3, "fatol": 1e-2,
+                                        "initial_simplex": np.vstack([np.zeros(4), np.diag([0.5] * 4)])})
+    vertex, t0, _ = objective.hypothesis(np.concatenate([result.x, [0.0, 0.0]]))
+    return vertex, t0
+
+
+def _scan_directions(objective: _CascadeObjective, vertex, t0, candidates: np.ndarray, keep: int) -> np.ndarray:
+    """Return the ``keep`` candidate directions of lowest -log L at a fixed vertex, best first, ≥ 30° apart."""
+    values = np.array([objective.evaluate(vertex, t0, d)[0] for d in candidates])
+    objective.n_calls += len(candidates)
+    chosen: list[np.ndarray] = []
+    for index in np.argsort(values):
+        if all(candidates[index] @ c < np.cos(np.radians(30.0)) for c in chosen):
+            chosen.append(candidates[index])
+        if len(chosen) == keep:
+            break
+    return np.array(chosen)
+
+
+def fit_cascade_event(sensor_pos, sensor_dir, sensor_efficiency, sensor_charge, pulse_pos, pulse_t, pulse_pe,
+                      seed_vertex, seed_dir, settings: CascadeFitSettings, event_seed: int) -> dict[str, float]:
+    """Return the cascade fit of one event: vertex, t0, direction, EM energy and -log L.
+
+    Three stages, because vertex and direction are nearly separable (times fix the vertex; the
+    light's forward-backward asymmetry the direction) and a joint simplex from a poor direction
+    gets stuck: the vertex and time with the seed direction held fixed; a scan of
+    ``n_scan_directions`` directions (and the seed) at that vertex; the vertex and time again with
+    the best of them; a second scan; joint fits of all six parameters from the ``n_directions``
+    best scanned directions, keeping the best.
+    """
+    objective = _CascadeObjective(sensor_pos, sensor_dir, sensor_efficiency, sensor_charge, pulse_pos, pulse_t,
+                                  pulse_pe, settings)
     rng = np.random.default_rng(event_seed)
-    seeds = [seed_dir, -seed_dir]
-    while len(seeds) < settings.n_directions:
-        v = rng.normal(size=3)
-        seeds.append(v / np.linalg.norm(v))
+    # A random rotation of the lattice per event, so that no direction is favoured across events.
+    rotation, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    candidates = np.vstack([seed_dir, fibonacci_directions(settings.n_scan_directions) @ rotation.T])
+    vertex, t0 = _fit_vertex(objective, seed_vertex, seed_dir, settings.max_iterations)
+    # The vertex found with a wrong direction shifts along it (cascade light is forward-peaked):
+    # refit it once with the best scanned direction before the final scan.
+    first_choice = _scan_directions(objective, vertex, t0, candidates, 1)[0]
+    vertex, t0 = _fit_vertex(objective, vertex, first_choice, settings.max_iterations)
     best = None
-    simplex = np.vstack([np.zeros(6), np.diag([0.5, 0.5, 0.5, 0.5, 0.3, 0.3])])
-    for direction in seeds[: settings.n_directions]:
-        vertex = best[1] if best is not None else seed_vertex
-        objective.set_reference(vertex, _best_t0(objective, vertex, direction), direction)
-        result = optimize.minimize(objective, np.zeros(6), method="Nelder-Mead",
-                                   options={"maxiter": settings.max_iterations, "xatol": 1e-3,
-                                            "fatol": 1e-2, "initial_simplex": simplex})
-        vertex_fit, t0_fit, dir_fit = objective.hypothesis(result.x)
+    for direction in _scan_directions(objective, vertex, t0, candidates, settings.n_directions):
+        objective.set_reference(vertex, t0, direction)
+        result = _minimize(objective, np.zeros(6), np.array([0.5, 0.5, 0.5, 0.5, 0.3, 0.3]), settings.max_iterations)
         if best is None or result.fun < best[0]:
-            best = (float(result.fun), vertex_fit, t0_fit, dir_fit)
+            best = (float(result.fun), *objective.hypothesis(result.x))
     value, vertex, t0, direction = best
     value, energy = objective.evaluate(vertex, t0, direction)
     return {"neg_logl": value, "dir_x": direction[0], "dir_y": direction[1], "dir_z": direction[2],
@@ -152,7 +220,7 @@ def fit_cascade_event(sensor_pos, sensor_dir, sensor_charge, pulse_pos, pulse_t,
 
 def _fit_chunk(task: tuple) -> list[dict[str, float]]:
     settings, items = task
-    return [fit_cascade_event(*item[:7], settings=settings, event_seed=item[7]) for item in items]
+    return [fit_cascade_event(*item[:9], settings=settings, event_seed=item[9]) for item in items]
 
 
 class CascadeLikelihoodFit:
@@ -170,7 +238,6 @@ class CascadeLikelihoodFit:
             noise_floor_per_ns=self.setup.noise_rate_per_ns,
             # Mean noise charge per sensor in the readout window (each noise pulse ≈ 1 pe).
             noise_charge_per_sensor=self.setup.noise_rate_per_ns * self.setup.readout_window_ns,
-            pmt_area_m2=response.pmt_area_m2, acceptance_exponent=response.acceptance_exponent,
             n_directions=n_directions,
         )
         self.n_jobs = n_jobs
@@ -198,7 +265,7 @@ class CascadeLikelihoodFit:
             hits = hits.select(known & (reasons == "")[hits.event_index])
             rows = geometry.sensor_lookup(hits["sensor_id"])
         cleaned = clean_hits(hits, self.setup.medium.name)
-        pulses, _ = first_pulses(cleaned)
+        pulses, pulse_pe = first_pulses(cleaned)
         seed = linefit_flat(cleaned)
         n = flat.n_events
         q = np.where(cleaned["charge"] > 0, cleaned["charge"], 0.0)
@@ -216,8 +283,8 @@ class CascadeLikelihoodFit:
             charge = np.bincount(rows[hits.event_slice(i)], weights=hits["charge"][hits.event_slice(i)],
                                  minlength=geometry.n_sensors)
             sl = pulses.event_slice(i)
-            items.append((geometry.position[near], geometry.direction[near], charge[near],
-                          pulses["pos"][sl], pulses["t"][sl], cog[i], seed_dir[i],
+            items.append((geometry.position[near], geometry.direction[near], geometry.efficiency[near], charge[near],
+                          pulses["pos"][sl], pulses["t"][sl], pulse_pe[sl], cog[i], seed_dir[i],
                           zlib.crc32(np.int64(event_ids[i]).tobytes())))
         tasks = [(self.settings, items[r.start:r.stop]) for r in split_evenly(len(items), self.n_jobs, max_chunk=16)]
         results = [row for chunk in map_chunks(_fit_chunk, tasks, self.n_jobs) for row in chunk]

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import awkward as ak
 import numpy as np
 import pandas as pd
-from scipy import optimize, special
+from scipy import optimize
 
 from nurec.baselines.cleaning import clean_hits
 from nurec.baselines.common import (
@@ -47,7 +47,7 @@ from nurec.baselines.parallel import map_chunks, split_evenly
 from nurec.geometry import DEFAULT_DETECTOR, Geometry
 from nurec.methods.contract import MethodInfo
 from nurec.physics.medium import Medium
-from nurec.physics.timing import log_arrival_time_pdf, pandel_shape_rate, track_geometry
+from nurec.physics.timing import log_arrival_time_pdf, log_first_arrival_pdf, track_geometry
 from nurec.ragged import RaggedEvents
 
 # Parameter scales: the optimiser works in units of (rad, rad, 10 m, 10 m, 10 ns).
@@ -77,12 +77,10 @@ def track_log_likelihood_terms(
     geo = track_geometry(pos, anchor, direction, settings.medium)
     residual = t - t0 - geo["delay_ns"]
     distance = geo["distance_m"]
-    log_p = log_arrival_time_pdf(residual, distance, settings.medium, settings.jitter_ns)
     if settings.mpe:
-        shape, rate = pandel_shape_rate(distance, settings.medium)
-        survival = special.gammaincc(shape, rate * np.maximum(residual, 0.0))
-        with np.errstate(divide="ignore"):
-            log_p = log_p + np.log(n_pe) + (n_pe - 1) * np.log(np.maximum(survival, 1e-300))
+        log_p = log_first_arrival_pdf(residual, distance, n_pe, settings.medium, settings.jitter_ns)
+    else:
+        log_p = log_arrival_time_pdf(residual, distance, settings.medium, settings.jitter_ns)
     # Far outside the pdf's range the special functions can overflow; such a hit is noise-like.
     log_p = np.where(np.isfinite(log_p), log_p, -np.inf)
     return np.logaddexp(log_p, np.log(settings.noise_floor_per_ns))

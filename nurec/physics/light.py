@@ -1,17 +1,19 @@
 """Expected photo-electrons at a sensor from a muon track or a point-like cascade.
 
 Model (per sensor, vectorised over any leading axes):
-- Light yield: an electromagnetic cascade emits ~1.0e5 Cherenkov photons per GeV in the
+- Track light yield: an electromagnetic cascade emits ~1.0e5 Cherenkov photons per GeV in the
   300–500 nm band of the PMTs (Rädel & Wiebusch, Astropart. Phys. 38 (2012) 53, Table 2:
   ~1.2e5 per GeV for 300–600 nm). A muon emits the same per GeV of energy it loses,
   so photons/m = yield × (a + bE).
 - Track light reaches a sensor along the Cherenkov cone: the photon flux through a
   cylinder of radius ρ falls as 1/(2πρ) per metre of track, times exp(-d/λ_att) with
   d = ρ/sinθc the photon path.
-- Cascade light is emitted around the Cherenkov angle (a Gaussian in cos η of width 0.2
-  on top of an isotropic floor); scattering washes the peak out with distance, with
-  weight exp(-d/λ_e) for the peaked part. Flux falls as exp(-d/λ_att)/(4πd²).
-- PMT angular acceptance ((1 + cos α)/2)^p for a photon arriving at angle α to the PMT
+- Cascade light comes from the medium's photon tables (``nurec.physics.tables``, folded with
+  the sensor in ``nurec.physics.folded``): the photon Monte Carlo carries the Cherenkov angular
+  distribution, chromatic absorption and forward-peaked scattering, so the anisotropy of a
+  cascade fades with distance as the medium makes it, and the tables' sensor (effective area
+  and acceptance) replaces the PMT area and acceptance exponent below.
+- Track light: PMT angular acceptance ((1 + cos α)/2)^p for a photon arriving at angle α to the PMT
   axis, a smooth form of the measured DOM acceptance; scattering makes arrival
   directions isotropic, so the photon direction's weight decays as exp(-d/λ_e).
 """
@@ -19,13 +21,11 @@ Model (per sensor, vectorised over any leading axes):
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
 
+from nurec.physics.folded import cascade_npe_per_gev
 from nurec.physics.medium import Medium
 
 PHOTONS_PER_GEV = 1.0e5
-_CASCADE_PEAK_WIDTH = 0.2
-_CASCADE_PEAK_FRACTION = 0.8
 _MIN_DISTANCE_M = 1.0  # regularises the flux for sensors touching the emitter
 
 
@@ -51,21 +51,6 @@ def arrival_cos_alpha(photon_dir: np.ndarray, pmt_dir: np.ndarray, distance_m: n
     return cos_direct * np.exp(-np.asarray(distance_m) / medium.effective_scattering_length_m)
 
 
-def _cascade_peak_norm(cos_cherenkov: float) -> float:
-    # ∫ exp(-((c - c0)/w)^2) dΩ over the sphere.
-    w = _CASCADE_PEAK_WIDTH
-    erf_span = special.erf((1 - cos_cherenkov) / w) - special.erf((-1 - cos_cherenkov) / w)
-    return 2 * np.pi * w * np.sqrt(np.pi) / 2 * erf_span
-
-
-def cascade_angular_density(cos_eta: np.ndarray, distance_m: np.ndarray, medium: Medium) -> np.ndarray:
-    """Return the fraction of cascade photons per steradian at angle η to the cascade axis."""
-    c0 = np.cos(medium.cherenkov_angle_rad)
-    peak = np.exp(-(((np.asarray(cos_eta) - c0) / _CASCADE_PEAK_WIDTH) ** 2)) / _cascade_peak_norm(c0)
-    weight = _CASCADE_PEAK_FRACTION * np.exp(-np.asarray(distance_m) / medium.effective_scattering_length_m)
-    return weight * peak + (1.0 - weight) / (4 * np.pi)
-
-
 def expected_npe_cascade(
     sensor_pos: np.ndarray,
     sensor_dir: np.ndarray,
@@ -73,23 +58,18 @@ def expected_npe_cascade(
     direction: np.ndarray,
     em_energy_gev: np.ndarray,
     medium: Medium,
-    pmt_area_m2: float,
-    acceptance_exponent: float = 1.5,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return (expected photo-electrons, source distance [m]) for a point cascade.
+    """Return (expected photo-electrons, source distance [m]) of the medium's standard sensors from a point cascade.
 
-    ``em_energy_gev`` is the electromagnetic-equivalent energy (hadronic showers scaled
-    by hadronic_light_factor), shaped like the distances. Arrays broadcast; last axis of vectors is (x, y, z).
+    From the medium's photon tables folded with its sensor (``nurec.physics.folded``): the
+    Cherenkov yield of Rädel & Wiebusch, the medium's wavelength-dependent absorption and
+    scattering, and the sensor's effective area and angular acceptance. ``em_energy_gev`` is
+    the electromagnetic-equivalent energy (hadronic showers scaled by hadronic_light_factor);
+    a sensor's relative efficiency (``Geometry.efficiency``) multiplies the result. Arrays
+    broadcast; last axis of vectors is (x, y, z).
     """
-    rel = sensor_pos - vertex
-    distance = np.maximum(np.sqrt(_dot(rel, rel)), _MIN_DISTANCE_M)
-    photon_dir = rel / distance[..., None]
-    cos_eta = _dot(photon_dir, direction)
-    density = cascade_angular_density(cos_eta, distance, medium)
-    acceptance = pmt_acceptance(arrival_cos_alpha(photon_dir, sensor_dir, distance, medium), acceptance_exponent)
-    flux = np.exp(-distance / medium.attenuation_length_m) / distance**2  # per sr -> per m²
-    npe = PHOTONS_PER_GEV * np.asarray(em_energy_gev) * density * flux * pmt_area_m2 * acceptance
-    return npe, distance
+    per_gev, distance = cascade_npe_per_gev(medium.name, sensor_pos, sensor_dir, vertex, direction)
+    return np.asarray(em_energy_gev) * per_gev, distance
 
 
 def expected_npe_track(

@@ -789,14 +789,15 @@ def delay_cdf(table: PhotonTable, geometry: SensorGeometry, delay_ns,
 
 def sample_delay_ns(table: PhotonTable, geometry: SensorGeometry, rng: np.random.Generator, size: int = 1,
                     acceptance: Callable[[np.ndarray], np.ndarray] | None = None,
-                    rows: np.ndarray | None = None) -> np.ndarray:
+                    rows: np.ndarray | None = None, quantiles: np.ndarray | None = None) -> np.ndarray:
     """Return delays [ns] drawn from each sensor's delay distribution: ``size`` per sensor, shape (n, size),
     or, with ``rows``, one for each entry of ``rows`` (a sensor index, e.g. of each photo-electron),
     shape (len(rows),) — each sensor's distribution is then built once however many draws it gets.
 
     Each draw inverts the two distance nodes' CDFs at one probability and interpolates the two
     delays (the quantile interpolation of ``delay_cdf``, evaluated only where it is drawn); NaN
-    for sensors that see no light.
+    for sensors that see no light. ``quantiles`` (with ``rows``, one per entry) gives those
+    probabilities instead of uniform draws, e.g. the earliest of N photo-electrons.
     """
     acceptance = acceptance or sensor_for(table.medium).acceptance
     near, far, f = _node_cdfs(table, geometry, acceptance)
@@ -805,7 +806,7 @@ def sample_delay_ns(table: PhotonTable, geometry: SensorGeometry, rng: np.random
         rows = np.asarray(rows, dtype=np.intp)
         near, far, f = near[rows], far[rows], f[rows]
         size = 1
-    u = rng.random((len(f), size))
+    u = rng.random((len(f), size)) if quantiles is None else np.asarray(quantiles, dtype=float).reshape(len(f), 1)
     t_near, t_far = _invert(near, edges, u), _invert(far, edges, u)
     has_near, has_far = near[:, -1:] > 0, far[:, -1:] > 0
     t_near = np.where(has_near, t_near, t_far)

@@ -79,6 +79,24 @@ def log_arrival_time_pdf(
     return np.where(tail, log_tail, log_core)
 
 
+def log_first_arrival_pdf(
+    time_residual_ns: np.ndarray, distance_m: np.ndarray, n_pe: np.ndarray, medium: Medium, jitter_ns: float
+) -> np.ndarray:
+    """Return log of the pdf of the FIRST of ``n_pe`` photo-electrons' time residuals (MPE).
+
+    p₁(t) = N p(t) (1 - F(t))^{N-1}, p the Pandel ⊗ jitter pdf (log_arrival_time_pdf) and F the
+    Pandel cdf (a regularised incomplete gamma; the jitter is neglected in F). A bright sensor's
+    first pulse comes early in the single-photon pdf: fitting it with p(t) alone pulls the
+    vertex time early.
+    """
+    log_p = log_arrival_time_pdf(time_residual_ns, distance_m, medium, jitter_ns)
+    n_pe = np.maximum(np.asarray(n_pe, dtype=float), 1.0)
+    shape, rate = pandel_shape_rate(distance_m, medium)
+    survival = special.gammaincc(shape, rate * np.maximum(np.asarray(time_residual_ns, dtype=float), 0.0))
+    with np.errstate(divide="ignore"):
+        return log_p + np.log(n_pe) + (n_pe - 1) * np.log(np.maximum(survival, 1e-300))
+
+
 def arrival_time_pdf(
     time_residual_ns: np.ndarray, distance_m: np.ndarray, medium: Medium, jitter_ns: float
 ) -> np.ndarray:
