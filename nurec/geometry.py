@@ -176,6 +176,36 @@ class Geometry:
             return np.zeros(len(points), dtype=bool)
         return inside_z & (hull.find_simplex(points[:, :2]) >= 0)
 
+    def path_length_inside(self, start: np.ndarray, direction: np.ndarray, length_m: np.ndarray) -> np.ndarray:
+        """Return the length [m] of each segment start + s·direction, 0 ≤ s ≤ length_m, inside the
+        instrumented volume (the prism of ``contains``): a muon's length in the detector."""
+        from scipy.spatial import ConvexHull
+
+        start = np.atleast_2d(np.asarray(start, dtype=float))
+        direction = np.atleast_2d(np.asarray(direction, dtype=float))
+        low = np.zeros(len(start))
+        high = np.broadcast_to(np.asarray(length_m, dtype=float), low.shape).copy()
+        if "hull_planes" not in self._cache:
+            xy = np.unique(np.round(self.position[:, :2], 3), axis=0)
+            self._cache["hull_planes"] = ConvexHull(xy).equations if len(xy) >= 3 else None
+        planes = self._cache["hull_planes"]
+        if planes is None:
+            return np.zeros(len(start))
+        z_lo, z_hi = self.position[:, 2].min(), self.position[:, 2].max()
+        # Each half-space n·x + c ≤ 0 (the hull's sides, the floor and the top) cuts the interval of s.
+        normals = np.vstack([np.column_stack([planes[:, :2], np.zeros(len(planes))]), [[0, 0, -1.0], [0, 0, 1.0]]])
+        offsets = np.concatenate([planes[:, 2], [z_lo, -z_hi]])
+        for normal, offset in zip(normals, offsets, strict=True):
+            at_start = start @ normal + offset
+            rate = direction @ normal
+            with np.errstate(divide="ignore", invalid="ignore"):
+                crossing = -at_start / rate
+            high = np.where(rate > 0, np.minimum(high, crossing), high)
+            low = np.where(rate < 0, np.maximum(low, crossing), low)
+            outside = (rate == 0) & (at_start > 0)
+            high = np.where(outside, -1.0, high)
+        return np.maximum(high - low, 0.0)
+
     @property
     def hash(self) -> str:
         """Return a short hash of sensor ids, positions (mm) and directions."""

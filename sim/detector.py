@@ -19,6 +19,7 @@ from scipy.spatial.distance import pdist
 from nurec.geometry import Geometry
 from nurec.io.schema import direction_to_angles
 from nurec.physics import interaction as xs
+from nurec.physics.light import light_reach_m
 from nurec.physics.medium import SPEED_OF_LIGHT_M_PER_NS, Medium
 from nurec.physics.muon import muon_range_m
 from nurec.physics.response import DetectorResponse
@@ -28,6 +29,7 @@ from nurec.physics.tot import charge_from_tot_pe, tot_from_charge_ns
 from nurec.ragged import RaggedEvents
 from sim.capped import PROBABILITY_GRID, capped_arrival_delays_ns, capped_groups
 from sim.generator import Primaries, makes_muon_track, orthonormal_basis
+from sim.muons import MuonTransport, expand, transport_muons
 from sim.noise import sample_background, sensor_conditions
 from sim.photons import PhotoElectrons, sample_photoelectrons
 from sim.sorting import order_by_group_then_time
@@ -62,7 +64,7 @@ class LightSources:
         self.muon_energy_gev = np.where(
             self.is_track, np.where(is_tau_cc, lepton_energy * tau_muon_fraction, lepton_energy), 0.0
         )
-        self.cascade_em_energy_gev = em_energy + xs.hadronic_light_factor(hadronic_energy) * hadronic_energy
+        self.cascade_em_energy_gev = em_energy + xs.sample_hadronic_light_factor(hadronic_energy, rng) * hadronic_energy
         self.track_length_m = np.where(self.is_track, muon_range_m(self.muon_energy_gev, medium), 0.0)
 
         e1, e2 = orthonormal_basis(primaries.direction)
@@ -97,8 +99,12 @@ def simulate_hit_columns(
     indices of the primaries they came from)."""
     n = len(primaries)
     sources = LightSources(primaries, medium, rng)
-    pe = sample_photoelectrons(sources, geometry, medium, response, rng)
-    pe_time = photoelectron_times_ns(pe, sources, geometry, medium, response, rng)
+    transport = transport_muons(sources, geometry, medium, light_reach_m(medium), rng)
+    rows = expand(sources, transport)
+    pe = sample_photoelectrons(rows, geometry, medium, response, rng)
+    pe_time = photoelectron_times_ns(pe, rows, geometry, medium, response, rng) + rows.time_offset_ns[pe.event]
+    pe, order = pe.to_events(rows.parent)
+    pe_time = pe_time[order]
     pe_charge = pe.scale * response.sample_spe_charge(len(pe.event), rng)
     if response.readout_window == "trigger":
         lit, start, end, trigger_span = trigger_windows(n, pe, pe_time, geometry, medium, response)
@@ -137,7 +143,7 @@ def simulate_hit_columns(
                        p_tot if response.tot_model() is not None else None,
                        p_trig if seen_trig is not None else None, hlc)
     event_columns = {f"truth.{name}": values for name, values in
-                     truth_columns(primaries, sources, kept_events, start).items()}
+                     truth_columns(primaries, sources, transport, geometry, kept_events, start).items()}
     event_columns["weight"] = primaries.weight[kept_events]
     return RaggedEvents.from_counts(counts, hits, event_columns), kept_events
 
@@ -254,10 +260,20 @@ def hit_columns(geometry: Geometry, sensor: np.ndarray, t_rel_ns: np.ndarray, ch
     return columns
 
 
-def truth_columns(primaries: Primaries, sources: LightSources, kept: np.ndarray,
-                  start_ns: np.ndarray) -> dict[str, np.ndarray]:
-    """Return the truth fields of the kept events (t0: the interaction time relative to the readout start)."""
+def truth_columns(primaries: Primaries, sources: LightSources, transport: MuonTransport, geometry: Geometry,
+                  kept: np.ndarray, start_ns: np.ndarray) -> dict[str, np.ndarray]:
+    """Return the truth fields of the kept events (t0: the interaction time relative to the readout start).
+
+    ``track_length`` is the muon's mean range; ``muon_length_in_detector`` the length of its
+    simulated path (stochastic range, scattered line) inside the instrumented volume.
+    """
     zenith, azimuth = direction_to_angles(*primaries.direction[kept].T)
+    has_muon = np.isfinite(transport.light_anchor[kept, 0])
+    inside = np.zeros(len(kept))
+    if has_muon.any():
+        muon = kept[has_muon]
+        inside[has_muon] = geometry.path_length_inside(transport.light_anchor[muon], transport.light_direction[muon],
+                                                       transport.range_m[muon])
     return {
         "pdg": primaries.pdg[kept].astype(np.int32),
         "interaction": primaries.interaction[kept].astype(str),
@@ -280,6 +296,7 @@ def truth_columns(primaries: Primaries, sources: LightSources, kept: np.ndarray,
         "muon_dir_x": np.where(sources.is_track[kept], sources.muon_direction[kept, 0], np.nan),
         "muon_dir_y": np.where(sources.is_track[kept], sources.muon_direction[kept, 1], np.nan),
         "muon_dir_z": np.where(sources.is_track[kept], sources.muon_direction[kept, 2], np.nan),
+        "muon_length_in_detector": inside,
         "cascade_dir_x": sources.direction[kept, 0],
         "cascade_dir_y": sources.direction[kept, 1],
         "cascade_dir_z": sources.direction[kept, 2],

@@ -17,13 +17,14 @@ several targets with probabilities μ_i/B, the counts are independent Poisson(μ
    integrals are closed forms: K0 for tracks). Dim strings draw N ~ Poisson(B_string)
    bound photo-electrons; most draw none and are done.
 4. Those photo-electrons go to modules with probability u_m / B_string, u_m a cheap
-   per-module envelope; a module that receives some gets its bound B_m (acceptance 1,
-   the largest muon energy, the shortest photon path any of its sensors can have) and
-   keeps each with probability B_m / u_m. Bright strings (B_string above
-   ``BRIGHT_COLUMN_NPE``) instead visit every module and draw Poisson(B_m).
+   per-module envelope; a module that receives some gets its bound B_m (the photon tables'
+   largest light at any sensor orientation and the shortest distance any of its sensors can
+   have, the largest muon energy, the largest layered-ice correction; nurec.physics.folded
+   makes these bounds exact) and keeps each with probability B_m / u_m. Bright strings
+   (B_string above ``BRIGHT_COLUMN_NPE``) instead visit every module and draw Poisson(B_m).
 5. Per (sensor, light component) of the modules with bound photo-electrons: bounds
-   B_sc (the module's bound per sensor times a bound of the sensor's acceptance), and the
-   module's photo-electrons are spread over them with probability B_sc / B_m.
+   B_sc (the module's bound shared equally by its sensors), and the module's
+   photo-electrons are spread over them with probability B_sc / B_m.
 6. Only then are the exact expectations μ_sc of nurec.physics.light computed, for sensors
    that received a bound photo-electron, and each is kept with probability μ_sc / B_sc.
 
@@ -35,30 +36,26 @@ tests/test_physics_light.py checks the sampled charge against the dense expectat
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy import special
 
 from nurec.geometry import Geometry
-from nurec.physics.folded import CascadeEnvelope, cascade_envelope
+from nurec.physics.folded import Envelope, table_envelope
 from nurec.physics.light import (
-    PHOTONS_PER_GEV,
-    arrival_cos_alpha,
+    absorption_correction_rate_per_m,
     expected_npe_cascade,
     expected_npe_track,
+    track_light_factor,
 )
 from nurec.physics.medium import Medium
-from nurec.physics.muon import muon_energy_at_m, muon_energy_loss_gev_per_m
+from nurec.physics.muon import muon_energy_at_m
 from nurec.physics.response import DetectorResponse
 from nurec.physics.timing import cascade_direct_delay_ns, track_geometry
 
 # Module pairs whose upper-bound expectation is below this are not visited [pe].
 CANDIDATE_NPE = 1e-6
-# The distance cut assumes the stochastic muon-loss factor (Exp(1), see LightSources)
-# stays below this; P(Exp(1) > 12) = 6e-6, and such a pair would still be below
-# CANDIDATE_NPE x e^{-...} at the cut distance.
-STOCHASTIC_CAP = 12.0
 # Above this bound [pe], modules draw Poisson counts directly instead of thinning...
 BRIGHT_BOUND_NPE = 30.0
 # ...and strings visit all their modules instead of placing bound photo-electrons.
@@ -156,52 +153,6 @@ def module_columns(geometry: Geometry) -> ModuleColumns:
     return result
 
 
-_DELTA_EDGES_RAD = np.array([0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0])
-_SPHERE_POINTS = 20_000
-_SPHERE_GAP_RAD = 0.03  # any direction is within this angle of one of the sphere points
-
-
-def acceptance_sum_table(geometry: Geometry, exponent: float) -> np.ndarray | None:
-    """Return, per δ in _DELTA_EDGES_RAD, a bound of Σ_sensors acceptance of one module.
-
-    For photons from one direction n (each sensor's within δ of it), a sensor's
-    acceptance bound is ((1 + max(min(c + δ, 1), 0))/2)^p with c = -(n · pmt), whatever
-    the scattering weight; the table holds its maximum over n (a fine grid of directions,
-    widened by the grid's gap). None unless every module has the same PMT pattern (then
-    the sensor count is used).
-    """
-    key = ("sim_acceptance_sum", float(exponent))
-    if key in geometry._cache:
-        return geometry._cache[key]
-    cols = module_columns(geometry)
-    counts = cols.sensor_count
-    table = None
-    if len(counts) and np.all(counts == counts[0]):
-        dirs = geometry.direction[cols.sensor_order].reshape(len(counts), counts[0], 3)
-        if np.allclose(dirs, dirs[0], atol=1e-6):
-            i = np.arange(_SPHERE_POINTS) + 0.5
-            z = 1.0 - 2.0 * i / _SPHERE_POINTS
-            phi = np.pi * (1.0 + 5**0.5) * i
-            n = np.column_stack([np.sqrt(1 - z**2) * np.cos(phi), np.sqrt(1 - z**2) * np.sin(phi), z])
-            cos_direct = -(n @ dirs[0].T)
-            table = np.array([
-                np.max(np.sum((0.5 * (1.0 + np.clip(cos_direct + delta + _SPHERE_GAP_RAD, 0.0, 1.0)))
-                              ** exponent, axis=1))
-                for delta in _DELTA_EDGES_RAD
-            ]) * _SLACK
-            table = np.minimum(table, counts[0])
-    geometry._cache[key] = table
-    return table
-
-
-def _acceptance_sum(table: np.ndarray | None, delta_rad: np.ndarray, n_sensors: np.ndarray) -> np.ndarray:
-    """Return the bound of a module's summed acceptance for angular spreads delta_rad."""
-    if table is None:
-        return n_sensors.astype(float)
-    index = np.searchsorted(_DELTA_EDGES_RAD, delta_rad, side="left")
-    return np.where(index < len(table), table[np.minimum(index, len(table) - 1)], n_sensors)
-
-
 def _expand(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Return (group index, position) for ranges [start, start + count) laid end to end."""
     group = np.repeat(np.arange(len(counts)), counts)
@@ -296,56 +247,71 @@ class PhotoElectrons:
     leads: np.ndarray
     group: np.ndarray
 
+    def to_events(self, parent: np.ndarray) -> tuple[PhotoElectrons, np.ndarray]:
+        """Return (these photo-electrons with ``event`` mapped through ``parent`` and sorted by it, the order taken)."""
+        order = np.argsort(parent[self.event], kind="stable")
+        values = {f.name: getattr(self, f.name)[order] for f in fields(self)}
+        values["event"] = parent[self.event][order]
+        return PhotoElectrons(**values), order
+
 
 @dataclass(frozen=True)
 class _Optics:
-    """What every step of the sampling needs of the detector, the medium and the sensors."""
+    """What every step of the sampling needs of the detector, the medium and the sensors.
+
+    Track and cascade light come from the photon tables (nurec.physics.light); their envelopes
+    bound a sensor's light at any orientation by distance (and cos η for cascades). The radial
+    shapes the column sums integrate in closed form use the bulk lengths stretched by the
+    layered ice's largest absorption correction (1/λ' = 1/λ - r).
+    """
 
     cols: ModuleColumns
     medium: Medium
     response: DetectorResponse
     geometry: Geometry
-    acc_table: np.ndarray | None
     kmax: int
     sin_c: float
     cos_c: float
     cot_c: float
-    loss_a: float  # continuous muon loss a [GeV/m] ...
-    loss_b: float  # ... and b [1/m] of dE/dx = a + b E
-    att: float  # attenuation length [m]
-    scat: float  # effective scattering length [m]
-    cascade: CascadeEnvelope  # bounds of the cascade tables' light per GeV
+    cascade: Envelope  # bounds of the cascade tables' light per GeV, radial length att
+    track: Envelope  # bounds of the bare track's light, radial length sinθc · att
+    att: float  # the cascade bound's radial length [m], layered correction included
+    track_length: float  # the track bound's radial length in ρ [m], layered correction included
+    correction_rate: float  # layered absorption: correction ≤ exp(rate · path) [1/m]
     best_efficiency: float  # the detector's highest relative sensor efficiency
     efficiency_ratio: np.ndarray  # per sensor: its efficiency / the detector's highest
 
     @classmethod
     def of(cls, geometry: Geometry, medium: Medium, response: DetectorResponse) -> _Optics:
-        # Bounds use the most efficient sensor's area; each sensor's exact expectation is then
-        # scaled down to its own efficiency (DeepCore's high-QE DOMs).
+        # Bounds use the most efficient sensor; each sensor's exact expectation is then scaled
+        # down to its own efficiency (DeepCore's high-QE DOMs).
         efficiency = geometry.efficiency
         best = float(efficiency.max(initial=1.0))
-        if best != 1.0:
-            response = replace(response, pmt_area_m2=response.pmt_area_m2 * best)
         cols = module_columns(geometry)
         theta_c = medium.cherenkov_angle_rad
-        return cls(cols, medium, response, geometry, acceptance_sum_table(geometry, response.acceptance_exponent),
-                   int(cols.sensor_count.max()), np.sin(theta_c), np.cos(theta_c), 1.0 / np.tan(theta_c),
-                   medium.muon_loss_a_gev_per_m, medium.muon_loss_b_per_m, medium.attenuation_length_m,
-                   medium.effective_scattering_length_m,
-                   cascade_envelope(medium.name, float(medium.attenuation_length_m)), best, efficiency / best)
+        sin_c = float(np.sin(theta_c))
+        att = float(medium.attenuation_length_m)
+        rate = absorption_correction_rate_per_m(medium)
+        return cls(cols, medium, response, geometry, int(cols.sensor_count.max()), sin_c, float(np.cos(theta_c)),
+                   float(1.0 / np.tan(theta_c)), table_envelope(medium.name, "cascade", att),
+                   table_envelope(medium.name, "track", sin_c * att), 1.0 / (1.0 / att - rate),
+                   1.0 / (1.0 / (sin_c * att) - rate / sin_c), rate, best, efficiency / best)
 
     @property
     def r_max(self) -> float:
         return self.cols.max_radius_m
 
     @property
-    def area_bound(self) -> float:
-        return self.response.pmt_area_m2 * self.kmax
+    def cascade_scale(self) -> float:
+        """Return A with a module's cascade light per GeV ≤ A·e^{-d/att}/max(d, 1)², d its centre's distance minus its radius."""
+        return (self.cascade.radial_scale * self.best_efficiency * self.kmax
+                * np.exp(2.0 * self.r_max * self.correction_rate))
 
     @property
-    def cascade_scale(self) -> float:
-        """Return A with a module's cascade light per GeV ≤ A·e^{-d/λ}/max(d, 1)² at distance d."""
-        return self.cascade.radial_scale * self.best_efficiency * self.kmax
+    def track_scale(self) -> float:
+        """Return A with a module's bare-track light ≤ A·e^{-ρ/track_length}/max(ρ, 1), ρ its distance minus its radius."""
+        return (self.track.radial_scale * self.best_efficiency * self.kmax
+                * np.exp(2.0 * self.r_max * self.correction_rate / self.sin_c))
 
 
 @dataclass(frozen=True)
@@ -377,7 +343,6 @@ class _ColumnPairs:
 class _ColumnBounds:
     """Per column pair: the bound of its summed module bounds and the factors the modules reuse."""
 
-    stochastic_max: np.ndarray
     seg_dist: np.ndarray
     r_col: np.ndarray
     track_k: np.ndarray
@@ -393,31 +358,17 @@ class _Landed:
     position: np.ndarray  # index in cols.search_key order
     count: np.ndarray  # bound photo-electrons received
     envelope: np.ndarray  # the module's envelope u_m
-    stochastic: np.ndarray  # the module's stochastic-loss factor
 
 
 @dataclass(frozen=True)
 class _Modules:
-    """Candidate modules with their bounds and the geometry their sensors' bounds reuse."""
+    """Candidate modules with their bounds."""
 
     event: np.ndarray
     module: np.ndarray
-    stochastic: np.ndarray
     bound: np.ndarray
     track_bound: np.ndarray
     casc_bound: np.ndarray
-    rx: np.ndarray
-    ry: np.ndarray
-    rz: np.ndarray
-    eux: np.ndarray
-    euy: np.ndarray
-    euz: np.ndarray
-    dist: np.ndarray
-    along: np.ndarray
-    rho: np.ndarray
-    r: np.ndarray
-    delta_t: np.ndarray
-    acc_sum_t: np.ndarray
 
     def take(self, index: np.ndarray) -> _Modules:
         """Return the modules at ``index``."""
@@ -434,14 +385,13 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
     optics = _Optics.of(geometry, medium, response)
     cuts = _cut_distances(optics, sources)
     pairs = _column_pairs(optics, sources, cuts)
-    bounds = _column_bounds(optics, sources, cuts, pairs, rng)
+    bounds = _column_bounds(optics, sources, pairs)
     bright_pairs, thin_pairs, n_col = _visited_columns(bounds.bound, rng)
     landed = _thinned_modules(optics, sources, pairs, bounds, thin_pairs, n_col, rng)
     group_b, position_b = _expand(pairs.first[bright_pairs], pairs.n_in[bright_pairs])
     col_pair = np.concatenate([landed.pair, bright_pairs[group_b]])
     module = optics.cols.module_order[np.concatenate([landed.position, position_b])]
-    stochastic = np.concatenate([landed.stochastic, rng.standard_exponential(len(position_b))])
-    modules = _module_bounds(optics, sources, cuts, pairs, bounds, col_pair, module, stochastic)
+    modules = _module_bounds(optics, sources, cuts, pairs, bounds, col_pair, module)
     modules, n_bound, direct_mode = _module_counts(modules, landed, rng)
     pair, sensor, n_cat, cat_bound, cat_direct = _sensor_counts(optics, modules, n_bound, direct_mode, rng)
     return _photoelectrons(optics, sources, cuts, modules, pair, sensor, n_cat, cat_bound, cat_direct, rng)
@@ -450,11 +400,11 @@ def sample_photoelectrons(sources, geometry: Geometry, medium: Medium, response:
 def _cut_distances(optics: _Optics, sources) -> _Cuts:
     """Step 1: per event, the distances beyond which no module can expect CANDIDATE_NPE."""
     is_track = sources.is_track & (sources.track_length_m > 0)
-    k_track = (PHOTONS_PER_GEV * (optics.loss_a + STOCHASTIC_CAP * optics.loss_b * sources.muon_energy_gev)
-               * optics.area_bound / (2 * np.pi))
-    rho_cut = np.where(is_track, _cut_distance(k_track, optics.sin_c * optics.att, 1, CANDIDATE_NPE), -1.0)
+    k_track = track_light_factor(sources.muon_energy_gev, optics.medium) * optics.track_scale
+    rho_cut = np.where(is_track, _cut_distance(k_track, optics.track_length, 1, CANDIDATE_NPE), -1.0)
     d_cut = _cut_distance(sources.cascade_em_energy_gev * optics.cascade_scale, optics.att, 2, CANDIDATE_NPE)
-    # Beyond the tables' last distance a sensor sees no cascade light.
+    # Beyond the tables' last distance a sensor sees no light.
+    rho_cut = np.where(rho_cut >= 0, np.minimum(rho_cut, optics.track.folded.distance_range_m[1]), -1.0)
     d_cut = np.where(d_cut >= 0, np.minimum(d_cut, optics.cascade.folded.distance_range_m[1]), -1.0)
     return _Cuts(is_track, rho_cut, d_cut)
 
@@ -522,23 +472,18 @@ def _column_pairs(optics: _Optics, sources, cuts: _Cuts) -> _ColumnPairs:
                         ok[pair_l, pair_c], q[pair_l, pair_c], a0[pair_l, pair_c], uz[pair_l, 0])
 
 
-def _column_bounds(optics: _Optics, sources, cuts: _Cuts, pairs: _ColumnPairs,
-                   rng: np.random.Generator) -> _ColumnBounds:
+def _column_bounds(optics: _Optics, sources, pairs: _ColumnPairs) -> _ColumnBounds:
     """Step 3: per column pair, a bound on the summed bounds of its modules.
 
     For a function unimodal along the string, Σ_m g(z_m) ≤ max g + ∫ g dz / (smallest
     module spacing).
     """
-    cols, sin_c, att = optics.cols, optics.sin_c, optics.att
+    cols, sin_c = optics.cols, optics.sin_c
     pair_e, pair_c, first, n_in = pairs.event, pairs.column, pairs.first, pairs.n_in
     vertex, u = sources.vertex, sources.muon_direction
-    kmax_array = np.array([optics.kmax])
     r_col = cols.column_radius_m[pair_c]
     spacing = cols.min_spacing_m[pair_c]
-    # The largest stochastic-loss factor of the column's modules: the maximum of n
-    # Exp(1) variables, drawn first; the others are drawn given it (step 4).
-    stochastic_max = -np.log1p(-rng.random(len(pair_c)) ** (1.0 / n_in))
-    l_t = sin_c * att
+    l_t = optics.track_length
     pm2 = pairs.perp_min2
     p = np.sqrt(pm2)
     # Modules lit by the track see an emission point on the segment at distance ρ/sinθc,
@@ -558,15 +503,12 @@ def _column_bounds(optics: _Optics, sources, cuts: _Cuts, pairs: _ColumnPairs,
     factor = np.where(far, np.exp(r_col / l_t) * p / np.maximum(p - r_col, 1e-9),
                       (2.0 + r_col) * np.exp((r_col + 1.0) / l_t))
     integral = factor * 2.0 * special.k0e(p_eff / l_t) * np.exp(-p_eff / l_t) / np.sqrt(pairs.s2)
-    # Summed acceptance of a module's sensors for light from one direction (spread δ).
-    acc_col_t = _acceptance_sum(optics.acc_table,
-                                np.where(r_col > 0, 0.5 * np.pi * r_col / np.maximum(p_lo, 1e-9), 0.0), kmax_array)
-    track_k = np.where(pairs.track_ok, PHOTONS_PER_GEV * (optics.loss_a + stochastic_max * optics.loss_b
-                                                          * sources.muon_energy_gev[pair_e])
-                       * optics.response.pmt_area_m2 * acc_col_t / (2 * np.pi), 0.0)
+    # The muon is brightest at the vertex (its light factor grows with energy).
+    track_k = np.where(pairs.track_ok,
+                       track_light_factor(sources.muon_energy_gev[pair_e], optics.medium) * optics.track_scale, 0.0)
     col_track = np.minimum(n_in * g_max, g_max + integral / spacing) * track_k
     casc_k, col_casc = _column_cascade_bound(optics, sources, pairs, r_col, z_first, z_last, spacing)
-    return _ColumnBounds(stochastic_max, seg_dist, r_col, track_k, casc_k, (col_track + col_casc) * _SLACK)
+    return _ColumnBounds(seg_dist, r_col, track_k, casc_k, (col_track + col_casc) * _SLACK)
 
 
 def _column_cascade_bound(optics: _Optics, sources, pairs: _ColumnPairs, r_col: np.ndarray, z_first: np.ndarray,
@@ -623,7 +565,7 @@ def _thinned_modules(optics: _Optics, sources, pairs: _ColumnPairs, bounds: _Col
     u_m is a cheap per-module bound (whose sum the column bound covers); only modules that
     receive a photo-electron get their bound B_m later and keep each with probability B_m/u_m.
     """
-    cols, sin_c, l_t = optics.cols, optics.sin_c, optics.sin_c * optics.att
+    cols, sin_c, l_t = optics.cols, optics.sin_c, optics.track_length
     first, n_in, pair_c = pairs.first, pairs.n_in, pairs.column
     r_col = bounds.r_col
     vz_pair = sources.vertex[pairs.event, 2]
@@ -645,21 +587,15 @@ def _thinned_modules(optics: _Optics, sources, pairs: _ColumnPairs, bounds: _Col
     slot = np.searchsorted(cum, target, side="right")
     slot = slot[slot < (pair_start + n_in[thin_pairs])[which]]
     landed, n_landed = np.unique(slot, return_counts=True)
-    # Stochastic-loss factors: Exp(1) each; in thinned columns one module (at random) takes
-    # the column's maximum and the others are Exp(1) truncated below it.
-    top = first[thin_pairs] + np.floor(rng.random(len(thin_pairs)) * n_in[thin_pairs]).astype(np.int64)
-    cp_l = cp[landed]
-    cap = bounds.stochastic_max[cp_l]
-    truncated = -np.log1p(-rng.random(len(landed)) * -np.expm1(-cap))
-    stochastic = np.where(position[landed] == top[group[landed]], cap, truncated)
-    return _Landed(cp_l, position[landed], n_landed, envelope[landed], stochastic)
+    return _Landed(cp[landed], position[landed], n_landed, envelope[landed])
 
 
 def _module_bounds(optics: _Optics, sources, cuts: _Cuts, pairs: _ColumnPairs, bounds: _ColumnBounds,
-                   col_pair: np.ndarray, module: np.ndarray, stochastic: np.ndarray) -> _Modules:
-    """Step 4: each candidate module's bound B_m (acceptance 1, the largest muon energy, the
-    shortest photon path any of its sensors can have), for track and cascade light."""
-    cols, medium, sin_c, cot_c, att = optics.cols, optics.medium, optics.sin_c, optics.cot_c, optics.att
+                   col_pair: np.ndarray, module: np.ndarray) -> _Modules:
+    """Step 4: each candidate module's bound B_m: the tables' largest light at any sensor orientation
+    at the shortest distance (and, for cascades, the range of cos η) any of its sensors can have,
+    the largest muon energy, and the largest layered-ice correction."""
+    cols, medium, cot_c, sin_c, rate = optics.cols, optics.medium, optics.cot_c, optics.sin_c, optics.correction_rate
     # Structure of arrays: gathers of 1-D columns are several times faster than of (n, 3) rows.
     vx, vy, vz = (np.ascontiguousarray(sources.vertex[:, i]) for i in range(3))
     ux, uy, uz = (np.ascontiguousarray(sources.muon_direction[:, i]) for i in range(3))
@@ -671,36 +607,30 @@ def _module_bounds(optics: _Optics, sources, cuts: _Cuts, pairs: _ColumnPairs, b
     rx, ry, rz = mod_x[module] - vx[event], mod_y[module] - vy[event], mod_z[module] - vz[event]
     dist = np.sqrt(rx * rx + ry * ry + rz * rz)
     d_lo = np.maximum(dist - r, _MIN_DISTANCE_M)
-    eux, euy, euz = ux[event], uy[event], uz[event]
-    along = rx * eux + ry * euy + rz * euz
+    along = rx * ux[event] + ry * uy[event] + rz * uz[event]
     rho = np.sqrt(np.maximum(dist**2 - along**2, 0.0))
     rho_lo = np.maximum(rho - r, 0.0)
-    delta_t = np.where(r > 0, np.minimum(0.5 * np.pi * r / np.maximum(rho - r, 1e-9), np.pi), 0.0)
-    acc_sum_t = _acceptance_sum(optics.acc_table, delta_t, n_sensors)
     em_lo = along - r - (rho + r) * cot_c
     em_hi = along + r - rho_lo * cot_c
     length = sources.track_length_m[event]
     # Track light is only followed where the column passed the track cut (step 2).
     on_track = cuts.is_track[event] & (em_hi >= 0) & (em_lo <= length) & (bounds.track_k[col_pair] > 0)
-    muon_e = muon_energy_at_m(sources.muon_energy_gev[event], np.maximum(em_lo, 0.0), medium)
-    track_bound = np.where(
-        on_track,
-        PHOTONS_PER_GEV * (optics.loss_a + stochastic * optics.loss_b * muon_e) * np.exp(-rho_lo / (sin_c * att))
-        / (2 * np.pi * np.maximum(rho_lo, _MIN_DISTANCE_M)) * optics.response.pmt_area_m2 * acc_sum_t,
-        0.0,
-    )
+    track_bound = np.zeros(len(event))
+    if on_track.any():
+        t = np.flatnonzero(on_track)
+        muon_e = muon_energy_at_m(sources.muon_energy_gev[event[t]], np.maximum(em_lo[t], 0.0), medium)
+        track_bound[t] = (track_light_factor(muon_e, medium) * optics.best_efficiency * n_sensors[t]
+                          * optics.track.bound(rho_lo[t]) * np.exp(rate * (rho[t] + r[t]) / sin_c))
     # Cascade: the tables' largest light per GeV at the module's sensors' distances and angles to the axis.
     cos_eta = (rx * cx[event] + ry * cy[event] + rz * cz[event]) / np.maximum(dist, 1e-9)
     delta = np.where(dist - r > 1.0, 2.0 * r / np.maximum(dist - r, 1e-9), 10.0)
-    eta_lo, eta_hi = cos_eta - delta, cos_eta + delta
     casc_energy = sources.cascade_em_energy_gev[event] * optics.best_efficiency
     casc_bound = np.zeros(len(event))
-    lit = casc_energy > 0
-    casc_bound[lit] = (casc_energy[lit] * n_sensors[lit]
-                       * optics.cascade.bound(d_lo[lit], eta_lo[lit], eta_hi[lit]))
+    lit = np.flatnonzero(casc_energy > 0)
+    casc_bound[lit] = (casc_energy[lit] * n_sensors[lit] * np.exp(rate * (dist[lit] + r[lit]))
+                       * optics.cascade.bound(d_lo[lit], cos_eta[lit] - delta[lit], cos_eta[lit] + delta[lit]))
     bound = (track_bound + casc_bound) * _SLACK
-    return _Modules(event, module, stochastic, bound, track_bound, casc_bound, rx, ry, rz, eux, euy, euz,
-                    dist, along, rho, r, delta_t, acc_sum_t)
+    return _Modules(event, module, bound, track_bound, casc_bound)
 
 
 def _module_counts(modules: _Modules, landed: _Landed,
@@ -728,32 +658,17 @@ def _sensor_counts(optics: _Optics, modules: _Modules, n_bound: np.ndarray, dire
                    rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     """Step 5: spread each module's bound photo-electrons over its (sensor, light component) bounds B_sc.
 
-    B_sc is the module's bound per sensor times a bound of the sensor's acceptance for the
-    photon directions it can see (exact for single-PMT modules). Returns (module of each
-    sensor row, sensor, bound photo-electrons per category, B_sc, direct-draw flags), the
-    categories sensor-major (track, cascade).
+    A module's bounds hold for any sensor orientation, so each sensor gets an equal share of
+    each component (a sharper per-sensor bound would cost more to evaluate than the tables'
+    expectation it saves). Returns (module of each sensor row, sensor, bound photo-electrons per
+    category, B_sc, direct-draw flags), the categories sensor-major (track, cascade).
     """
-    cols, sin_c, cos_c, scat = optics.cols, optics.sin_c, optics.cos_c, optics.scat
+    cols = optics.cols
     m = modules
-    pmt_x, pmt_y, pmt_z = cols.pmt_direction_xyz
     pair, position = _expand(cols.sensor_start[m.module], cols.sensor_count[m.module])
     sensor = cols.sensor_order[position]
-    px, py, pz = pmt_x[sensor], pmt_y[sensor], pmt_z[sensor]
-    # Track photons: cosθc u + sinθc (rel - along u)/ρ; cascade photons: rel/d.
-    inv_rho = sin_c / np.maximum(m.rho, 1e-9)
-    tx = cos_c * m.eux + (m.rx - m.along * m.eux) * inv_rho
-    ty = cos_c * m.euy + (m.ry - m.along * m.euy) * inv_rho
-    tz = cos_c * m.euz + (m.rz - m.along * m.euz) * inv_rho
-    exponent = optics.response.acceptance_exponent
-    acc_t = _acceptance_bound(-(tx[pair] * px + ty[pair] * py + tz[pair] * pz),
-                              np.cos(m.delta_t)[pair], np.sin(m.delta_t)[pair],
-                              np.exp(-(m.rho + m.r) / (sin_c * scat))[pair],
-                              np.exp(-np.maximum(m.rho - m.r, 0.0) / (sin_c * scat))[pair], exponent)
-    # Σ_s B_track/A_t · acc_s ≤ B_track as Σ_s acc_s ≤ A_t (acceptance_sum_table). The module's cascade
-    # bound holds for any sensor orientation: each sensor gets an equal share (a sharper per-sensor
-    # bound costs more to evaluate than the tables' expectation it would save).
-    cat_bound = np.column_stack([(m.track_bound / m.acc_sum_t)[pair] * acc_t,
-                                 (m.casc_bound / cols.sensor_count[m.module])[pair] * _SLACK]).ravel()  # sensor-major
+    share = 1.0 / cols.sensor_count[m.module]
+    cat_bound = np.column_stack([(m.track_bound * share)[pair], (m.casc_bound * share)[pair]]).ravel() * _SLACK
     n_cat = np.zeros(len(cat_bound), dtype=np.int64)
     cat_direct = np.repeat(direct_mode[pair], 2)
     dim_pairs = np.flatnonzero(~direct_mode)
@@ -791,18 +706,17 @@ def _photoelectrons(optics: _Optics, sources, cuts: _Cuts, modules: _Modules, pa
                                                    sources.cascade_em_energy_gev[s_event], medium)
     geo = track_geometry(pos, vertex[s_event], u[s_event], medium)
     emission = geo["emission_m"]
-    on = cuts.is_track[s_event] & (emission >= 0) & (emission <= sources.track_length_m[s_event])
-    muon_energy = muon_energy_at_m(sources.muon_energy_gev[s_event], np.maximum(emission, 0.0), medium)
-    loss = optics.loss_a + modules.stochastic[pair] * (muon_energy_loss_gev_per_m(muon_energy, medium) - optics.loss_a)
-    cos_alpha = arrival_cos_alpha(geo["photon_dir"], pmt_dir, geo["distance_m"], medium)
-    track_npe = np.where(
-        on,
-        expected_npe_track(geo["perpendicular_m"], geo["distance_m"], PHOTONS_PER_GEV * loss, cos_alpha,
-                           medium, response.pmt_area_m2, response.acceptance_exponent),
-        0.0,
-    )
+    on = np.flatnonzero(cuts.is_track[s_event] & (emission >= 0) & (emission <= sources.track_length_m[s_event]))
+    track_npe = np.zeros(len(sensor))
+    if len(on):
+        e = s_event[on]
+        muon_energy = muon_energy_at_m(sources.muon_energy_gev[e], emission[on], medium)
+        emission_pos = vertex[e] + emission[on, None] * u[e]
+        track_npe[on], _ = expected_npe_track(pos[on], pmt_dir[on], vertex[e], u[e], emission_pos, muon_energy,
+                                              medium)
     ratio = optics.efficiency_ratio[sensor]
-    mu = np.column_stack([track_npe * ratio, casc_npe * optics.best_efficiency * ratio]).ravel()
+    # Exact expectations of the sensors' own efficiency (the bounds used the best one).
+    mu = np.column_stack([track_npe, casc_npe]).ravel() * np.repeat(optics.best_efficiency * ratio, 2)
     cat_rows = (2 * rows[:, None] + np.arange(2)).ravel()
     n_cat, cat_bound, cat_direct = n_cat[cat_rows], cat_bound[cat_rows], cat_direct[cat_rows]
     # Thinning: each bound photo-electron is real with probability μ/B_sc.
@@ -836,25 +750,3 @@ def _photoelectrons(optics: _Optics, sources, cuts: _Cuts, modules: _Modules, pa
         leads=leads & capped,
         group=pe_cat,
     )
-
-
-
-def _acceptance_bound(cos_direct: np.ndarray, cos_delta: np.ndarray, sin_delta: np.ndarray,
-                      weight_low: np.ndarray, weight_high: np.ndarray, exponent: float) -> np.ndarray:
-    """Return an upper bound of pmt_acceptance(arrival_cos_alpha) for photons within δ of a direction.
-
-    ``cos_direct`` = -(photon · pmt) for that direction; arrival_cos_alpha = cos · w with
-    w ∈ [weight_low, weight_high]; the acceptance grows with it. cos(max(θ - δ, 0)) is
-    cosθ cosδ + sinθ sinδ when θ > δ, else 1 (δ given by its cosine and sine).
-    """
-    c = np.clip(cos_direct, -1.0, 1.0)
-    cos_best = np.where(c < cos_delta, c * cos_delta + np.sqrt(np.maximum(1.0 - c * c, 0.0)) * sin_delta, 1.0)
-    effective = np.where(cos_best >= 0, cos_best * weight_high, cos_best * weight_low)
-    x = np.clip(0.5 * (1.0 + effective), 0.0, 1.0)
-    if exponent == 2.0:
-        x = x * x
-    elif exponent == 1.5:
-        x = x * np.sqrt(x)
-    else:
-        x = x**exponent
-    return x * _SLACK

@@ -7,14 +7,9 @@ import pytest
 from sim_testing import cascades_at
 
 from nurec.geometry import get_geometry
-from nurec.physics.light import (
-    PHOTONS_PER_GEV,
-    arrival_cos_alpha,
-    expected_npe_cascade,
-    expected_npe_track,
-)
+from nurec.physics.light import expected_npe_cascade, expected_npe_track
 from nurec.physics.medium import ICE, WATER
-from nurec.physics.muon import muon_energy_at_m, muon_energy_loss_gev_per_m
+from nurec.physics.muon import muon_energy_at_m
 from nurec.physics.response import ICECUBE_RESPONSE, KM3NET_RESPONSE
 from nurec.physics.timing import track_geometry
 from sim.config import SimulationConfig
@@ -46,10 +41,9 @@ def expected_charge(sources, geometry, medium, response):
         emission = geo["emission_m"]
         on = sources.is_track[e] & (emission >= 0) & (emission <= sources.track_length_m[e])
         energy = muon_energy_at_m(sources.muon_energy_gev[e], np.maximum(emission, 0), medium)
-        cos_alpha = arrival_cos_alpha(geo["photon_dir"], pmt, geo["distance_m"], medium)
-        track = expected_npe_track(geo["perpendicular_m"], geo["distance_m"],
-                                   PHOTONS_PER_GEV * muon_energy_loss_gev_per_m(energy, medium), cos_alpha,
-                                   medium, response.pmt_area_m2, response.acceptance_exponent)
+        emission_pos = sources.vertex[e] + np.maximum(emission, 0)[:, None] * sources.muon_direction[e]
+        track, _ = expected_npe_track(pos, pmt, sources.vertex[e], sources.muon_direction[e], emission_pos, energy,
+                                      medium)
         total.append(((casc + np.where(on, track, 0.0)) * geometry.efficiency).sum())
     return np.array(total)
 

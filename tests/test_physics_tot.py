@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from nurec.physics.pmt import km3net_angular_acceptance, km3net_sensor_model
 from nurec.physics.response import KM3NET_RESPONSE, DetectorResponse
 from nurec.physics.tot import ToTModel, charge_from_tot_pe, tot_from_charge_ns
 
@@ -34,16 +33,6 @@ def test_bad_tot_settings_are_refused_with_the_setting_named():
         ToTModel(threshold_pe=1.5)
     with pytest.raises(ValueError, match="readout_window"):
         DetectorResponse(**{**KM3NET_RESPONSE.__dict__, "readout_window": "snapshot"})
-
-
-def test_km3net_sensor_model_keeps_the_tables_acceptance_integral():
-    area, exponent = km3net_sensor_model()
-    cos = np.linspace(-1.0, 1.0, 4001)
-    table_integral = np.trapezoid(km3net_angular_acceptance(cos), cos)
-    head_on = area / (45.4e-4 * 0.2000657)  # photocathode × QE averaged over the Cherenkov spectrum
-    model_integral = head_on * np.trapezoid(((1.0 - cos) / 2.0) ** exponent, cos)
-    assert model_integral == pytest.approx(table_integral, rel=1e-3)
-    assert 3.0 < exponent < 5.0  # the 3-inch PMT in its DOM sees little beyond 80° off axis
 
 
 def test_a_measured_single_pe_spectrum_is_sampled_as_given():

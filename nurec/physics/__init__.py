@@ -1,6 +1,6 @@
 """Pure, vectorised physics functions shared by the simulator and the likelihood fits."""
 
-from nurec.physics.light import expected_npe_cascade, expected_npe_track, pmt_acceptance
+from nurec.physics.light import expected_npe_cascade, expected_npe_track, track_light_factor
 from nurec.physics.medium import ICE, WATER, Medium, get_medium
 from nurec.physics.timing import arrival_time_pdf, log_arrival_time_pdf, pandel_pdf, track_geometry
 
@@ -14,6 +14,6 @@ __all__ = [
     "get_medium",
     "log_arrival_time_pdf",
     "pandel_pdf",
-    "pmt_acceptance",
     "track_geometry",
+    "track_light_factor",
 ]

@@ -13,7 +13,7 @@ multilinearly in (log distance, cos η, c_p, ψ) on log(npe):
   ``N_AXIS_AZIMUTH`` nodes in [0, π] (the tables are mirror-symmetric in d2).
 
 Because interpolation is multilinear in log(npe), a value never exceeds the largest of its
-cell's corners: ``CascadeEnvelope`` turns the grid into exact upper bounds over ranges of
+cell's corners: ``Envelope`` turns the grid into exact upper bounds over ranges of
 distance and cos η, which the simulator's thinning needs (sim/photons.py).
 Against the direct fold (``tables.expected_npe``) the grid agrees to a few per cent
 (tests/test_physics_folded.py). Distances below the table's first node are evaluated at it;
@@ -149,28 +149,31 @@ def cascade_npe_per_gev(medium: str, sensor_pos, sensor_dir, vertex, direction) 
 
 
 @dataclass(frozen=True)
-class CascadeEnvelope:
-    """Upper bounds of a folded cascade table over ranges of distance and cos η, any sensor orientation.
+class Envelope:
+    """Upper bounds of a folded table over ranges of distance and cos η, for any sensor orientation.
 
     ``beyond``: (n_distance, n_cos_eta) the largest value, over sensor orientations, at any
-    distance from node i on; ``radial_scale``: A with npe(d) ≤ A e^{-d/λ}/max(d, 1)² for every
-    cos η and orientation, λ the attenuation length the envelope was built for.
+    distance from node i on; ``radial_scale``: A with npe(d) ≤ A e^{-d/λ}/max(d, 1)^p for every
+    cos η and orientation (p = 2 for a point cascade, 1 for a track's perpendicular distance), λ
+    the length the envelope was built for.
     """
 
     folded: FoldedTable
     beyond: np.ndarray
-    attenuation_length_m: float
+    length_m: float
+    power: int
     radial_scale: float
 
-    def bound(self, distance_lo, cos_eta_lo, cos_eta_hi) -> np.ndarray:
-        """Return a bound of npe per GeV for distances ≥ ``distance_lo`` and cos η in [lo, hi]."""
+    def bound(self, distance_lo, cos_eta_lo=-1.0, cos_eta_hi=1.0) -> np.ndarray:
+        """Return a bound of npe (per GeV for cascades) for distances ≥ ``distance_lo`` and cos η in [lo, hi]."""
         distance_lo = np.asarray(distance_lo, dtype=float)
         low, high = self.folded.distance_range_m
         # The cell holding the smallest distance: nodes from its lower one outward cover every larger distance.
         i, _ = _cell(self.folded.log_distance, np.log(np.clip(distance_lo, low, high)))
         first, last = _node_range(self.folded.cos_eta, np.broadcast_to(cos_eta_lo, len(i)),
                                   np.broadcast_to(cos_eta_hi, len(i)))
-        return _range_max(self.beyond, i, first, last)
+        # Beyond the table's last distance a sensor sees no light (lookup_npe).
+        return np.where(distance_lo <= high * (1 + 1e-9), _range_max(self.beyond, i, first, last), 0.0)
 
 
 _SMALL_SPAN = 4
@@ -203,13 +206,28 @@ def _node_range(nodes: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.n
 
 
 @cache
-def cascade_envelope(medium: str, attenuation_length_m: float) -> CascadeEnvelope:
-    """Return the bounds the simulator samples cascade light under, for ``medium``'s folded cascade table."""
-    folded = folded_table(medium, "cascade")
+def table_envelope(medium: str, source: str, length_m: float) -> Envelope:
+    """Return the bounds the simulator samples ``source`` light under, for ``medium``'s folded table.
+
+    The radial shape is e^{-d/length_m}/max(d, 1)² for cascades and e^{-ρ/length_m}/max(ρ, 1) for tracks.
+    """
+    folded = folded_table(medium, source)
+    power = 2 if source == "cascade" else 1
     per_cell = folded.npe.max(axis=(2, 3))  # (n_distance, n_cos_eta)
     beyond = np.maximum.accumulate(per_cell[::-1], axis=0)[::-1]
     # Between nodes i and i+1 the envelope is beyond[i]; the radial shape is smallest at d_{i+1}.
     distance = np.exp(folded.log_distance)
-    shape_next = np.exp(-distance[1:] / attenuation_length_m) / np.maximum(distance[1:], 1.0) ** 2
+    shape_next = np.exp(-distance[1:] / length_m) / np.maximum(distance[1:], 1.0) ** power
     scale = float(np.max(beyond[:-1].max(axis=1) / shape_next))
-    return CascadeEnvelope(folded, beyond, attenuation_length_m, scale)
+    return Envelope(folded, beyond, length_m, power, scale)
+
+
+def track_npe(medium: str, sensor_pos, sensor_dir, anchor, direction) -> tuple[np.ndarray, np.ndarray]:
+    """Return (expected photo-electrons of a bare infinite muon, perpendicular distance ρ [m]) of sensors.
+
+    The medium's standard sensor at ``sensor_pos`` facing ``sensor_dir``; the track passes
+    ``anchor`` along ``direction``. Arrays broadcast, last axis (x, y, z).
+    """
+    folded = folded_table(medium, "track")
+    geometry = sensor_geometry(load_table(medium, "track"), sensor_pos, sensor_dir, anchor, direction)
+    return lookup_npe(folded, geometry.distance_m, 0.0, geometry.pmt_local), geometry.distance_m

@@ -1,92 +1,110 @@
-"""Expected photo-electrons at a sensor from a muon track or a point-like cascade.
+"""Expected photo-electrons at a sensor from a muon track or a point-like cascade, from the photon tables.
 
-Model (per sensor, vectorised over any leading axes):
-- Track light yield: an electromagnetic cascade emits ~1.0e5 Cherenkov photons per GeV in the
-  300–500 nm band of the PMTs (Rädel & Wiebusch, Astropart. Phys. 38 (2012) 53, Table 2:
-  ~1.2e5 per GeV for 300–600 nm). A muon emits the same per GeV of energy it loses,
-  so photons/m = yield × (a + bE).
-- Track light reaches a sensor along the Cherenkov cone: the photon flux through a
-  cylinder of radius ρ falls as 1/(2πρ) per metre of track, times exp(-d/λ_att) with
-  d = ρ/sinθc the photon path.
-- Cascade light comes from the medium's photon tables (``nurec.physics.tables``, folded with
-  the sensor in ``nurec.physics.folded``): the photon Monte Carlo carries the Cherenkov angular
-  distribution, chromatic absorption and forward-peaked scattering, so the anisotropy of a
-  cascade fades with distance as the medium makes it, and the tables' sensor (effective area
-  and acceptance) replaces the PMT area and acceptance exponent below.
-- Track light: PMT angular acceptance ((1 + cos α)/2)^p for a photon arriving at angle α to the PMT
-  axis, a smooth form of the measured DOM acceptance; scattering makes arrival
-  directions isotropic, so the photon direction's weight decays as exp(-d/λ_e).
+One source of truth for the simulator (sim/photons.py samples these expectations) and the fits
+(nurec.baselines.cascade evaluates them): the medium's photon tables (``nurec.physics.tables``,
+built by the photon Monte Carlo with the Cherenkov spectrum, chromatic absorption, forward-peaked
+scattering and the sensor's effective area and angular acceptance), folded with the sensor on a
+grid for speed (``nurec.physics.folded``).
+
+- Cascade: a point EM cascade, per GeV of EM-equivalent energy (Rädel & Wiebusch's Cherenkov
+  track length per GeV, in the tables); a cascade's anisotropy fades with distance as the
+  medium's scattering makes it.
+- Track: a bare β = 1 muon's Cherenkov light per its perpendicular distance ρ (the tables'
+  infinite track), times ``track_light_factor(E)``: the light of its secondary electrons below
+  the discrete-loss cut, 1 + max(0, 0.1880 + 0.0206 ln(E/GeV)) (L. Rädel & C. Wiebusch,
+  Astropart. Phys. 38 (2012) 53, as in IceCube's ppc), plus its continuous radiative losses
+  below the cut (bremsstrahlung, pair production, photonuclear with v < DISCRETE_LOSS_V_CUT,
+  ``nurec.physics.muon_losses``), each GeV of which shines like an EM cascade (the tables'
+  cascade track length per GeV). Losses above the cut are separate cascades (the simulator
+  draws them; sim/detector.py). Radiative light is taken to follow the muon's Cherenkov cone,
+  the usual approximation of averaged muon tables.
+- Layered ice (``Medium.layered_absorption``): a bulk-ice expectation times the absorption
+  correction along the straight line from where the light starts (the cascade vertex, or the
+  track's Cherenkov emission point) to the sensor (``nurec.physics.ice_layers``).
+
+A sensor's relative efficiency (``Geometry.efficiency``) multiplies the results; all arrays
+broadcast, vectors with a last axis (x, y, z).
 """
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 
-from nurec.physics.folded import cascade_npe_per_gev
+from nurec.physics.folded import cascade_npe_per_gev as bulk_cascade_npe_per_gev
+from nurec.physics.folded import folded_table, track_npe
+from nurec.physics.ice_layers import max_correction_rate_per_m, path_absorption_correction
 from nurec.physics.medium import Medium
+from nurec.physics.muon_losses import MUON_MASS_GEV, RADIATIVE, energy_moment_per_g, get_material
+from nurec.physics.photon_mc import cascade_track_length_m_per_gev
 
-PHOTONS_PER_GEV = 1.0e5
-_MIN_DISTANCE_M = 1.0  # regularises the flux for sensors touching the emitter
-
-
-def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Return the dot products of the vectors along the last axis (broadcasting)."""
-    return np.einsum("...i,...i->...", a, b)
+DISCRETE_LOSS_V_CUT = 0.05
+"""Muon losses above this fraction of the muon's energy are separate cascades in the simulator
+(PROPOSAL's usual relative cut); below it they are part of the track's light."""
 
 
-def pmt_acceptance(cos_alpha: np.ndarray, exponent: float = 1.5) -> np.ndarray:
-    """Return the relative PMT acceptance ((1 + cos α)/2)^exponent, 0 from behind, 1 head-on."""
-    return np.clip(0.5 * (1.0 + np.asarray(cos_alpha)), 0.0, 1.0) ** exponent
+def light_reach_m(medium: Medium) -> float:
+    """Return the distance [m] beyond which the medium's tables hold no light from a source."""
+    return max(folded_table(medium.name, source).distance_range_m[1] for source in ("cascade", "track"))
 
 
-def arrival_cos_alpha(photon_dir: np.ndarray, pmt_dir: np.ndarray, distance_m: np.ndarray,
-                      medium: Medium) -> np.ndarray:
-    """Return the effective cos of the angle between the arriving photon and the PMT axis.
+def absorption_correction(medium: Medium, source_pos, sensor_pos) -> np.ndarray | float:
+    """Return the factor from the bulk to the layered medium for light from ``source_pos`` to ``sensor_pos`` (1 if homogeneous)."""
+    if not medium.layered_absorption:
+        return 1.0
+    return path_absorption_correction(source_pos, sensor_pos)
 
-    A photon travelling along ``photon_dir`` enters a PMT facing ``pmt_dir`` head-on when
-    they are antiparallel. Scattering randomises directions: the direct term's weight
-    is exp(-d/λ_e), the rest averages to 0.
+
+def absorption_correction_rate_per_m(medium: Medium) -> float:
+    """Return r with absorption_correction ≤ exp(r · distance): the bound the simulator's thinning needs."""
+    return max_correction_rate_per_m() if medium.layered_absorption else 0.0
+
+
+def cascade_npe_per_gev(sensor_pos, sensor_dir, vertex, direction, medium: Medium) -> tuple[np.ndarray, np.ndarray]:
+    """Return (expected photo-electrons per GeV of EM energy, distance [m]) of the medium's sensors from a point cascade."""
+    per_gev, distance = bulk_cascade_npe_per_gev(medium.name, sensor_pos, sensor_dir, vertex, direction)
+    return per_gev * absorption_correction(medium, vertex, sensor_pos), distance
+
+
+def expected_npe_cascade(sensor_pos, sensor_dir, vertex, direction, em_energy_gev, medium: Medium,
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Return (expected photo-electrons, distance [m]) of sensors from a point cascade of ``em_energy_gev``.
+
+    ``em_energy_gev`` is the electromagnetic-equivalent energy (hadronic showers scaled by
+    their light factor, nurec.physics.interaction).
     """
-    cos_direct = -_dot(photon_dir, pmt_dir)
-    return cos_direct * np.exp(-np.asarray(distance_m) / medium.effective_scattering_length_m)
-
-
-def expected_npe_cascade(
-    sensor_pos: np.ndarray,
-    sensor_dir: np.ndarray,
-    vertex: np.ndarray,
-    direction: np.ndarray,
-    em_energy_gev: np.ndarray,
-    medium: Medium,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return (expected photo-electrons, source distance [m]) of the medium's standard sensors from a point cascade.
-
-    From the medium's photon tables folded with its sensor (``nurec.physics.folded``): the
-    Cherenkov yield of Rädel & Wiebusch, the medium's wavelength-dependent absorption and
-    scattering, and the sensor's effective area and angular acceptance. ``em_energy_gev`` is
-    the electromagnetic-equivalent energy (hadronic showers scaled by hadronic_light_factor);
-    a sensor's relative efficiency (``Geometry.efficiency``) multiplies the result. Arrays
-    broadcast; last axis of vectors is (x, y, z).
-    """
-    per_gev, distance = cascade_npe_per_gev(medium.name, sensor_pos, sensor_dir, vertex, direction)
+    per_gev, distance = cascade_npe_per_gev(sensor_pos, sensor_dir, vertex, direction, medium)
     return np.asarray(em_energy_gev) * per_gev, distance
 
 
-def expected_npe_track(
-    perpendicular_m: np.ndarray,
-    distance_m: np.ndarray,
-    photons_per_m: np.ndarray,
-    cos_alpha: np.ndarray,
-    medium: Medium,
-    pmt_area_m2: float,
-    acceptance_exponent: float = 1.5,
-) -> np.ndarray:
-    """Return expected photo-electrons at sensors from a track segment seen on its Cherenkov cone.
+@cache
+def _continuous_radiative_table(medium_name: str, v_cut: float) -> tuple[np.ndarray, np.ndarray]:
+    """Return (ln E grid, the mean radiative loss below the cut [GeV/m]) from 1 GeV to 100 PeV."""
+    ln_energy = np.linspace(0.0, np.log(1e8), 161)
+    energy = np.exp(ln_energy)
+    per_g = energy * sum(energy_moment_per_g(p, energy, medium_name, v_hi=np.full_like(energy, v_cut))
+                         for p in RADIATIVE)
+    return ln_energy, per_g * get_material(medium_name).per_gram_to_per_m
 
-    ``perpendicular_m`` is the closest-approach distance ρ, ``distance_m`` the photon path
-    ρ/sinθc, ``photons_per_m`` the track's light per metre at the emission point, and
-    ``cos_alpha`` the effective arrival angle cosine at the PMT (arrival_cos_alpha).
+
+def track_light_factor(energy_gev, medium: Medium, v_cut: float = DISCRETE_LOSS_V_CUT) -> np.ndarray:
+    """Return a muon's light per metre relative to a bare β = 1 muon at energy ``energy_gev`` (non-decreasing in E)."""
+    energy = np.maximum(np.asarray(energy_gev, dtype=float), MUON_MASS_GEV)
+    secondaries = np.maximum(0.0, 0.1880 + 0.0206 * np.log(energy))
+    ln_energy, radiative = _continuous_radiative_table(medium.name, float(v_cut))
+    continuous = np.interp(np.log(np.maximum(energy, 1.0)), ln_energy, radiative)
+    return 1.0 + secondaries + cascade_track_length_m_per_gev(medium.name) * continuous
+
+
+def expected_npe_track(sensor_pos, sensor_dir, anchor, direction, emission_pos, energy_gev, medium: Medium,
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Return (expected photo-electrons, perpendicular distance ρ [m]) of sensors from a muon.
+
+    The muon passes ``anchor`` along ``direction``; its light reaching each sensor directly is
+    emitted at ``emission_pos`` where it has ``energy_gev``. The caller decides which sensors the
+    (finite) track can light.
     """
-    rho = np.maximum(perpendicular_m, _MIN_DISTANCE_M)
-    flux_per_m = np.exp(-distance_m / medium.attenuation_length_m) / (2 * np.pi * rho)
-    return photons_per_m * flux_per_m * pmt_area_m2 * pmt_acceptance(cos_alpha, acceptance_exponent)
+    bare, rho = track_npe(medium.name, sensor_pos, sensor_dir, anchor, direction)
+    light = bare * track_light_factor(energy_gev, medium)
+    return light * absorption_correction(medium, emission_pos, sensor_pos), rho

@@ -28,6 +28,9 @@ class Medium:
     pandel_absorption_m: float
     muon_loss_a_gev_per_m: float
     muon_loss_b_per_m: float
+    # Depth-dependent absorption applied on top of the bulk tables (nurec.physics.ice_layers;
+    # positions in IceCube coordinates).
+    layered_absorption: bool = False
 
     @property
     def cherenkov_angle_rad(self) -> float:
@@ -61,6 +64,7 @@ ICE = Medium(
     pandel_absorption_m=98.0,
     muon_loss_a_gev_per_m=0.26,
     muon_loss_b_per_m=3.6e-4,
+    layered_absorption=True,
 )
 
 # Mediterranean sea water at ~470 nm.

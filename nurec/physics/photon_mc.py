@@ -115,10 +115,14 @@ def direct_time_factors(medium: str) -> tuple[float, float]:
     return float(ng.min()), float(track.min())
 
 
+def cascade_track_length_m_per_gev(medium: str) -> float:
+    """Return the Cherenkov-equivalent track length [m] of a point EM cascade per GeV (density-scaled from ice)."""
+    return CASCADE_TRACK_LENGTH_M_PER_GEV_ICE * RADEL_ICE_DENSITY_G_CM3 / DENSITY_G_CM3[check_medium(medium)]
+
+
 def cascade_photons_per_gev(medium: str) -> float:
     """Return the area-weighted detected photons [m²] a point EM cascade emits per GeV."""
-    length_m = CASCADE_TRACK_LENGTH_M_PER_GEV_ICE * RADEL_ICE_DENSITY_G_CM3 / DENSITY_G_CM3[check_medium(medium)]
-    return length_m * detected_spectrum(medium).yield_m2_per_m
+    return cascade_track_length_m_per_gev(medium) * detected_spectrum(medium).yield_m2_per_m
 
 
 def cascade_angular_density(cos_theta, n) -> np.ndarray:

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nurec.physics.pmt import km3net_sensor_model
 from nurec.physics.tot import ToTModel
 
 
@@ -14,9 +13,8 @@ from nurec.physics.tot import ToTModel
 class DetectorResponse:
     """Sensor and readout properties of a detector family.
 
-    ``pmt_area_m2`` is the effective area at normal incidence (photocathode × quantum
-    and collection efficiency), tuned so that a 1 TeV cascade in IceCube yields
-    ~100-200 photo-electrons (HESE: 6000 pe ≈ 30 TeV deposited, PRL 113 (2014) 101101).
+    The sensor itself (effective area, quantum efficiency, angular acceptance) is the photon
+    tables' (nurec.physics.sensors); a sensor's relative efficiency is the geometry's.
 
     The optical background is ``noise_rate_hz`` of uncorrelated singles per sensor (spread
     over sensors by a log-normal of relative width ``noise_rate_spread``; a fraction
@@ -32,8 +30,6 @@ class DetectorResponse:
     (nurec.physics.tables).
     """
 
-    pmt_area_m2: float
-    acceptance_exponent: float
     jitter_ns: float
     noise_rate_hz: float
     spe_charge_sigma: float
@@ -98,8 +94,6 @@ class DetectorResponse:
 # next-to-neighbour DOM on the string within ±1 µs, SMT8 = 8 HLC DOMs, and SMT3 = 3 HLC DOMs
 # in the DeepCore subarray (JINST 12 (2017) P03012). Readout: -4 µs/+6 µs around the light.
 ICECUBE_RESPONSE = DetectorResponse(
-    pmt_area_m2=0.02,
-    acceptance_exponent=1.5,
     jitter_ns=2.0,
     noise_rate_hz=500.0,
     spe_charge_sigma=0.3,
@@ -118,8 +112,7 @@ ICECUBE_RESPONSE = DetectorResponse(
 # distinct DOMs that are pairwise causally connected (|Δt| ≤ |Δx|/c_water + 20 ns), the
 # condition of KM3NeT's 3D trigger (arXiv:2506.05881), with a greedy clique search, looked
 # for while the event's light forms coincidences (sim.detector.trigger_windows).
-# Sensor: effective area and acceptance exponent derived from Jpp's PMT tables
-# (nurec.physics.pmt: 1.37e-3 m² head-on, exponent 4.0).
+# Sensor: Jpp's PMT (nurec.physics.pmt), carried by the water photon tables.
 # Background: 40K decays and dark counts give 5-8 kHz per PMT (km3net.org, detector
 # readout); measured in official MC (km3net-testdata, `python benchmarks/bench_fidelity.py`,
 # section "Optical background"): 4.9-6.4 kHz singles per PMT and 620-760 Hz of genuine
@@ -133,10 +126,7 @@ ICECUBE_RESPONSE = DetectorResponse(
 # Readout: ToT with a 0.3 pe threshold (nurec.physics.tot); the event keeps every hit from
 # the first to the last triggering coincidence widened by the detector's light-crossing
 # time, as JTE's snapshot does.
-_KM3NET_AREA_M2, _KM3NET_ACCEPTANCE_EXPONENT = km3net_sensor_model()
 KM3NET_RESPONSE = DetectorResponse(
-    pmt_area_m2=_KM3NET_AREA_M2,
-    acceptance_exponent=_KM3NET_ACCEPTANCE_EXPONENT,
     jitter_ns=2.0,
     noise_rate_hz=6000.0,
     spe_charge_sigma=0.4,
