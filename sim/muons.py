@@ -138,16 +138,14 @@ def expand(sources, transport: MuonTransport) -> SourceRows:
     n = len(sources.vertex)
     muons = np.flatnonzero(np.isfinite(transport.light_anchor[:, 0]))
     n_loss = len(transport.loss_event)
-    no_track = np.zeros(n, dtype=bool)
     vertex = np.concatenate([sources.vertex, transport.light_anchor[muons], transport.loss_position])
-    loss_direction = transport.light_direction[transport.loss_event]
-    direction = np.concatenate([sources.direction, transport.light_direction[muons], loss_direction])
-    track_direction = np.concatenate([sources.direction, transport.light_direction[muons], loss_direction])
-    is_track = np.concatenate([no_track, np.ones(len(muons), bool), np.zeros(n_loss, bool)])
+    # A row's axis: the cascade's (vertex rows), the scattered muon's (track and loss rows).
+    direction = np.concatenate([sources.direction, transport.light_direction[muons],
+                                transport.light_direction[transport.loss_event]])
+    is_track = np.concatenate([np.zeros(n, bool), np.ones(len(muons), bool), np.zeros(n_loss, bool)])
     track_length = np.concatenate([np.zeros(n), transport.range_m[muons], np.zeros(n_loss)])
     muon_energy = np.concatenate([np.zeros(n), sources.muon_energy_gev[muons], np.zeros(n_loss)])
     cascade = np.concatenate([sources.cascade_em_energy_gev, np.zeros(len(muons)), transport.loss_em_energy_gev])
     parent = np.concatenate([np.arange(n), muons, transport.loss_event])
     offset = np.concatenate([np.zeros(n + len(muons)), transport.loss_distance_m / SPEED_OF_LIGHT_M_PER_NS])
-    return SourceRows(vertex, direction, track_direction, is_track, track_length, muon_energy, cascade, parent,
-                      offset)
+    return SourceRows(vertex, direction, direction, is_track, track_length, muon_energy, cascade, parent, offset)

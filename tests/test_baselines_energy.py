@@ -91,3 +91,21 @@ def test_reconstructing_leaves_the_torch_thread_count_as_it_was():
         build_method("cnn-energy", detector="icecube86", threads=1).reconstruct(events)
         build_method("gnn", detector="icecube86", threads=1).reconstruct(events)
         assert torch.get_num_threads() == 3
+
+
+def test_cascade_fit_finds_the_direction_of_bright_contained_cascades():
+    """The forward-backward asymmetry of cascade light (photon tables) gives the direction back."""
+    from nurec.baselines.common import truth_directions
+    from nurec.evaluate.metrics import angular_distance_deg
+    from nurec.geometry import get_geometry
+
+    config = SimulationConfig(detector="icecube86", flavors=("nue",), interactions=("CC",), n_events=40, seed=779,
+                              energy_min_gev=2e5, energy_max_gev=1e6, spectral_index=1.0)
+    events, _ = simulate_events(config)
+    vertex = np.column_stack([ak.to_numpy(events.truth[f"vertex_{c}"]) for c in "xyz"])
+    bright = get_geometry("icecube86").contains(vertex) & (ak.to_numpy(ak.num(events.hits, axis=1)) > 1500)
+    events = events[np.flatnonzero(bright)[:3]]
+    assert len(events) == 3
+    predictions = build_method("cascade-likelihood", n_jobs=2).reconstruct(events)
+    error = angular_distance_deg(predictions[["dir_x", "dir_y", "dir_z"]].to_numpy(), truth_directions(events))
+    assert np.median(error) < 15.0, error

@@ -3,7 +3,7 @@
 The likelihood has two parts, both from the simulator's own physics functions:
 - charge: Poisson over every sensor that light can reach (hit or not), with the mean
   μ_i = E · ε_i · a_i(vertex, direction) + b, a_i the expected photo-electrons per GeV from
-  the medium's photon tables (nurec.physics.folded.cascade_npe_per_gev, the same expectation
+  the medium's photon tables (nurec.physics.light.cascade_npe_per_gev, the same expectation
   the simulator samples, so a cascade's forward-backward asymmetry carries its direction),
   ε_i the sensor's relative efficiency and b the mean noise charge in the readout window
   (noise rate × window); the observed n_i is the sensor's summed charge;
@@ -46,7 +46,7 @@ from nurec.baselines.linefit import linefit_flat
 from nurec.baselines.parallel import map_chunks, split_evenly
 from nurec.geometry import DEFAULT_DETECTOR, Geometry
 from nurec.methods.contract import MethodInfo
-from nurec.physics.folded import cascade_npe_per_gev
+from nurec.physics.light import cascade_npe_per_gev
 from nurec.physics.medium import Medium
 from nurec.physics.timing import cascade_direct_delay_ns, log_first_arrival_pdf
 
@@ -103,7 +103,7 @@ class _CascadeObjective:
 
     def evaluate(self, vertex, t0, direction) -> tuple[float, float]:
         s = self.settings
-        per_gev, _ = cascade_npe_per_gev(s.medium.name, self.sensor_pos, self.sensor_dir, vertex, direction)
+        per_gev, _ = cascade_npe_per_gev(self.sensor_pos, self.sensor_dir, vertex, direction, s.medium)
         per_gev = per_gev * self.sensor_efficiency
         energy = profile_energy_gev(per_gev, self.sensor_charge, s.noise_charge_per_sensor)
         mu = energy * per_gev + s.noise_charge_per_sensor
