@@ -36,7 +36,8 @@ def _row_interp(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
     index = np.clip(index - m * np.arange(n)[:, None], 1, m - 1)
     x0, x1 = np.take_along_axis(xp, index - 1, axis=1), np.take_along_axis(xp, index, axis=1)
     y0, y1 = np.take_along_axis(fp, index - 1, axis=1), np.take_along_axis(fp, index, axis=1)
-    fraction = np.where(x1 > x0, (x - x0) / np.where(x1 > x0, x1 - x0, 1.0), 1.0)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # nodes closer than rounding: clipped
+        fraction = np.where(x1 > x0, (x - x0) / np.where(x1 > x0, x1 - x0, 1.0), 1.0)
     return y0 + np.clip(fraction, 0.0, 1.0) * (y1 - y0)
 
 
