@@ -105,7 +105,7 @@ def simulate_hit_columns(
     pe_time = photoelectron_times_ns(pe, rows, geometry, medium, response, rng) + rows.time_offset_ns[pe.event]
     pe, order = pe.to_events(rows.parent)
     pe_time = pe_time[order]
-    pe_charge = pe.scale * response.sample_spe_charge(len(pe.event), rng)
+    pe_charge = response.sample_charge(pe.scale, rng)
     if response.readout_window == "trigger":
         lit, start, end, trigger_span = trigger_windows(n, pe, pe_time, geometry, medium, response)
     else:

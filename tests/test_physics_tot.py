@@ -43,3 +43,18 @@ def test_a_measured_single_pe_spectrum_is_sampled_as_given():
     np.testing.assert_allclose(np.quantile(charge, np.linspace(0, 1, 7)), quantiles, atol=0.01)
     with pytest.raises(ValueError, match="spe_charge_quantiles"):
         DetectorResponse(**{**KM3NET_RESPONSE.__dict__, "spe_charge_quantiles": [1.0, 0.5]})
+
+
+def test_a_photoelectron_standing_for_many_carries_their_summed_charge_spread():
+    """A capped sensor's charge keeps the mean and spread of all its photo-electrons' charges."""
+    from nurec.physics.response import ICECUBE_RESPONSE
+
+    rng = np.random.default_rng(4)
+    single = ICECUBE_RESPONSE.sample_spe_charge(400_000, rng)
+    assert ICECUBE_RESPONSE.spe_charge_mean() == pytest.approx(single.mean(), rel=2e-3)
+    represents = np.full(200_000, 100.0)
+    charge = ICECUBE_RESPONSE.sample_charge(represents, np.random.default_rng(5))
+    assert charge.mean() == pytest.approx(100 * single.mean(), rel=2e-3)
+    assert charge.std() == pytest.approx(10 * single.std(), rel=0.02)  # √100 × σ, not 100 × σ
+    ones = ICECUBE_RESPONSE.sample_charge(np.ones(10), np.random.default_rng(6))
+    assert np.array_equal(ones, ICECUBE_RESPONSE.sample_spe_charge(10, np.random.default_rng(6)))

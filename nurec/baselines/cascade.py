@@ -183,6 +183,17 @@ def _scan_directions(objective: _CascadeObjective, vertex, t0, candidates: np.nd
     return np.array(chosen)
 
 
+def _best_joint_fit(objective: _CascadeObjective, starts, max_iterations: int) -> tuple:
+    """Return (-log L, vertex, t0, direction) of the best joint six-parameter fit from ``starts`` (vertex, t0, direction)."""
+    best = None
+    for vertex, t0, direction in starts:
+        objective.set_reference(vertex, t0, direction)
+        result = _minimize(objective, np.zeros(6), np.array([0.5, 0.5, 0.5, 0.5, 0.3, 0.3]), max_iterations)
+        if best is None or result.fun < best[0]:
+            best = (float(result.fun), *objective.hypothesis(result.x))
+    return best
+
+
 def fit_cascade_event(sensor_pos, sensor_dir, sensor_efficiency, sensor_charge, pulse_pos, pulse_t, pulse_pe,
                       seed_vertex, seed_dir, settings: CascadeFitSettings, event_seed: int) -> dict[str, float]:
     """Return the cascade fit of one event: vertex, t0, direction, EM energy and -log L.
@@ -192,7 +203,8 @@ def fit_cascade_event(sensor_pos, sensor_dir, sensor_efficiency, sensor_charge, 
     gets stuck: the vertex and time with the seed direction held fixed; a scan of
     ``n_scan_directions`` directions (and the seed) at that vertex; the vertex and time again with
     the best of them; a second scan; joint fits of all six parameters from the ``n_directions``
-    best scanned directions, keeping the best.
+    best scanned directions, keeping the best; and one more joint fit from the reversed best
+    direction with its own vertex, which frees fits caught in the mirror minimum.
     """
     objective = _CascadeObjective(sensor_pos, sensor_dir, sensor_efficiency, sensor_charge, pulse_pos, pulse_t,
                                   pulse_pe, settings)
@@ -205,12 +217,13 @@ def fit_cascade_event(sensor_pos, sensor_dir, sensor_efficiency, sensor_charge, 
     # refit it once with the best scanned direction before the final scan.
     first_choice = _scan_directions(objective, vertex, t0, candidates, 1)[0]
     vertex, t0 = _fit_vertex(objective, vertex, first_choice, settings.max_iterations)
-    best = None
-    for direction in _scan_directions(objective, vertex, t0, candidates, settings.n_directions):
-        objective.set_reference(vertex, t0, direction)
-        result = _minimize(objective, np.zeros(6), np.array([0.5, 0.5, 0.5, 0.5, 0.3, 0.3]), settings.max_iterations)
-        if best is None or result.fun < best[0]:
-            best = (float(result.fun), *objective.hypothesis(result.x))
+    starts = [(vertex, t0, d) for d in _scan_directions(objective, vertex, t0, candidates, settings.n_directions)]
+    best = _best_joint_fit(objective, starts, settings.max_iterations)
+    # A fit stuck in the mirror minimum (light seen from behind, vertex pulled along the axis):
+    # refit the vertex for the reversed direction and fit again from there.
+    reversed_vertex, reversed_t0 = _fit_vertex(objective, best[1], -best[3], settings.max_iterations)
+    best = min(best, _best_joint_fit(objective, [(reversed_vertex, reversed_t0, -best[3])], settings.max_iterations),
+               key=lambda fit: fit[0])
     value, vertex, t0, direction = best
     value, energy = objective.evaluate(vertex, t0, direction)
     return {"neg_logl": value, "dir_x": direction[0], "dir_y": direction[1], "dir_z": direction[2],

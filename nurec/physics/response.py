@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import special
 
 from nurec.physics.tot import ToTModel
 
@@ -81,6 +82,32 @@ class DetectorResponse:
             return np.maximum(rng.normal(1.0, self.spe_charge_sigma, n), 0.05)
         quantiles = np.asarray(self.spe_charge_quantiles, dtype=float)
         return np.interp(rng.random(n), np.linspace(0.0, 1.0, len(quantiles)), quantiles)
+
+    def spe_charge_mean(self) -> float:
+        """Return the mean of the single-photo-electron charge distribution of ``sample_spe_charge`` [pe]."""
+        if not self.spe_charge_quantiles:
+            # E[max(X, c)] for X ~ Gaussian(1, σ) floored at c = 0.05.
+            sigma, floor = self.spe_charge_sigma, 0.05
+            if sigma <= 0:
+                return 1.0
+            a = (floor - 1.0) / sigma
+            return float(floor * special.ndtr(a) + 1.0 * (1.0 - special.ndtr(a))
+                         + sigma * np.exp(-0.5 * a * a) / np.sqrt(2.0 * np.pi))
+        quantiles = np.asarray(self.spe_charge_quantiles, dtype=float)
+        return float(np.mean(0.5 * (quantiles[1:] + quantiles[:-1])))
+
+    def sample_charge(self, represents: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Return the charge [pe] of photo-electrons each standing for ``represents`` real ones.
+
+        One single-pe draw q each; a photo-electron standing for s > 1 carries s·m + √s·(q - m)
+        (m the spectrum's mean), so a capped sensor's total charge keeps the mean and the spread
+        of the sum of all its photo-electrons instead of growing s times too wide.
+        """
+        represents = np.asarray(represents, dtype=float)
+        single = self.sample_spe_charge(len(represents), rng)
+        mean = self.spe_charge_mean()
+        many = represents * mean + np.sqrt(represents) * (single - mean)
+        return np.where(represents == 1.0, single, np.maximum(many, 0.0))
 
     def tot_model(self) -> ToTModel | None:
         """Return the ToT readout model, or None when the readout records charge."""
