@@ -6,6 +6,9 @@ from pathlib import Path
 import pytest
 
 from nurec.cli import main
+from nurec.evaluate.fluxes import flux_models
+from nurec.evaluate.truth import truth_table
+from nurec.evaluate.weights import expected_events_per_year
 from nurec.io.parquet import read_dataset, read_metadata
 from nurec.parallel import ParallelOptions, map_chunks
 from sim import runner
@@ -142,6 +145,21 @@ def test_cli_unwritable_output_is_one_line_error(tmp_path, capsys):
                             "--workers", "0", "--quiet"], capsys)
     assert code == 1 and str(out) in err and len(err.strip().splitlines()) == 1
     assert blocker.read_text() == "not a directory"
+
+
+def test_cli_inspect_prints_expected_events_per_year_for_each_flux(in_process, capsys):
+    code, stdout, _ = run_cli(["inspect", str(in_process)], capsys)
+    assert code == 0
+    truth, metadata = truth_table(read_dataset(in_process)), read_metadata(in_process)
+    lines = [line for line in stdout.splitlines() if any(f.name in line for f in flux_models())]
+    assert len(lines) == 2 and lines[0].startswith("  events/year")
+    for line, flux in zip(lines, flux_models(), strict=True):
+        assert line.split()[-1] == flux.name
+        assert float(line.split()[-2]) == pytest.approx(expected_events_per_year(truth, metadata, flux), rel=1e-3)
+    assert "(triggered nu_mu, nu_mu_bar CC only; no oscillation, no absorption in the Earth)" in stdout
+    summary = json.loads(run_cli(["inspect", str(in_process), "--json"], capsys)[1])
+    assert set(summary["expected_events_per_year"]) == {f.name for f in flux_models()}
+    assert "arXiv:1502.03916" in summary["fluxes"]["honda2014_spl_solmin"]
 
 
 def test_cli_inspect_and_display(in_process, tmp_path, capsys):

@@ -1,4 +1,8 @@
-"""``nurec inspect DIR``: summarise a dataset (events, hits, energies, flavours, detector)."""
+"""``nurec inspect DIR``: summarise a dataset (events, hits, energies, flavours, detector).
+
+A simulated dataset (OneWeight ``weight`` per event, ``n_generated`` in its metadata) also gets
+its expected events per year under each flux of ``nurec.evaluate.fluxes.flux_models``.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ from nurec.io.parquet import DatasetError
 from nurec.io.sources import detect_format, iter_events, source_metadata
 
 PDG_NAMES = {12: "nu_e", -12: "nu_e_bar", 14: "nu_mu", -14: "nu_mu_bar", 16: "nu_tau", -16: "nu_tau_bar"}
-_NEEDED = ["event_id", "hits.t", "hits.is_noise", "hits.trig", "truth.pdg", "truth.interaction", "truth.energy", "truth.is_track"]
+_NEEDED = ["event_id", "hits.t", "hits.is_noise", "hits.trig", "truth.pdg", "truth.interaction", "truth.energy",
+           "truth.is_track", "truth.zenith", "weight"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,6 +43,7 @@ def summarize(path: str, fmt: str | None = None) -> dict[str, Any]:
     interactions: Counter = Counter()
     has_truth = noise_known = False
     n_trig = None
+    rates_hz: dict[str, float] | None = None  # per flux model, once a chunk carries weights
     for chunk in iter_events(path, fmt, **options):
         n_events += len(chunk)
         counts = ak.to_numpy(ak.num(chunk.hits.t, axis=1))
@@ -57,6 +63,8 @@ def summarize(path: str, fmt: str | None = None) -> dict[str, Any]:
                 interactions.update(str(x) for x in ak.to_list(chunk.truth.interaction))
             if "is_track" in chunk.truth.fields:
                 n_tracks += int(ak.sum(chunk.truth.is_track))
+            if "weight" in chunk.fields and "n_generated" in metadata and {"pdg", "zenith"} <= set(chunk.truth.fields):
+                rates_hz = _add_rates_hz(rates_hz, chunk, metadata)
     hits = np.concatenate(n_hits) if n_hits else np.zeros(0, dtype=int)
     summary: dict[str, Any] = {
         "path": str(path),
@@ -88,7 +96,45 @@ def summarize(path: str, fmt: str | None = None) -> dict[str, Any]:
         summary["flavours"] = {PDG_NAMES.get(int(k), str(k)): v for k, v in sorted(flavours.items())}
         summary["interactions"] = dict(sorted(interactions.items()))
         summary["track_fraction"] = n_tracks / n_events if n_events else None
+    if rates_hz is not None:
+        summary.update(_rates_summary(rates_hz, metadata))
     return summary
+
+
+def _add_rates_hz(rates_hz: dict[str, float] | None, chunk: ak.Array, metadata: dict[str, Any]) -> dict[str, float]:
+    """Return the rates [1/s] so far plus those of one chunk's events, per flux model."""
+    # Imported here: the flux tables and scipy are needed only for simulated datasets.
+    import pandas as pd
+
+    from nurec.evaluate.fluxes import flux_models
+    from nurec.evaluate.weights import event_rates_hz
+
+    table = pd.DataFrame({
+        "weight": ak.to_numpy(ak.fill_none(chunk.weight, np.nan)).astype(np.float64),
+        "energy": ak.to_numpy(chunk.truth.energy).astype(np.float64),
+        "zenith": ak.to_numpy(chunk.truth.zenith).astype(np.float64),
+        "pdg": ak.to_numpy(chunk.truth.pdg).astype(np.int64),
+    })
+    rates_hz = dict(rates_hz or {})
+    for flux in flux_models():
+        rates_hz[flux.name] = rates_hz.get(flux.name, 0.0) + float(event_rates_hz(table, metadata, flux).sum())
+    return rates_hz
+
+
+def _rates_summary(rates_hz: dict[str, float], metadata: dict[str, Any]) -> dict[str, Any]:
+    """Return the summary entries of the expected events per year under each flux."""
+    from nurec.evaluate.fluxes import flux_models
+    from nurec.evaluate.weights import SECONDS_PER_YEAR, WeightError, generation
+
+    try:
+        covered = generation(metadata).describe()
+    except WeightError:  # weights and n_generated, but no simulation config: say what is known
+        covered = None
+    return {
+        "expected_events_per_year": {name: rate_hz * SECONDS_PER_YEAR for name, rate_hz in rates_hz.items()},
+        "fluxes": {flux.name: flux.citation for flux in flux_models()},
+        "weighted_types": covered,
+    }
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -123,6 +169,11 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append("  interactions   " + "  ".join(f"{k} {100 * v / total:.1f}%" for k, v in summary["interactions"].items()))
     if summary.get("track_fraction") is not None:
         lines.append(f"  tracks         {100 * summary['track_fraction']:.1f}%")
+    for i, (name, per_year) in enumerate(summary.get("expected_events_per_year", {}).items()):
+        lines.append(f"  {'events/year' if i == 0 else '':<14} {per_year:<10.4g} {name}")
+    if summary.get("expected_events_per_year"):
+        covered = summary.get("weighted_types") or "the generated types"
+        lines.append(f"  {'':<14} (triggered {covered} only; no oscillation, no absorption in the Earth)")
     for key in ("seed", "simulator_version"):
         if key in summary:
             lines.append(f"  {key:<14} {summary[key]}")

@@ -21,11 +21,15 @@ TRUTH_COLUMNS = (
     "pdg",
     "interaction",
     "n_hits",
+    "weight",
 )
 
 
 def truth_table(events: ak.Array) -> pd.DataFrame:
     """Return one row per event with its true energy [GeV], direction of travel, angles [rad], class and hit count.
+
+    ``weight`` is the simulation's OneWeight [GeV cm² sr], NaN where the events carry none (see
+    ``nurec.evaluate.weights`` for rates and effective areas).
 
     Raises SchemaError if the events carry no ``truth`` record (real data cannot be evaluated).
     """
@@ -39,4 +43,6 @@ def truth_table(events: ak.Array) -> pd.DataFrame:
     table["pdg"] = ak.to_numpy(truth.pdg).astype(np.int64)
     table["interaction"] = np.asarray(ak.to_list(truth.interaction), dtype=object)
     table["n_hits"] = ak.to_numpy(ak.num(events.hits, axis=1)).astype(np.int64)
+    table["weight"] = (ak.to_numpy(ak.fill_none(events.weight, np.nan)).astype(np.float64)
+                       if "weight" in events.fields else np.full(len(events), np.nan))
     return pd.DataFrame(table, columns=list(TRUTH_COLUMNS))
