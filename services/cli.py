@@ -28,13 +28,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--metrics-port", type=int, help="Prometheus /metrics HTTP port (default 9464; 0 disables)")
     add("--detector", help="detector of events that name none (default icecube86)")
     add("--drain-timeout-s", type=float, help="longest SIGTERM drain before exiting (default 30)")
-    add("--tls-cert", help="server certificate chain (PEM); enables TLS")
-    add("--tls-key", help="server private key (PEM)")
-    add("--tls-client-ca", help="CA (PEM) that client certificates must chain to; enables mutual TLS")
-    add("--token-file", help="file holding the bearer token every call must carry")
+    add("--tls-cert", help="server certificate chain (PEM); enables TLS (default: plaintext)")
+    add("--tls-key", help="server private key (PEM) (default: none)")
+    add("--tls-client-ca", help="CA (PEM) that client certificates must chain to; enables mutual TLS "
+                                "(default: none)")
+    add("--token-file", help="file holding the bearer token every call must carry "
+                             "(default: $NUREC_SERVE_TOKEN; neither: no token needed)")
     add("--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     add("--log-format", choices=["json", "text"], help="structured JSON lines (default) or text")
-    add("--config", help="TOML file with a [serve] table of the same settings (snake_case)")
+    add("--config", help="TOML file with a [serve] table of the same settings (snake_case; default: none)")
     parser.set_defaults(func=run)
 
 

@@ -200,3 +200,13 @@ def test_client_reconstruct_keeps_the_source_keys_of_a_converted_dataset(fleet, 
                  "--no-progress"]) == 0
     table = read_predictions(out)
     assert (table["event_no"] == table["event_id"] + 1000).all() and len(table) == 6
+
+
+def test_client_reconstruct_refuses_an_unknown_out_suffix_before_calling_the_server(tmp_path, capsys):
+    # nobody listens on the target and the data do not exist: the suffix is refused first, in one line
+    code = main(["client", "reconstruct", str(tmp_path / "missing"), "--out", str(tmp_path / "p.json"),
+                 "--target", f"127.0.0.1:{free_port()}", "--retries", "1", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "\n" not in err
+    assert err.startswith("nurec client: error: ") and "p.json" in err and ".parquet, .pq, .csv" in err
+    assert "UNAVAILABLE" not in err and not (tmp_path / "p.json").exists()

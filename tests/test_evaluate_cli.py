@@ -73,3 +73,14 @@ def test_evaluate_cli_refuses_a_method_trained_for_another_detector(tmp_path, ca
     assert rc == 1 and err.startswith("nurec evaluate: error: method 'gnn'")
     assert "icecube86" in err and "orca6" in err and "nurec train" in err
     assert not (tmp_path / "report" / "metrics.json").exists()
+
+
+def test_evaluate_cli_refuses_a_predictions_file_of_unknown_type_before_reading_events(tmp_path, capsys):
+    table = tmp_path / "linefit.txt"
+    table.write_text("event_id\n1\n")
+    rc = main(["evaluate", "--data", str(tmp_path / "no-data"), "--predictions", str(table),
+               "--out", str(tmp_path / "report")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and "\n" not in err
+    assert "linefit.txt" in err and ".parquet, .pq, .csv" in err
+    assert not (tmp_path / "report").exists()

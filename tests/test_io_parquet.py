@@ -75,3 +75,19 @@ def test_non_empty_output_needs_overwrite(tmp_path):
         write_dataset(out, _events(), {})
     write_dataset(out, _events(3), {"v": 2}, overwrite=True)
     assert json.loads((out / "dataset.json").read_text())["n_events"] == 3
+
+
+def test_prediction_files_are_parquet_or_csv_by_suffix(tmp_path):
+    from nurec.io.predictions import prediction_file_format, read_predictions, write_predictions
+    from nurec.io.schema import empty_predictions, finish_predictions
+
+    table = finish_predictions(empty_predictions(np.arange(3), "m"))
+    assert [prediction_file_format(n) for n in ("a.parquet", "a.PQ", "a.csv")] == ["parquet", "parquet", "csv"]
+    for name in ("a.pq", "a.csv"):
+        write_predictions(table, tmp_path / name)
+        assert read_predictions(tmp_path / name).event_id.tolist() == [0, 1, 2]
+    assert (tmp_path / "a.csv").read_text().startswith("event_id,")
+    for name in ("a.txt", "a"):
+        with pytest.raises(ValueError, match=r"accepted: \.parquet, \.pq, \.csv"):
+            write_predictions(table, tmp_path / name)
+        assert not (tmp_path / name).exists()

@@ -2,7 +2,8 @@
 
 Each command module defines ``register(subparsers)``, which adds its subparser and sets
 ``func`` to a function taking the parsed arguments and returning an exit code. Commands
-parse arguments and call library functions; nothing else.
+parse arguments and call library functions; nothing else. Every parser is a
+``nurec.cli.options.CommandParser``, whose help states each option's default.
 
 The library's own commands are listed in ``COMMAND_MODULES``. Packages built on the
 library add theirs through the ``nurec.commands`` entry-point group (the simulator:
@@ -19,6 +20,7 @@ from importlib.metadata import entry_points
 from types import ModuleType
 
 from nurec import __version__
+from nurec.cli.options import CommandParser
 from nurec.io.parquet import DatasetError
 
 COMMAND_MODULES = [
@@ -40,7 +42,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, OSError, D
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser with every registered subcommand."""
-    parser = argparse.ArgumentParser(prog="nurec", description="Neutrino event reconstruction.")
+    parser = CommandParser(prog="nurec", description="Neutrino event reconstruction.")
     parser.add_argument("--version", action="version", version=f"nurec {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in command_modules():

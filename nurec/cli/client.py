@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from nurec.cli.options import check_predictions_out, positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("client", help="send events to a reconstruction server")
@@ -18,24 +20,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         sub.add_argument("--target", action="append", default=None,
                          help="server host:port; repeat (or comma-separate) for round-robin over a fleet "
                               "(default localhost:50051)")
-        sub.add_argument("--tls-ca", help="CA certificate (PEM) to verify the server; enables TLS")
-        sub.add_argument("--tls-cert", help="client certificate (PEM) for mutual TLS")
-        sub.add_argument("--tls-key", help="client private key (PEM) for mutual TLS")
-        sub.add_argument("--token-file", help="file holding the bearer token (else $NUREC_SERVE_TOKEN)")
-        sub.add_argument("--retries", type=int, default=5, help="retries on UNAVAILABLE (default 5)")
-        sub.add_argument("--timeout-s", type=float, default=None, help="deadline of each call/stream")
+        sub.add_argument("--tls-ca", help="CA certificate (PEM) to verify the server; enables TLS "
+                                          "(default: plaintext)")
+        sub.add_argument("--tls-cert", help="client certificate (PEM) for mutual TLS (default: none)")
+        sub.add_argument("--tls-key", help="client private key (PEM) for mutual TLS (default: none)")
+        sub.add_argument("--token-file", help="file holding the bearer token (default: $NUREC_SERVE_TOKEN)")
+        sub.add_argument("--retries", type=int, default=5, help="retries on UNAVAILABLE")
+        sub.add_argument("--timeout-s", type=float, default=None,
+                         help="deadline of each call/stream [s] (default: none; health: 5)")
 
     rec = commands.add_parser("reconstruct", help="stream a dataset to the server, write predictions")
     rec.add_argument("data_dir", help="event source (a nurec dataset directory or any readable format)")
-    rec.add_argument("--out", required=True, help="predictions file (.parquet or .csv)")
+    rec.add_argument("--out", required=True, help="predictions file: Parquet (.parquet, .pq) or CSV (.csv)")
     rec.add_argument("--format", default=None, help="source format (default: detected)")
     rec.add_argument("--model", default="", help="served model name (default: the server's default)")
     rec.add_argument("--detector", default=None, help="detector name (default: from the dataset metadata)")
-    rec.add_argument("--batch-events", type=int, default=256, help="events per stream message (default 256)")
-    rec.add_argument("--window", type=int, default=8, help="stream messages in flight at most (default 8)")
+    rec.add_argument("--batch-events", type=positive_int, default=256, help="events per stream message")
+    rec.add_argument("--window", type=positive_int, default=8, help="stream messages in flight at most")
     rec.add_argument("--streams", type=int, default=None,
                      help="concurrent streams (default: one per target, so a fleet shares the work)")
-    rec.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rec.add_argument("--no-progress", action="store_true", help="no progress bar (none is shown off a terminal)")
     common(rec)
     rec.set_defaults(func=run_reconstruct)
 
@@ -103,6 +107,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     from nurec.io.predictions import write_predictions
     from nurec.io.sources import EVENT_KEYS_FILE, attach_source_keys, iter_events
 
+    check_predictions_out(args.out)  # an unknown suffix is refused before the server is called
     detector = _detector(args)
     total = _total_events(args)
     start = time.perf_counter()
@@ -111,7 +116,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         info = client.model_info(args.model)  # before the progress bar: an unreachable server is one line
         streams = args.streams or len(_targets(args))
         chunks = iter_events(args.data_dir, args.format)
-        with tqdm(total=total, unit="ev", disable=args.no_progress, desc="reconstruct") as bar:
+        with tqdm(total=total, unit="ev", disable=True if args.no_progress else None, desc="reconstruct") as bar:
             for table in client.reconstruct_streams(chunks, streams=streams, detector=detector, model=args.model,
                                                     batch_events=args.batch_events, window=args.window,
                                                     timeout_s=args.timeout_s):

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     km3net = parser.add_argument_group("km3net-offline")
     km3net.add_argument("--detx", metavar="FILE", help="detector file for positions/directions/t0 "
                         "(needed when the ROOT file stores no hit positions; without it the "
-                        "geometry is built from the hits)")
+                        "geometry is built from the hits; default: none)")
     km3net.add_argument("--triggered-only", action="store_true", help="keep only triggered hits (trig != 0)")
     graphnet = parser.add_argument_group("graphnet-sqlite / graphnet-parquet")
     graphnet.add_argument("--pulses", metavar="TABLE", help="pulse table (default: the only one with dom_time)")

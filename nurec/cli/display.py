@@ -9,7 +9,8 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 
-from nurec.geometry import GeometryError, get_geometry
+from nurec.evaluate.truth import interaction_label
+from nurec.geometry import Geometry, GeometryError, get_geometry
 from nurec.io.parquet import DatasetError
 from nurec.io.sources import detect_format, iter_events, source_metadata
 
@@ -20,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                "by charge, and the true track or cascade.")
     parser.add_argument("path", help="dataset directory (or another event source)")
     parser.add_argument("--event", type=int, required=True, help="event_id to draw")
-    parser.add_argument("--out", default="event.png", help="image file (png, pdf, svg)")
+    parser.add_argument("--out", default="event.png", help="image file (.png, .pdf or .svg)")
     parser.add_argument("--format", dest="fmt", help="source format (default: detected)")
     parser.add_argument("--no-noise", action="store_true", help="leave out hits flagged as noise (simulation)")
     parser.set_defaults(func=run)
@@ -116,17 +117,63 @@ def draw_event(event: ak.Record, out: str | Path, sensors: np.ndarray | None = N
     return out
 
 
-def event_title(event: ak.Record) -> str:
-    """Return a one-line description of an event (id, hits, true energy, type)."""
-    parts = [f"event {int(event['event_id'])}", f"{len(event['hits'])} hits"]
+def format_energy(gev: float) -> str:
+    """Return an energy in the unit physicists would say it in: "850 GeV", "12.3 TeV", "2.1 PeV"."""
+    for scale, unit in ((1e6, "PeV"), (1e3, "TeV")):
+        if abs(gev) >= scale:
+            return f"{gev / scale:.3g} {unit}"
+    return f"{gev:.3g} GeV"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def hit_counts(event: ak.Record, geometry: Geometry | None = None, show_noise: bool = True) -> str:
+    """Return what the display draws of an event's hits: "12 hits on 7 DOMs, 3 noise".
+
+    DOMs (optical modules) come from ``geometry`` (several PMTs of a KM3NeT DOM count once);
+    without it, or if a hit's sensor is not in it, distinct sensors are counted. Noise
+    (simulation truth) is counted where the hits say; with ``show_noise`` False the noise
+    hits are not drawn, and the text says how many were left out.
+    """
+    hits = event["hits"]
+    sensors = ak.to_numpy(hits["sensor_id"]).astype(np.int64)
+    noise = ak.to_numpy(hits["is_noise"]).astype(bool) if "is_noise" in hits.fields else None
+    drawn = np.ones(len(sensors), dtype=bool) if noise is None or show_noise else ~noise
+    word, units = "sensor", sensors[drawn]
+    if geometry is not None:
+        order = np.argsort(geometry.sensor_id)
+        index = np.clip(np.searchsorted(geometry.sensor_id, units, sorter=order), 0, len(order) - 1)
+        if len(order) and np.array_equal(geometry.sensor_id[order[index]], units):
+            word, units = "DOM", geometry.module_id[order[index]]
+    text = f"{_plural(int(drawn.sum()), 'hit')} on {_plural(len(np.unique(units)), word)}"
+    if noise is not None and show_noise:
+        text += f", {int(noise.sum())} noise"
+    elif noise is not None:
+        text += f" ({_plural(int(noise.sum()), 'noise hit')} not drawn)"
+    return text
+
+
+def event_title(event: ak.Record, geometry: Geometry | None = None, show_noise: bool = True) -> str:
+    """Return the figure title: the event and its true type, energy and zenith; then what is drawn.
+
+    E.g. "event 7: $\\nu_\\mu$ CC, E = 12.3 TeV, zenith 97.2°" over "12 hits on 7 DOMs, 3 noise"
+    (the type in matplotlib mathtext, see nurec.evaluate.truth.interaction_label).
+    """
+    parts = []
     if "truth" in event.fields:
         truth = event["truth"]
-        parts.append(f"E = {float(truth['energy']):.3g} GeV")
-        if "pdg" in truth.fields:
-            parts.append(f"pdg {int(truth['pdg'])} {truth['interaction'] if 'interaction' in truth.fields else ''}")
-        if "zenith" in truth.fields:
-            parts.append(f"zenith {np.degrees(float(truth['zenith'])):.1f} deg")
-    return ", ".join(parts)
+        label = interaction_label(int(truth["pdg"]) if "pdg" in truth.fields else None,
+                                  str(truth["interaction"]) if "interaction" in truth.fields else None,
+                                  mathtext=True)
+        parts += [label] if label else []
+        if "energy" in truth.fields and np.isfinite(float(truth["energy"])):
+            parts.append(f"E = {format_energy(float(truth['energy']))}")
+        if "zenith" in truth.fields and np.isfinite(float(truth["zenith"])):
+            parts.append(f"zenith {np.degrees(float(truth['zenith'])):.1f}°")
+    head = f"event {int(event['event_id'])}" + (f": {', '.join(parts)}" if parts else "")
+    return f"{head}\n{hit_counts(event, geometry, show_noise)}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -137,14 +184,16 @@ def run(args: argparse.Namespace) -> int:
     except DatasetError as err:
         print(f"nurec display: error: {err}", file=sys.stderr)
         return 1
-    sensors = None
+    geometry = None
     detector = metadata.get("detector")
     name = detector.get("name") if isinstance(detector, dict) else detector
     if name:
         try:
-            sensors = get_geometry(name).module_position
+            geometry = get_geometry(name)
         except GeometryError:
-            sensors = None  # a user geometry that is not at hand: draw the hits only
-    out = draw_event(event, args.out, sensors, event_title(event), show_noise=not args.no_noise)
+            geometry = None  # a user geometry that is not at hand: draw the hits only
+    sensors = geometry.module_position if geometry is not None else None
+    title = event_title(event, geometry, show_noise=not args.no_noise)
+    out = draw_event(event, args.out, sensors, title, show_noise=not args.no_noise)
     print(f"wrote {out}")
     return 0

@@ -11,9 +11,11 @@ from typing import TextIO
 import awkward as ak
 import pandas as pd
 
+from nurec.cli.options import method_names_help, positive_int
 from nurec.evaluate.quality import EvaluationSettings
 from nurec.evaluate.report import build_report, load_method_predictions
 from nurec.evaluate.truth import truth_table
+from nurec.io.predictions import check_predictions_path
 from nurec.io.sources import iter_events, source_metadata
 
 
@@ -25,14 +27,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", required=True, help="events with truth (a nurec dataset directory or other source)")
     parser.add_argument("--format", default=None, help="source format of --data (default: detected)")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--predictions", nargs="+", metavar="FILE", help="prediction files (.parquet or .csv)")
-    source.add_argument("--methods", help="comma-separated registered methods to run on --data first")
+    source.add_argument("--predictions", nargs="+", metavar="FILE",
+                        help="prediction files (.parquet, .pq or .csv) or prediction directories")
+    source.add_argument("--methods", help=method_names_help(default=None) + ", run on --data first")
     parser.add_argument("--out", required=True, help="report directory")
     parser.add_argument("--detector", default=None,
                         help="detector the --methods are built for (default: from the dataset metadata)")
-    parser.add_argument("--max-events", type=int, default=None, help="evaluate only the first N events")
-    parser.add_argument("--batch-size", type=int, default=256, help="events per reconstruct call (with --methods)")
-    parser.add_argument("--bins-per-decade", type=int, default=2)
+    parser.add_argument("--max-events", type=positive_int, default=None, metavar="N",
+                        help="evaluate only the first N events (default: all)")
+    parser.add_argument("--batch-size", type=positive_int, default=256,
+                        help="events per reconstruct call (with --methods)")
+    parser.add_argument("--bins-per-decade", type=positive_int, default=2, help="energy bins per decade")
     parser.add_argument("--min-events-per-bin", type=int, default=20, help="bins with fewer events are flagged")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for median CIs")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
@@ -90,6 +95,10 @@ def print_summary(summary: pd.DataFrame, file: TextIO | None = None) -> None:
 def run(args: argparse.Namespace) -> int:
     from nurec.evaluate.run_methods import method_names, print_progress, reconstruct_all
 
+    # A missing prediction file, an unknown suffix or method fails before the events are read.
+    for path in args.predictions or []:
+        check_predictions_path(path)
+    names = method_names([n.strip() for n in args.methods.split(",") if n.strip()]) if args.methods else []
     events = load_events(args.data, args.format, args.max_events)
     metadata = source_metadata(args.data, args.format)
     truth = truth_table(events)
@@ -98,7 +107,6 @@ def run(args: argparse.Namespace) -> int:
     if args.predictions:
         methods = [load_method_predictions(path) for path in args.predictions]
     else:
-        names = method_names([n.strip() for n in args.methods.split(",") if n.strip()])
         runs, skipped = reconstruct_all(events, names, out / "predictions", batch_size=args.batch_size,
                                         skip_unready=False, progress=print_progress,
                                         detector=args.detector or metadata.get("detector"))

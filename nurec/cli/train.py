@@ -10,12 +10,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", required=True, help="training events (nurec dataset directory)")
     parser.add_argument("--val-data", default=None,
                         help="validation events (default: a hash split of --data by event id)")
-    parser.add_argument("--config", default=None, help="TOML file with [model] and [training] tables")
+    parser.add_argument("--config", default=None,
+                        help="TOML file with [model] and [training] tables "
+                             "(default: the built-in model and training settings)")
     parser.add_argument("--out", required=True, help="run directory for checkpoints, metrics and model.pt")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--stop-after-epochs", type=int, default=None, metavar="N",
                         help="end this call after N more epochs (the schedule still spans all epochs; "
-                             "0 with --resume just writes model.pt from the best checkpoint)")
+                             "0 with --resume just writes model.pt from the best checkpoint; "
+                             "default: train to the end)")
     parser.add_argument("--name", default=None, help="model name stored in its metadata (default: OUT's name)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     parser.set_defaults(func=run)

@@ -8,6 +8,31 @@ import pandas as pd
 
 from nurec.io.schema import SchemaError
 
+_PARTICLES: dict[int, tuple[str, str]] = {
+    12: ("νe", r"$\nu_e$"), -12: ("ν̄e", r"$\bar{\nu}_e$"),
+    14: ("νμ", r"$\nu_\mu$"), -14: ("ν̄μ", r"$\bar{\nu}_\mu$"),
+    16: ("ντ", r"$\nu_\tau$"), -16: ("ν̄τ", r"$\bar{\nu}_\tau$"),
+    11: ("e⁻", r"$e^-$"), -11: ("e⁺", r"$e^+$"),
+    13: ("μ⁻", r"$\mu^-$"), -13: ("μ⁺", r"$\mu^+$"),
+}
+"""PDG code -> (Unicode name, matplotlib mathtext name) of the primaries events carry."""
+
+
+def interaction_label(pdg: int | None, interaction: str | None = None, mathtext: bool = False) -> str:
+    """Return the event type as physicists write it: "νμ CC", "ν̄e NC", "μ⁻" ("" if nothing is known).
+
+    ``pdg`` is the primary's PDG code (0 or None: unknown), ``interaction`` "CC"/"NC" (any
+    case; "" or None: unknown). ``mathtext`` gives matplotlib's form ("$\\bar{\\nu}_e$ NC"),
+    which draws the antineutrino bar properly in figures. Unknown codes read "PDG 2212".
+    """
+    code = int(pdg) if pdg is not None and np.isfinite(pdg) else 0
+    names = _PARTICLES.get(code)
+    particle = (names[1] if mathtext else names[0]) if names else (f"PDG {code}" if code else "")
+    kind = str(interaction or "").strip()
+    kind = kind.upper() if kind.upper() in ("CC", "NC") else kind
+    return " ".join(part for part in (particle, kind) if part)
+
+
 TRUTH_COLUMNS = (
     "event_id",
     "energy",

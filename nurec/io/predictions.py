@@ -22,17 +22,37 @@ from nurec.io.schema import validate_predictions
 PREDICTIONS_METADATA_KEY = b"nurec.predictions"
 PREDICTIONS_MANIFEST = "predictions.json"
 PREDICTIONS_FORMAT = "nurec-predictions"
+PREDICTION_SUFFIXES: dict[str, str] = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+"""File suffixes of prediction tables and the format each one means."""
+
+
+def prediction_file_format(path: str | os.PathLike) -> str:
+    """Return "parquet" or "csv": the format of prediction file ``path``, by its suffix (any case).
+
+    Raises ValueError (one line naming the accepted suffixes) for any other suffix, so a
+    command can refuse an output path before doing any work.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in PREDICTION_SUFFIXES:
+        accepted = ", ".join(PREDICTION_SUFFIXES)
+        raise ValueError(f"{path}: unknown predictions file type '{suffix or '(no suffix)'}' "
+                         f"(accepted: {accepted})")
+    return PREDICTION_SUFFIXES[suffix]
 
 
 def write_predictions(
     table: pd.DataFrame, path: str | os.PathLike, metadata: dict[str, Any] | None = None
 ) -> Path:
-    """Write a prediction table atomically (.parquet or .csv by suffix); return the path."""
+    """Write a prediction table atomically (Parquet for .parquet/.pq, CSV for .csv); return the path.
+
+    Raises ValueError for any other suffix (see ``prediction_file_format``).
+    """
+    fmt = prediction_file_format(path)
     validate_predictions(table)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    if path.suffix == ".csv":
+    if fmt == "csv":
         table.to_csv(tmp, index=False)
     else:
         arrow = pa.Table.from_pandas(table, preserve_index=False)
@@ -43,17 +63,29 @@ def write_predictions(
     return path
 
 
+def check_predictions_path(path: str | os.PathLike) -> str:
+    """Return "directory", "parquet" or "csv" for an existing prediction table at ``path``, without reading it.
+
+    Raises FileNotFoundError if there is none, ValueError for a file of another type.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return "directory"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such predictions file")
+    return prediction_file_format(path)
+
+
 def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
     """Read a prediction table written by write_predictions (or any table with its columns)."""
     path = Path(path)
-    if path.is_dir():
+    kind = check_predictions_path(path)
+    if kind == "directory":
         manifest = read_predictions_manifest(path)
         parts = [pd.read_parquet(path / chunk["file"]) for chunk in manifest["chunks"]]
         table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    elif not path.exists():
-        raise FileNotFoundError(f"{path}: no such predictions file")
     else:
-        table = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+        table = pd.read_csv(path) if kind == "csv" else pd.read_parquet(path)
     validate_predictions(table)
     return table
 
@@ -68,8 +100,10 @@ def read_predictions_manifest(directory: str | os.PathLike) -> dict[str, Any]:
 
 
 def read_predictions_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """Return the provenance metadata stored with a Parquet prediction table (or prediction directory)."""
+    """Return the provenance metadata stored with a Parquet prediction table or directory ({} for CSV)."""
     if Path(path).is_dir():
         return dict(read_predictions_manifest(path).get("provenance", {}))
+    if prediction_file_format(path) == "csv":
+        return {}
     meta = pq.read_schema(path).metadata or {}
     return json.loads(meta.get(PREDICTIONS_METADATA_KEY, b"{}"))

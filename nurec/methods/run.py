@@ -5,8 +5,8 @@ and demo, the pipeline, the service): it returns exactly one prediction row per 
 event order; if the method raises on a batch, the batch is retried event by event so one
 bad event fails alone with ``fit_status = "failed: method raised ..."``.
 ``reconstruct_events`` runs it over an iterable of event batches with a progress bar that
-moves per batch, and returns the predictions with their ``Provenance`` — the one schema
-written beside every prediction file.
+moves within large batches (calls sized by ``BatchSizer``), and returns the predictions
+with their ``Provenance`` — the one schema written beside every prediction file.
 """
 
 from __future__ import annotations
@@ -189,6 +189,59 @@ def split_batches(events: ak.Array, batch_size: int) -> Iterable[ak.Array]:
         yield events[start : start + batch_size]
 
 
+PROGRESS_INTERVAL_S = 2.0
+"""Wall seconds a method call aims at while someone watches progress (the bar moves about this often)."""
+EVENTS_PER_CORE = 8
+"""A watched sub-batch holds at least this many events per core, so methods that spread a batch over
+worker processes (the likelihood fits) keep every core busy."""
+
+
+def available_cores() -> int:
+    """Return the number of CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@dataclass
+class BatchSizer:
+    """Sizes of successive method calls: with ``interval_s``, calls of about that many seconds.
+
+    Without ``interval_s`` every call gets ``batch_size`` events. With it, the first call
+    gets ``min_events`` and later calls as many events as the mean time per event so far
+    says take ``interval_s``, between ``min_events`` and ``batch_size``: a slow per-event
+    fit advances its progress bar every few seconds instead of once per ``batch_size``
+    events, while a fast batched method (LineFit, the GNN) soon gets whole batches.
+    """
+
+    batch_size: int
+    interval_s: float | None = None
+    min_events: int = 0
+    _events: int = 0
+    _seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.batch_size = max(int(self.batch_size), 1)
+        if not self.min_events:
+            self.min_events = EVENTS_PER_CORE * available_cores()
+        self.min_events = int(min(max(self.min_events, 1), self.batch_size))
+
+    def next_size(self) -> int:
+        """Return how many events the next call gets."""
+        if self.interval_s is None:
+            return self.batch_size
+        if self._events == 0 or self._seconds <= 0:
+            return self.min_events
+        per_event_s = self._seconds / self._events
+        return int(np.clip(self.interval_s / per_event_s, self.min_events, self.batch_size))
+
+    def record(self, n_events: int, seconds: float) -> None:
+        """Record that a call on ``n_events`` events took ``seconds``."""
+        self._events += int(n_events)
+        self._seconds += float(seconds)
+
+
 def reconstruct_events(
     method: Method,
     batches: Iterable[ak.Array],
@@ -198,36 +251,61 @@ def reconstruct_events(
     progress: bool = False,
     total: int | None = None,
     on_batch: Callable[[int], None] | None = None,
+    progress_interval_s: float = PROGRESS_INTERVAL_S,
+    min_sub_batch: int = 0,
 ) -> tuple[pd.DataFrame, Provenance]:
     """Return (predictions of every event of ``batches``, the provenance with counts and timing).
 
-    Each incoming batch (e.g. a dataset chunk) is cut into ``batch_size`` events, so the
-    progress bar moves within a large chunk; at most ``max_events`` events are reconstructed.
+    Each incoming batch (e.g. a dataset chunk) is cut into calls of at most ``batch_size``
+    events. While progress is shown (``progress``: a tqdm bar on stderr, shown on a
+    terminal; or ``on_batch``, called with the event count of every call) the calls are
+    sized to take about ``progress_interval_s`` seconds each (``BatchSizer``; at least
+    ``min_sub_batch`` events, default 8 per core), so progress moves within one large
+    batch. The predictions do not depend on the sizes.
+
+    At most ``max_events`` events are reconstructed, the leading ones, and no batch past
+    them is read. If that leaves events out, the provenance says so: ``subsample`` True,
+    ``extra["max_events"]`` and (when ``total`` is given) ``extra["source_n_events"]``.
     """
     from tqdm import tqdm
 
     tables: list[pd.DataFrame] = []
     n_done = 0
-    limit = max_events if max_events is not None else None
-    bar = tqdm(total=min(total, limit) if total and limit else total or limit, desc=method.name,
-               unit=" events", disable=not progress, file=sys.stderr, smoothing=0.1, leave=False)
+    limit = max_events
+    left_out = False
+    watched = progress or on_batch is not None
+    sizer = BatchSizer(batch_size, progress_interval_s if watched else None, min_sub_batch)
+    bar_total = min(total, limit) if total is not None and limit is not None else total if total is not None else limit
+    bar = tqdm(total=bar_total, desc=method.name, unit=" events", disable=None if progress else True,
+               file=sys.stderr, smoothing=0.1, leave=False)
     try:
         for chunk in batches:
-            for batch in split_batches(chunk, batch_size):
-                if limit is not None and n_done >= limit:
-                    break
-                if limit is not None:
-                    batch = batch[: limit - n_done]
+            if limit is not None and len(chunk) > limit - n_done:
+                left_out = True
+                chunk = chunk[: max(limit - n_done, 0)]
+            start = 0
+            while start < len(chunk):
+                batch = chunk[start : start + sizer.next_size()]
                 cpu0, wall0 = cpu_seconds(), time.perf_counter()
                 tables.append(reconstruct_batch(method, batch))
-                provenance.wall_s += time.perf_counter() - wall0
+                wall = time.perf_counter() - wall0
+                provenance.wall_s += wall
                 provenance.cpu_s += cpu_seconds() - cpu0
+                sizer.record(len(batch), wall)
+                start += len(batch)
                 n_done += len(batch)
                 bar.update(len(batch))
                 if on_batch is not None:
                     on_batch(len(batch))
+            if limit is not None and n_done >= limit:
+                break  # stream: the batches after the limit are never read
     finally:
         bar.close()
     provenance.n_events += n_done
+    if limit is not None and (left_out or (total is not None and total > n_done)):
+        provenance.subsample = True
+        provenance.extra["max_events"] = int(limit)
+        if total is not None:
+            provenance.extra["source_n_events"] = int(total)
     table = pd.concat(tables, ignore_index=True) if tables else empty_predictions(np.zeros(0, np.int64), method.name)
     return table, provenance

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from nurec.cli.options import method_names_help, positive_int
 from sim.demo import DemoConfig, demo_command, run_demo
+
+DEFAULT_OUT = "demo_report"
+"""Where ``nurec demo`` writes without --out (ignored by the repository's .gitignore)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -14,10 +18,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="The main job in one command: icecube86 numu CC + nue CC sample, every registered method "
                     "that works without training, quality report in --out.",
     )
-    parser.add_argument("--out", default="demo_report", help="report directory (default: demo_report)")
-    parser.add_argument("--events", type=int, default=defaults.n_events, help="events to simulate")
+    parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
+                        help="directory for the report, its figures and the predictions")
+    parser.add_argument("--events", type=positive_int, default=defaults.n_events, help="events to simulate")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="simulation seed")
-    parser.add_argument("--methods", default=None, help="comma-separated methods (default: all registered)")
+    parser.add_argument("--methods", default=None, help=method_names_help())
     parser.add_argument("--budget", type=float, default=defaults.reconstruction_budget_s,
                         help="seconds of reconstruction shared by all methods; slow ones run on a subsample")
     parser.set_defaults(func=run)

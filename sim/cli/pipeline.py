@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
+from nurec.cli.options import method_names_help
 from sim.pipeline import PRESETS
 
 
@@ -17,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="small",
                         help="small: ~10 min on 2 cores; full: the scale of the bundled default model")
     parser.add_argument("--out", required=True, help="run directory, e.g. runs/small")
-    parser.add_argument("--methods", default=None, help="comma-separated methods (default: all registered)")
+    parser.add_argument("--methods", default=None, help=method_names_help())
     parser.add_argument("--no-train", action="store_true",
                         help="skip training; trained methods use their bundled artifacts if they have them")
     parser.set_defaults(func=run)

@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Simulate triggered neutrino events into a directory of Parquet chunks. Options "
                     "given on the command line override those of --config.",
     )
-    parser.add_argument("--config", help="TOML file with a [simulation] table (sim.config.SimulationConfig)")
+    parser.add_argument("--config", help="TOML file with a [simulation] table "
+                                         "(default: the defaults of sim.config.SimulationConfig)")
     parser.add_argument("--detector", help="built-in detector name or geometry table (default icecube86)")
     parser.add_argument("--flavor", nargs="+", choices=["nue", "numu", "nutau"], help="default numu")
     parser.add_argument("--interaction", nargs="+", type=str.lower, choices=["cc", "nc"], help="default cc")
@@ -35,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int,
                         help="local Dask worker processes (default: one per core; 0 = in-process)")
     parser.add_argument("--scheduler", metavar="tcp://HOST:PORT",
-                        help="use an existing Dask scheduler (its workers must see --out)")
+                        help="use an existing Dask scheduler (its workers must see --out; default: none)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
