@@ -41,8 +41,7 @@ class PipelinePreset:
     ``seed + 3`` (test), so the three never share an event and a rerun gives the same bytes.
     ``event_caps`` limits named (slow) methods to the first N test events, marked as a
     subsample in the report; it is a count, not a time, so reruns on any machine give the
-    same numbers. ``method_budget_s`` would instead cap each method's reconstruction time
-    (machine-dependent, so off in the presets); None runs every event.
+    same numbers.
     """
 
     name: str
@@ -61,7 +60,6 @@ class PipelinePreset:
     gnn_config: str | None = None  # training TOML ("default": the bundled model's own); None: gnn_model
     gnn_training: dict = field(default_factory=dict)  # TrainConfig fields, override gnn_config's [training]
     gnn_model: dict = field(default_factory=dict)  # ModelSpec fields ([model] table) when gnn_config is None
-    method_budget_s: float | None = None
     event_caps: dict = field(default_factory=dict)  # method -> at most this many test events
     baseline_energy_events: int = 4000  # sim.train_baselines defaults
     baseline_direction_events: int = 1200
@@ -83,6 +81,9 @@ class PipelinePreset:
         data["flavors"], data["interactions"] = list(self.flavors), list(self.interactions)
         return data
 
+
+RETIRED_PRESET_FIELDS = ("method_budget_s",)
+"""Fields of older presets that no longer exist; a run directory that stored them unset is the same preset."""
 
 PRESETS: dict[str, PipelinePreset] = {
     # ~10 minutes on 2 cores: a few thousand events, the default GNN's architecture trained for 3 epochs,
@@ -249,7 +250,8 @@ class PipelineRun:
         """Record the preset in a new run directory; refuse a directory made with another one."""
         path = self.run_dir / "preset.json"
         if path.exists():
-            stored = json.loads(path.read_text())
+            stored = {k: v for k, v in json.loads(path.read_text()).items()
+                      if not (k in RETIRED_PRESET_FIELDS and v is None)}
             if stored != json.loads(json.dumps(self.preset.to_dict())):
                 raise ValueError(f"{self.run_dir}: made with a different preset ('{stored.get('name')}'); "
                                  "use another --out")
@@ -309,7 +311,7 @@ class PipelineRun:
         if subsample:
             self.say(f"  {name}: the first {cap} of {len(events)} test events (preset event cap)")
             events = events[:cap]
-        _, why = reconstruct_all(events, [name], self.run_dir / "predictions", budget_s=self.preset.method_budget_s,
+        _, why = reconstruct_all(events, [name], self.run_dir / "predictions",
                                  options=trained_options(self.run_dir), progress=self.say if self.progress else None,
                                  extra_metadata={"data_sha256": self.test_sha256()},
                                  detector=self.preset.dataset_config("test").detector, subsample=subsample)

@@ -8,13 +8,13 @@ from nurec.methods.registry import available_methods
 
 def test_demo_writes_report_covering_every_registered_method(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--events", "60", "--budget", "5"]) == 0
+    assert main(["demo", "--out", str(out), "--events", "60", "--slow-events", "5"]) == 0
     printed = capsys.readouterr().out
     assert "report:" in printed and "demo finished in" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["dataset"]["n_events"] == 60
     assert metrics["dataset"]["detector"] == "icecube86"
-    assert metrics["command"] == "nurec demo --events 60 --seed 2026"
+    assert metrics["command"] == "nurec demo --events 60 --seed 2026 --slow-events 5"
     accounted = set(metrics["methods"]) | set(metrics["skipped_methods"])
     assert accounted == {spec.name for spec in available_methods()}
     for name, method in metrics["methods"].items():

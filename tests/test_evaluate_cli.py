@@ -40,7 +40,7 @@ def test_evaluate_cli_reports_prediction_files_against_a_dataset(tmp_path, capsy
     assert all(line[i] == " " for line in (header, row) for i in gaps if i < len(line))  # columns line up
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     method = metrics["methods"]["copy"]
-    assert method["version"] == "2" and method["throughput"]["events_per_s_per_core"] == 123.0
+    assert method["version"] == "2" and metrics["timing"]["copy"]["events_per_s_per_core"] == 123.0
     assert method["counts"]["failure_reasons"] == {"all hits at one time": 1}
     assert method["direction"]["all"]["median"] < 1e-5  # the true direction, recovered
     assert metrics["dataset"]["seed"] == 9 and metrics["dataset"]["n_events"] == 50

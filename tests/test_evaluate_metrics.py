@@ -122,3 +122,55 @@ def test_throughput_per_core_uses_cpu_time():
     rate = m.throughput(1000, wall_s=2.0, cpu_s=4.0)
     assert rate["events_per_s"] == 500.0
     assert rate["events_per_s_per_core"] == 250.0
+
+
+def test_weighted_quantile_matches_numpy_unweighted_and_follows_the_weights():
+    x = np.random.default_rng(1).normal(size=501)
+    assert m.weighted_quantile(x, 0.5) == pytest.approx(np.median(x))
+    assert m.weighted_median(x, np.ones_like(x)) == np.median(x)  # odd count: the middle event
+    # integer weights act like repeated events
+    values, weights = np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 3.0, 1.0, 5.0])
+    repeated = np.repeat(values, weights.astype(int))
+    for q in (0.1, 0.3, 0.5, 0.84):
+        assert m.weighted_quantile(values, q, weights) == np.quantile(repeated, q, method="inverted_cdf")
+    assert m.weighted_quantile(values, 0.5, weights * 0.37) == m.weighted_quantile(values, 0.5, weights)
+    assert m.weighted_median(values, np.array([0.0, 0.0, 1.0, 0.0])) == 3.0  # zero weight: not counted
+    assert np.isnan(m.weighted_median(np.array([np.nan])))
+
+
+def test_bootstrap_with_unit_weights_gives_the_unweighted_median():
+    x = np.random.default_rng(2).exponential(size=201)  # odd: both medians are the middle event
+    plain = m.bootstrap_median_ci(x, n_boot=200, seed=3)
+    weighted = m.bootstrap_median_ci(x, n_boot=200, seed=3, weights=np.ones_like(x))
+    assert weighted.n == plain.n and weighted.median == plain.median
+    assert weighted.low == pytest.approx(plain.low, rel=0.05) and weighted.high == pytest.approx(plain.high, rel=0.05)
+
+
+def test_migration_matrix_counts_every_event_once():
+    true = np.array([1.5e3, 2e3, 5e3, 5e4, 5e4])
+    reco = np.array([1.5e3, 2e4, 5e3, 5e8, np.nan])  # one far above the axis, one without an estimate
+    edges = np.array([1e3, 1e4, 1e5])
+    matrix = m.migration_matrix(true, reco, edges, np.array([1e2, 1e3, 1e4, 1e5, 1e6]))
+    assert matrix["counts"] == [[0, 0], [2, 0], [1, 0], [0, 0]]  # rows: reco bins, columns: true bins
+    assert matrix["reco_above"] == [0, 1] and matrix["reco_below"] == [0, 0] and matrix["n"] == 4
+    weighted = m.migration_matrix(true, reco, edges, np.array([1e2, 1e3, 1e4, 1e5, 1e6]), weights=np.full(5, 0.5))
+    assert weighted["counts"][1] == [1.0, 0.0] and weighted["n"] == 4
+
+
+def test_rank_auc_matches_sklearn_and_handles_ties_and_one_class():
+    rng = np.random.default_rng(4)
+    score, label = rng.integers(0, 5, 300).astype(float), rng.random(300) < 0.4
+    score[label] += 1.0
+    assert m.rank_auc(score, label) == pytest.approx(m.roc_auc(score, label)[2])
+    rows = m.rank_auc(np.vstack([score, score]), np.vstack([label, np.ones_like(label)]))
+    assert rows[0] == pytest.approx(m.roc_auc(score, label)[2]) and np.isnan(rows[1])
+
+
+def test_miscalibration_factor_is_one_when_calibrated_and_symmetric():
+    rng = np.random.default_rng(5)
+    sigma = 1.0
+    error = sigma * np.sqrt(-2 * np.log(rng.random(20000)))  # Rayleigh(sigma)
+    radius = np.full_like(error, m.RAYLEIGH_68_FACTOR * sigma)
+    assert m.miscalibration_factor(error, radius) == pytest.approx(1.0, abs=0.03)
+    assert m.miscalibration_factor(error, radius / 2) == pytest.approx(2.0, rel=0.03)
+    assert m.miscalibration_factor(error, radius * 2) == pytest.approx(2.0, rel=0.03)

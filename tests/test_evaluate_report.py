@@ -1,4 +1,5 @@
-"""The quality report: failures shown, HTML self-contained and renderable, metrics.json complete."""
+"""The quality report: failures shown, HTML self-contained and renderable, metrics.json complete,
+verdicts from paired comparisons, energy bias per decade, truth references stated."""
 
 import base64
 import json
@@ -11,17 +12,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from nurec.evaluate.plots import FIGURES
 from nurec.evaluate.quality import (
+    EVENT_WEIGHT_COLUMN,
     NO_PREDICTION,
     EvaluationSettings,
     evaluate_method,
     summary_row,
 )
 from nurec.evaluate.report import (
+    TIMING_KEY,
     MethodPredictions,
     build_report,
     load_method_predictions,
     summary_text,
+    without_timing,
 )
 from nurec.evaluate.truth import truth_table
 from nurec.io.predictions import write_predictions
@@ -121,7 +126,7 @@ def test_html_is_self_contained_and_every_image_is_a_decodable_png(report):
     parser = _PageParser()
     parser.feed(page)
     assert parser.external == []
-    assert len(parser.images) == 6  # every figure: all quantities are estimated by "smeared"
+    assert len(parser.images) == len(FIGURES)  # every figure: all quantities are estimated by "smeared"
     for src in parser.images:
         assert src.startswith("data:image/png;base64,")
         png = base64.b64decode(src.split(",", 1)[1], validate=True)
@@ -144,7 +149,8 @@ def test_metrics_json_is_strict_json_with_dataset_and_method_provenance(report):
     assert dataset["energy_range_gev"] == [1000.0, 100000.0]
     assert dataset["seed"] == 11 and dataset["n_events"] == 160
     assert metrics["methods"]["smeared"]["version"] == "1.0"
-    assert metrics["methods"]["flaky"]["throughput"]["events_per_s_per_core"] == 15.0
+    assert metrics[TIMING_KEY]["flaky"]["events_per_s_per_core"] == 15.0
+    assert "events_per_s_per_core" not in json.dumps(without_timing(metrics))  # timing lives in one place
     binned = metrics["methods"]["smeared"]["direction"]["track_vs_energy"]
     assert sum(row["n"] for row in binned) == dataset["n_tracks"]
     assert any(row["low_stats"] for row in binned)  # 160 events over 4 bins and 2 classes
@@ -196,4 +202,190 @@ def test_report_renders_in_headless_chromium_with_all_images_loaded(report, tmp_
         capture_output=True, text=True, timeout=60,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert 'data-images="6:6"' in done.stdout
+    assert f'data-images="{len(FIGURES)}:{len(FIGURES)}"' in done.stdout
+
+
+# ----------------------------------------------------------------------------- HTML tables and figures
+class _Tables(HTMLParser):
+    """Collect every table of a page by its class (cell texts per row) and the figure titles."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.figures: list[str] = []
+        self._table = self._cell = None
+        self._in_figure_title = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table":
+            self._table = self.tables.setdefault(attrs.get("class") or f"table{len(self.tables)}", [])
+        elif tag == "tr" and self._table is not None:
+            self._table.append([])
+        elif tag in ("td", "th") and self._table is not None:
+            self._cell = ""
+        elif tag == "img" and attrs.get("alt"):
+            self.figures.append(attrs["alt"])
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self._table[-1].append(" ".join(self._cell.split()))
+            self._cell = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+
+def parse_tables(path: Path) -> _Tables:
+    parser = _Tables()
+    parser.feed(path.read_text())
+    return parser
+
+
+def biased_predictions(truth, name, log10_bias, seed):
+    """Direction smeared by 3 deg, energy = truth energy x 10^log10_bias exactly."""
+    table = smeared_predictions(truth, name, sigma_deg=3.0, log_e_sigma=0.0, seed=seed)
+    table["energy"] = truth["energy"].to_numpy() * 10.0**log10_bias
+    return table
+
+
+@pytest.fixture(scope="module")
+def biased_report(sample, tmp_path_factory):
+    truth, metadata = sample
+    methods = [MethodPredictions("biased", "1", biased_predictions(truth, "biased", 0.5, 3)),
+               MethodPredictions("unbiased", "1", biased_predictions(truth, "unbiased", 0.0, 4))]
+    out = tmp_path_factory.mktemp("biased")
+    return build_report(truth, metadata, methods, out, SETTINGS, command="pytest")
+
+
+def test_known_energy_bias_shows_as_plus_half_a_decade_per_decade(biased_report):
+    metrics = json.loads(biased_report.metrics_path.read_text())
+    decades = metrics["methods"]["biased"]["energy"]["by_decade"]["all"]
+    assert [row["e_low_gev"] for row in decades] == pytest.approx([1e3, 1e4])
+    for row in decades:
+        assert row["bias_log10"] == pytest.approx(0.5, abs=1e-9) and row["resolution_log10"] == pytest.approx(0.0, abs=1e-9)
+    assert sum(row["n"] for row in decades) == metrics["dataset"]["n_events"]
+    assert metrics["methods"]["unbiased"]["energy"]["by_decade"]["all"][0]["bias_log10"] == pytest.approx(0.0, abs=1e-9)
+    # The page's per-decade table says it too, in the biased method's "all" row, with its event count.
+    rows = parse_tables(biased_report.html_path).tables["decades"]
+    header, body = rows[0], {(r[0], r[1]): r for r in rows[1:]}
+    first = body[("biased", "all")][header.index("1-10 TeV")]
+    assert first.startswith("+0.50 / 0.00") and f"(n={decades[0]['n']})" in first
+    assert body[("unbiased", "all")][header.index("1-10 TeV")].startswith("+0.00 / 0.00")
+    assert "+0.50 / 0.00" in (biased_report.out_dir / "summary.md").read_text()
+
+
+def test_energy_verdict_prefers_the_unbiased_method_on_paired_events(biased_report):
+    metrics = json.loads(biased_report.metrics_path.read_text())
+    verdict = metrics["verdicts"]["energy"]
+    assert verdict["best"] == "unbiased" and verdict["runner_up"] == "biased"
+    assert verdict["best_loss"] == pytest.approx(0.0, abs=1e-9)  # exact energies
+    assert verdict["n_events_compared"] == metrics["dataset"]["n_events"]
+    # 3-deg smears of different seeds: the direction verdicts exist but are close calls.
+    for task in ("track_direction", "cascade_direction"):
+        assert metrics["verdicts"][task]["best"] in ("biased", "unbiased")
+        assert 0.7 < metrics["verdicts"][task]["ratio"] < 1.5
+    pair = metrics["paired_comparisons"]["track_direction"][0]
+    assert {pair["method_a"], pair["method_b"]} == {"biased", "unbiased"}
+    assert pair["ratio_ci_low"] <= pair["ratio_b_to_a"] <= pair["ratio_ci_high"]
+    assert pair["n_events"] == metrics["dataset"]["n_tracks"]
+    migration = metrics["methods"]["biased"]["energy"]["migration"]
+    assert migration["n"] == metrics["dataset"]["n_events"]
+    assert sum(map(sum, migration["counts"])) + sum(migration["reco_below"]) + sum(migration["reco_above"]) == migration["n"]
+
+
+def test_html_shows_verdicts_first_with_counts_and_the_figure_list(report):
+    result, _, out = report
+    metrics = json.loads((out / "metrics.json").read_text())
+    page = (out / "index.html").read_text()
+    assert page.index("Verdicts") < page.index("<h2>Summary") < page.index("<img")
+    tables = parse_tables(out / "index.html")
+    verdicts = {row[0]: row for row in tables.tables["verdicts"][1:]}
+    header = tables.tables["verdicts"][0]
+    for verdict in metrics["verdicts"].values():
+        row = verdicts[verdict["title"]]
+        assert row[header.index("Best method")] == (verdict["best"] or "no verdict")
+        if verdict.get("runner_up"):
+            assert row[header.index("Runner-up / best [CI]")].startswith(f"{verdict['ratio']:.2f}x [")
+            assert row[header.index("Events compared")] == str(verdict["n_events_compared"])
+    # smeared (2 deg) beats flaky (5 deg) on the tracks both reconstructed, clearly.
+    track = metrics["verdicts"]["track_direction"]
+    assert track["best"] == "smeared" and track["runner_up"] == "flaky" and track["decisive"]
+    assert track["n_events_compared"] == int(((result.results[1].per_event["fit_status"] == "ok")
+                                              & result.results[1].per_event["is_track"]).sum())
+    # every summary number carries its event count
+    summary = tables.tables["summary"]
+    track_cell = summary[1][summary[0].index("Median angular error, tracks [deg]")]
+    assert f"(n={metrics['methods']['smeared']['direction']['track']['n']})" in track_cell
+    # the figures on the page are those of metrics.json, in FIGURES order
+    assert tables.figures == [FIGURES[key][0] for key in FIGURES if key in metrics["figures"]]
+    assert {"energy_migration", "direction_vs_event_properties"} <= set(metrics["figures"])
+    # truth references are printed
+    assert "the neutrino&#x27;s energy (truth.energy)" in page or "the neutrino's energy (truth.energy)" in page
+    assert "direction_reference = <code>neutrino</code>" in page
+
+
+def test_cells_from_few_events_are_marked_and_methods_with_few_events_not_judged(sample, tmp_path):
+    truth, metadata = sample
+    few = smeared_predictions(truth, "few", sigma_deg=0.5, log_e_sigma=0.1, seed=5).iloc[:30]
+    methods = [MethodPredictions("smeared", "1", smeared_predictions(truth, "smeared", 2.0, 0.2, 1)),
+               MethodPredictions("few", "1", few, subsample=True)]
+    report = build_report(truth, metadata, methods, tmp_path, SETTINGS, command="pytest")
+    metrics = report.metrics
+    n_tracks = int(truth["is_track"].iloc[:30].sum())
+    assert n_tracks < 20
+    # "few" is far better on its few tracks, but too few to be judged: smeared wins by default.
+    assert metrics["verdicts"]["track_direction"]["best"] == "smeared"
+    assert "few" in metrics["verdicts"]["track_direction"]["excluded"]
+    row = parse_tables(report.html_path).tables["summary"][2]
+    assert row[0] == "few" and f"(n={n_tracks}*)" in row[4]
+    assert f"(n={n_tracks}*)" in summary_text(report.summary)
+
+
+def test_direction_reference_muon_scores_the_muon_direction(sample, tmp_path):
+    truth, metadata = sample
+    muon = truth[["muon_dir_x", "muon_dir_y", "muon_dir_z"]].to_numpy()
+    has_muon = np.isfinite(muon).all(axis=1)
+    assert has_muon.sum() == truth["is_track"].sum() > 20  # νμ CC: every track has its muon
+    table = empty_predictions(truth["event_id"].to_numpy(), "muon-copy")
+    table[["dir_x", "dir_y", "dir_z"]] = np.where(has_muon[:, None], muon, truth[["dir_x", "dir_y", "dir_z"]].to_numpy())
+    methods = [MethodPredictions("muon-copy", "1", finish_predictions(table))]
+    as_muon = build_report(truth, metadata, methods, tmp_path / "m", EvaluationSettings(n_bootstrap=50,
+                           direction_reference="muon"), command="pytest").metrics
+    as_neutrino = build_report(truth, metadata, methods, tmp_path / "n", EvaluationSettings(n_bootstrap=50),
+                               command="pytest").metrics
+    assert as_muon["methods"]["muon-copy"]["direction"]["track"]["median"] < 1e-5
+    kinematic = as_neutrino["dataset"]["median_neutrino_muon_angle_deg"]
+    assert as_neutrino["methods"]["muon-copy"]["direction"]["track"]["median"] == pytest.approx(kinematic, rel=0.3)
+    assert kinematic > 0.05
+    assert "muon" in as_muon["references"]["direction"] and as_muon["settings"]["direction_reference"] == "muon"
+    with pytest.raises(ValueError, match="direction_reference"):
+        EvaluationSettings(direction_reference="tau")
+
+
+def test_direction_breakdowns_cover_every_event_once(report):
+    result, _, _ = report
+    direction = {r.name: r.metrics for r in result.results}["smeared"]["direction"]
+    for key in ("vs_zenith", "vs_hit_sensors", "vs_containment"):
+        for cls in ("track", "cascade"):
+            assert sum(row["n"] for row in direction[key][cls]) == direction[cls]["n"], (key, cls)
+    labels = [row["group"] for row in direction["vs_zenith"]["track"]]
+    assert "up-going" in labels[0] and "down-going" in labels[-1]
+
+
+def test_per_event_weights_weight_the_metrics(sample, tmp_path):
+    truth, metadata = sample
+    predictions = smeared_predictions(truth, "smeared", 2.0, 0.2, 1)
+    high = truth["energy"].to_numpy() > np.median(truth["energy"])
+    weighted = truth.assign(**{EVENT_WEIGHT_COLUMN: np.where(high, 1.0, 0.0)})
+    methods = [MethodPredictions("smeared", "1", predictions)]
+    plain = build_report(truth, metadata, methods, tmp_path / "plain", SETTINGS, command="pytest").metrics
+    only_high = build_report(weighted, metadata, methods, tmp_path / "w", SETTINGS, command="pytest").metrics
+    assert only_high["weighting"]["weighted"] and not plain["weighting"]["weighted"]
+    high_only = build_report(truth[high], metadata, methods, tmp_path / "h", SETTINGS, command="pytest").metrics
+    energy_w, energy_h = only_high["methods"]["smeared"]["energy"]["all"], high_only["methods"]["smeared"]["energy"]["all"]
+    assert energy_w["bias_log10"] == pytest.approx(energy_h["bias_log10"], abs=0.02)
+    assert energy_w["n"] == plain["methods"]["smeared"]["energy"]["all"]["n"]  # counts stay counts of events

@@ -1,4 +1,4 @@
-"""Running registered methods for a report: failures kept per batch, time budgets, unready methods skipped."""
+"""Running registered methods for a report: failures kept per batch, fixed event counts, timing parts, unready methods skipped."""
 
 import awkward as ak
 import numpy as np
@@ -61,27 +61,41 @@ def test_a_batch_that_raises_fails_only_its_events_with_the_reason(events, regis
     assert list(failed.index) == [7]  # its batch of 5 was retried event by event
     assert failed.iloc[0] == "failed: method raised RuntimeError: cannot handle event 7"
     assert np.isnan(run.predictions.set_index("event_id").loc[7, "dir_x"])
-    assert run.version == "9.9" and run.throughput["n_events"] == len(events) and not run.subsample
+    assert run.version == "9.9" and not run.subsample
+    assert run.throughput["warmup_events"] + run.throughput["n_events"] == len(events)  # first event: warm-up
 
 
-def test_slow_method_runs_on_a_subsample_within_its_budget(events, registered, monkeypatch):
+def slow_loading_factory(detector=None):
+    CLOCK["now"] += 5.0  # building takes 5 s (a model being loaded)
+    return TruthCopy(fail_on=-1)
+
+
+def test_a_capped_method_runs_on_the_leading_events_with_build_and_warmup_timed_apart(events, registered, monkeypatch):
+    monkeypatch.setitem(registry._METHODS, "slow-load",
+                        registry.MethodSpec("slow-load", f"{__name__}:slow_loading_factory", "test"))
     monkeypatch.setattr(run_methods.time, "perf_counter", lambda: CLOCK["now"])
-    run = run_methods.run_method("truth-copy", events, {"fail_on": -1}, time_budget_s=2.0, probe_events=4)
-    # 0.1 s per event: the budget of 2 s affords 20 events (4 probed, then 16 more).
-    assert len(run.predictions) == 20
-    assert run.subsample
-    assert run.throughput["events_per_s"] == pytest.approx(10.0)
+    capped, full = run_methods.run_methods(["truth-copy", "slow-load"], events, {"truth-copy": {"fail_on": -1}},
+                                           batch_size=8, max_events={"truth-copy": 20})
+    assert list(capped.predictions["event_id"]) == list(ak.to_numpy(events.event_id[:20]))  # the leading 20
+    assert capped.subsample and not full.subsample and len(full.predictions) == len(events)
+    # 0.1 s per event on the fake clock: one warm-up event, then 19 timed ones at 10 events/s.
+    assert capped.throughput["warmup_events"] == 1 and capped.throughput["warmup_s"] == pytest.approx(0.1)
+    assert capped.throughput["n_events"] == 19 and capped.throughput["events_per_s"] == pytest.approx(10.0)
+    # Building (5 s) is its own number and does not slow the throughput down.
+    assert full.throughput["load_s"] == pytest.approx(5.0) and full.load_s == pytest.approx(5.0)
+    assert full.throughput["events_per_s"] == pytest.approx(10.0)
+    extra = capped.provenance().extra
+    assert extra["timed_events"] == 19 and extra["warmup_events"] == 1
+    assert not hasattr(run_methods, "share_budget")  # no clock decides what runs
 
 
 def test_unready_method_is_skipped_with_its_reason(events, registered):
     run = run_methods.run_method("broken", events)
     assert run.predictions is None
     assert run.skipped == "method raised FileNotFoundError: no trained model at models/x.pt"
-    first_batch = run_methods.run_method("truth-copy", events[5:10], skip_if_first_batch_raises=True)
-    assert first_batch.skipped.startswith("method raised RuntimeError")
-
-
-def test_budget_gives_fast_methods_all_they_need_and_splits_the_rest():
-    shares = run_methods.share_budget(10.0, {"fast": 1.0, "slow": 100.0, "slower": 200.0})
-    assert shares == {"fast": 1.0, "slow": 4.5, "slower": 4.5}
-    assert run_methods.share_budget(10.0, {"a": 2.0, "b": 3.0}) == {"a": 2.0, "b": 3.0}
+    # The warm-up call (event 7 first) raises: the method is skipped, not a table of failures.
+    first_call = run_methods.run_method("truth-copy", events[7:10], skip_if_first_batch_raises=True)
+    assert first_call.skipped.startswith("method raised RuntimeError")
+    # Raising later only fails those events.
+    later = run_methods.run_method("truth-copy", events[5:10], skip_if_first_batch_raises=True)
+    assert later.skipped is None and (later.predictions["fit_status"] != "ok").sum() == 1

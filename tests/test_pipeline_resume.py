@@ -6,7 +6,7 @@ import pytest
 
 from nurec.io.parquet import read_metadata
 from nurec.io.predictions import read_predictions_metadata
-from sim.pipeline import PRESETS, PipelinePreset, run_pipeline
+from sim.pipeline import PRESETS, PipelinePreset, PipelineRun, run_pipeline
 
 TINY = PipelinePreset(
     name="tiny", n_train=120, n_val=40, n_test=40, flavors=("numu", "nue"), interactions=("CC",),
@@ -67,6 +67,15 @@ def test_run_directory_refuses_a_different_preset(first_run):
     run_dir, _, _ = first_run
     with pytest.raises(ValueError, match="different preset"):
         run_pipeline(PRESETS["small"], run_dir, progress=None)
+
+
+def test_run_directory_from_before_the_time_budget_was_retired_still_resumes(tmp_path):
+    stored = {**TINY.to_dict(), "method_budget_s": None}  # what older runs wrote
+    (tmp_path / "preset.json").write_text(json.dumps(stored))
+    PipelineRun(TINY, tmp_path, ["linefit"], print, False, None).check_preset()  # the same preset
+    (tmp_path / "preset.json").write_text(json.dumps({**stored, "method_budget_s": 60.0}))
+    with pytest.raises(ValueError, match="different preset"):  # a budgeted run was not the same benchmark
+        PipelineRun(TINY, tmp_path, ["linefit"], print, False, None).check_preset()
 
 
 def test_full_preset_simulates_what_the_bundled_gnn_was_trained_on():

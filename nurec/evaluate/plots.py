@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from nurec.evaluate import metrics as m  # noqa: E402
@@ -254,10 +255,115 @@ def plot_throughput(results: Sequence[MethodResult]) -> Figure | None:
     return fig
 
 
+BREAKDOWN_TITLES = {"vs_zenith": "cos(true zenith)", "vs_hit_sensors": "hit sensors", "vs_containment": "vertex"}
+
+
+def _group_label(label: str) -> str:
+    """Return a short axis label of an event group ("cos θ -1.0 to -0.5 (up-going)" -> "-1.0..-0.5 / (up-going)")."""
+    return label.removeprefix("cos θ ").replace(" to ", "..").replace(" (", "\n(").replace(" / ", "/\n")
+
+
+def _plain_log_axis(ax) -> None:
+    """Label a log y axis with plain numbers (minor ticks too when it spans little)."""
+    from matplotlib.ticker import LogFormatter
+
+    ax.yaxis.set_major_formatter(LogFormatter())
+    ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1.5, 0.6)))
+    ax.tick_params(axis="y", which="minor", labelsize=7)
+
+
+def plot_direction_vs_event_properties(results: Sequence[MethodResult]) -> Figure | None:
+    """Return median angular error (bars: bootstrap CI) per zenith band, number of hit sensors and containment."""
+    shown = [r for r in results if r.metrics["direction"]["estimated"]]
+    keys = [k for k in BREAKDOWN_TITLES if shown and k in shown[0].metrics["direction"]]
+    if not shown or not keys:
+        return None
+    colors = method_colors([r.name for r in results])
+    fig, axes = plt.subplots(2, len(keys), figsize=(4.2 * len(keys) + 1, 7.6), squeeze=False)
+    offsets = np.linspace(-0.25, 0.25, len(shown)) if len(shown) > 1 else np.zeros(1)
+    for col, key in enumerate(keys):
+        for row, cls in enumerate(CLASSES):
+            ax = axes[row, col]
+            for offset, r in zip(offsets, shown, strict=True):
+                frame = pd.DataFrame(r.metrics["direction"][key][cls])
+                x = np.arange(len(frame)) + offset
+                values = frame["median"].to_numpy(float)
+                yerr = np.abs(np.vstack([values - frame["median_ci_low"].to_numpy(float),
+                                         frame["median_ci_high"].to_numpy(float) - values]))
+                low = frame["low_stats"].to_numpy(bool)
+                for selection, face in ((~low, colors[r.name]), (low, "none")):
+                    if selection.any():
+                        ax.errorbar(x[selection], values[selection], yerr=yerr[:, selection], fmt="o",
+                                    color=colors[r.name], markerfacecolor=face, markersize=5, capsize=2)
+            labels = [_group_label(g) for g in pd.DataFrame(shown[0].metrics["direction"][key][cls])["group"]]
+            ax.set_xticks(np.arange(len(labels)), labels, fontsize=7)
+            ax.set_xlim(-0.6, len(labels) - 0.4)
+            medians = [row_["median"] for r in shown for row_ in r.metrics["direction"][key][cls]]
+            if any(np.isfinite(v) and v > 0 for v in medians):
+                ax.set_yscale("log")
+                _plain_log_axis(ax)
+            ax.set_title(f"{cls}s vs {BREAKDOWN_TITLES[key]}", fontsize=10)
+            ax.grid(True, which="both", alpha=0.3)
+        axes[0, col].tick_params(labelbottom=True)
+    for row in range(2):
+        axes[row, 0].set_ylabel("median angular error [deg]")
+    handles = [Line2D([], [], marker="o", linestyle="none", color=colors[r.name], label=r.name) for r in shown]
+    ncol = min(len(handles), 5)
+    fig.legend(handles=handles, loc="upper center", ncol=ncol, frameon=False, fontsize=9)
+    fig.text(0.01, 0.01, "bars: 68% bootstrap CI of the median; hollow: group with few events; "
+             "cos θ < 0: up-going (through the Earth)", fontsize=7, color="0.35")
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.12, top=_top(fig, -(-len(handles) // ncol)),
+                        wspace=0.25, hspace=0.55)
+    return fig
+
+
+def plot_energy_migration(results: Sequence[MethodResult]) -> Figure | None:
+    """Return the energy migration matrix per method: P(reconstructed bin | true bin), log colour scale."""
+    from matplotlib.colors import LogNorm
+
+    shown = [r for r in results if r.metrics["energy"]["estimated"]]
+    if not shown:
+        return None
+    n_cols = min(len(shown), 3)
+    n_rows = -(-len(shown) // n_cols)
+    width_in, height_in = 4.2 * n_cols + 1.4, 3.9 * n_rows + 0.6
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(width_in, height_in), squeeze=False)
+    right = 1.0 - 1.3 / width_in  # room for the colour bar
+    fig.subplots_adjust(left=0.8 / width_in, right=right, bottom=0.6 / height_in, top=1.0 - 0.6 / height_in,
+                        wspace=0.35, hspace=0.4)
+    norm = LogNorm(vmin=1e-2, vmax=1.0)
+    image = None
+    for ax, r in zip(axes.ravel(), shown, strict=False):
+        migration = r.metrics["energy"]["migration"]
+        counts = np.asarray(migration["counts"], float)
+        per_true = counts.sum(axis=0) + np.asarray(migration["reco_below"]) + np.asarray(migration["reco_above"])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            probability = np.where(per_true > 0, counts / per_true, np.nan)
+        image = ax.pcolormesh(migration["true_edges_gev"], migration["reco_edges_gev"],
+                              np.ma.masked_where(~(probability > 0), probability), norm=norm, cmap="viridis")
+        ax.plot(migration["true_edges_gev"], migration["true_edges_gev"], color="w", linestyle="--", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(f"{r.name} (n={migration['n']})", fontsize=10)
+        ax.set_xlabel(_energy_label(results))
+        ax.set_ylabel("reconstructed energy [GeV]")
+    for ax in axes.ravel()[len(shown):]:
+        ax.set_visible(False)
+    bar = fig.add_axes((right + 0.25 / width_in, 0.6 / height_in, 0.15 / width_in, 1.0 - 1.2 / height_in))
+    fig.colorbar(image, cax=bar, label="fraction of the true bin's events [1]")
+    fig.suptitle("each column: where a true-energy bin's events are reconstructed (with those outside the axis, "
+                 "it sums to 1); dashed: E_reco = E_true", fontsize=8, color="0.35")
+    return fig
+
+
 FIGURES = {
     "angular_error_vs_energy": ("Angular error vs energy", plot_angular_error_vs_energy),
+    "direction_vs_event_properties": ("Angular error vs zenith, hit sensors and containment",
+                                      plot_direction_vs_event_properties),
     "direction_residuals": ("Zenith and azimuth residuals", plot_direction_residuals),
     "energy_resolution": ("Energy resolution and bias", plot_energy_resolution),
+    "energy_migration": ("Energy migration matrix", plot_energy_migration),
     "uncertainty_calibration": ("Calibration of the angular uncertainty", plot_uncertainty_calibration),
     "roc": ("Track/cascade classification", plot_roc),
     "throughput": ("Throughput", plot_throughput),

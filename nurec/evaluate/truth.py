@@ -46,12 +46,30 @@ TRUTH_COLUMNS = (
     "pdg",
     "interaction",
     "n_hits",
+    "n_sensors",
     "weight",
 )
 
+OPTIONAL_TRUTH_COLUMNS = (
+    "vertex_x",
+    "vertex_y",
+    "vertex_z",
+    "muon_dir_x",
+    "muon_dir_y",
+    "muon_dir_z",
+    "cascade_dir_x",
+    "cascade_dir_y",
+    "cascade_dir_z",
+    "muon_length_in_detector",
+)
+"""Truth fields copied when the events have them (NaN otherwise): vertex [m], the muon's and the
+cascade's directions of travel (muon NaN for events without one), the muon's path inside the
+instrumented volume [m]."""
+
 
 def truth_table(events: ak.Array) -> pd.DataFrame:
-    """Return one row per event with its true energy [GeV], direction of travel, angles [rad], class and hit count.
+    """Return one row per event: true energy [GeV], direction of travel, angles [rad], class, hit and
+    hit-sensor counts, and the OPTIONAL_TRUTH_COLUMNS.
 
     ``weight`` is the simulation's OneWeight [GeV cm² sr], NaN where the events carry none (see
     ``nurec.evaluate.weights`` for rates and effective areas).
@@ -68,6 +86,19 @@ def truth_table(events: ak.Array) -> pd.DataFrame:
     table["pdg"] = ak.to_numpy(truth.pdg).astype(np.int64)
     table["interaction"] = np.asarray(ak.to_list(truth.interaction), dtype=object)
     table["n_hits"] = ak.to_numpy(ak.num(events.hits, axis=1)).astype(np.int64)
+    table["n_sensors"] = sensors_hit(events)
     table["weight"] = (ak.to_numpy(ak.fill_none(events.weight, np.nan)).astype(np.float64)
                        if "weight" in events.fields else np.full(len(events), np.nan))
-    return pd.DataFrame(table, columns=list(TRUTH_COLUMNS))
+    for name in OPTIONAL_TRUTH_COLUMNS:
+        table[name] = (ak.to_numpy(truth[name]).astype(np.float64) if name in truth.fields
+                       else np.full(len(events), np.nan))
+    return pd.DataFrame(table, columns=[*TRUTH_COLUMNS, *OPTIONAL_TRUTH_COLUMNS])
+
+
+def sensors_hit(events: ak.Array) -> np.ndarray:
+    """Return the number of distinct sensors (sensor_id) with at least one hit, per event."""
+    per_event = ak.to_numpy(ak.num(events.hits, axis=1)).astype(np.int64)
+    event = np.repeat(np.arange(len(per_event), dtype=np.int64), per_event)
+    sensor = ak.to_numpy(ak.flatten(events.hits.sensor_id)).astype(np.int64)
+    pairs = np.unique(np.column_stack([event, sensor]), axis=0) if len(event) else np.empty((0, 2), np.int64)
+    return np.bincount(pairs[:, 0], minlength=len(per_event)).astype(np.int64)

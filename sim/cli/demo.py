@@ -23,8 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--events", type=positive_int, default=defaults.n_events, help="events to simulate")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="simulation seed")
     parser.add_argument("--methods", default=None, help=method_names_help())
-    parser.add_argument("--budget", type=float, default=defaults.reconstruction_budget_s,
-                        help="seconds of reconstruction shared by all methods; slow ones run on a subsample")
+    parser.add_argument("--slow-events", type=positive_int, default=defaults.slow_method_events,
+                        help=f"the slow fits ({', '.join(defaults.slow_methods)}) reconstruct the first N events, "
+                             "the same for each; fast methods reconstruct all")
     parser.set_defaults(func=run)
 
 
@@ -32,8 +33,9 @@ def run(args: argparse.Namespace) -> int:
     from nurec.cli.evaluate import print_summary
 
     methods = None if args.methods is None else tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    config = DemoConfig(n_events=args.events, seed=args.seed, methods=methods, reconstruction_budget_s=args.budget)
+    config = DemoConfig(n_events=args.events, seed=args.seed, methods=methods, slow_method_events=args.slow_events)
     outcome = run_demo(config, args.out, command=demo_command(config))
+    print(outcome.report.verdicts_text())
     print_summary(outcome.report.summary)
     for name, reason in outcome.skipped.items():
         print(f"not run: {name}: {reason}")
