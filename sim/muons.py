@@ -40,6 +40,7 @@ from nurec.physics.muon_losses import (
     sample_deflection,
     sample_stochastic_losses,
 )
+from sim.photons import module_columns
 
 MS_STEPS = 8
 _PHOTONUCLEAR = LOSS_TYPES.index("photonuclear")
@@ -80,7 +81,7 @@ class MuonTransport:
 
 def _segment_length_m(vertex: np.ndarray, direction: np.ndarray, geometry: Geometry, reach_m: float) -> np.ndarray:
     """Return how far along the track the muon stays able to light the detector (0 if it never can)."""
-    radius = float(np.max(np.linalg.norm(geometry.position - geometry.center, axis=1))) + reach_m
+    radius = module_columns(geometry).radius_m + reach_m  # cached per geometry, not recomputed per batch
     rel = vertex - geometry.center
     along = -np.einsum("ij,ij->i", rel, direction)
     closest = np.einsum("ij,ij->i", rel, rel) - along**2
