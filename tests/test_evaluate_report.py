@@ -126,7 +126,8 @@ def test_html_is_self_contained_and_every_image_is_a_decodable_png(report):
     parser = _PageParser()
     parser.feed(page)
     assert parser.external == []
-    assert len(parser.images) == len(FIGURES)  # every figure: all quantities are estimated by "smeared"
+    # Every figure (all quantities are estimated by "smeared") and the effective area (the events carry OneWeight).
+    assert len(parser.images) == len(FIGURES) + 1
     for src in parser.images:
         assert src.startswith("data:image/png;base64,")
         png = base64.b64decode(src.split(",", 1)[1], validate=True)
@@ -320,8 +321,8 @@ def test_html_shows_verdicts_first_with_counts_and_the_figure_list(report):
     summary = tables.tables["summary"]
     track_cell = summary[1][summary[0].index("Median angular error, tracks [deg]")]
     assert f"(n={metrics['methods']['smeared']['direction']['track']['n']})" in track_cell
-    # the figures on the page are those of metrics.json, in FIGURES order
-    assert tables.figures == [FIGURES[key][0] for key in FIGURES if key in metrics["figures"]]
+    # the figures on the page are those of metrics.json: the effective area, then FIGURES in order
+    assert tables.figures == ["Effective area"] + [FIGURES[key][0] for key in FIGURES if key in metrics["figures"]]
     assert {"energy_migration", "direction_vs_event_properties"} <= set(metrics["figures"])
     # truth references are printed
     assert "the neutrino&#x27;s energy (truth.energy)" in page or "the neutrino's energy (truth.energy)" in page

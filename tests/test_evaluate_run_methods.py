@@ -12,6 +12,7 @@ from sim.config import SimulationConfig
 from sim.simulate import simulate_events
 
 CLOCK = {"now": 0.0}
+CALL_SIZES: list[int] = []
 
 
 class TruthCopy:
@@ -29,6 +30,7 @@ class TruthCopy:
     def reconstruct(self, events):
         ids = ak.to_numpy(events.event_id)
         CLOCK["now"] += 0.1 * len(events)
+        CALL_SIZES.append(len(events))
         if self.fail_on in ids:
             raise RuntimeError("cannot handle event 7\nsecond line")
         table = empty_predictions(ids, self.name)
@@ -99,3 +101,18 @@ def test_unready_method_is_skipped_with_its_reason(events, registered):
     # Raising later only fails those events.
     later = run_methods.run_method("truth-copy", events[5:10], skip_if_first_batch_raises=True)
     assert later.skipped is None and (later.predictions["fit_status"] != "ok").sum() == 1
+
+
+def test_progress_moves_within_a_large_batch_of_slow_fits(events, registered, monkeypatch):
+    # 0.1 s per event on the fake clock: one call of 39 events would leave the bar still for 3.9 s.
+    monkeypatch.setattr(run_methods.time, "perf_counter", lambda: CLOCK["now"])
+    monkeypatch.setattr("nurec.methods.run.available_cores", lambda: 1)
+    CALL_SIZES.clear()
+    shown = run_methods.run_methods(["truth-copy"], events, {"truth-copy": {"fail_on": -1}}, batch_size=256,
+                                    show_bar=True)[0]
+    # Warm-up, the first sized call, then calls of ~2 s (about 20 events) each.
+    assert CALL_SIZES[:2] == [1, 8] and len(CALL_SIZES) == 4 and max(CALL_SIZES) <= 20 and sum(CALL_SIZES) == 40
+    CALL_SIZES.clear()
+    quiet = run_methods.run_methods(["truth-copy"], events, {"truth-copy": {"fail_on": -1}}, batch_size=256)[0]
+    assert CALL_SIZES == [1, 39]
+    assert shown.predictions.equals(quiet.predictions)

@@ -1,4 +1,4 @@
-"""Flux models, per-event rates, effective areas and weighted quantiles (nurec.evaluate.fluxes / weights)."""
+"""Flux models, per-event rates and effective areas (nurec.evaluate.fluxes / weights)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from nurec.evaluate.weights import (
     effective_area_m2,
     event_rates_hz,
     expected_events_per_year,
-    weighted_quantile,
 )
 from nurec.io.schema import angles_to_direction
 from sim.config import SimulationConfig
@@ -190,22 +189,3 @@ def test_missing_weights_or_n_generated_is_a_one_line_error_naming_the_field():
         event_rates_hz(truth.assign(weight=np.nan), metadata, ICECUBE_NUMU_2022)
     with pytest.raises(WeightError, match="^config: "):
         effective_area_m2(truth, {"n_generated": 10}, [100.0, 500.0])
-
-
-def test_weighted_quantile():
-    values = np.array([4.0, 1.0, 3.0, 2.0])
-    # Equal weights: numpy's "hazen" definition (median of 1..4 is 2.5).
-    for q in (0.0, 0.1, 0.25, 0.5, 0.9, 1.0):
-        assert weighted_quantile(values, np.ones(4), q) == pytest.approx(np.quantile(values, q, method="hazen"))
-    assert weighted_quantile(values, np.full(4, 7.5), 0.5) == 2.5  # only relative weights matter
-    # Value 2 with weight 3 (of 6): the sorted values 1, 2, 3, 4 sit at 1/12, 5/12, 9/12, 11/12.
-    assert weighted_quantile(values, [1.0, 1.0, 1.0, 3.0], 0.5) == pytest.approx(2.0 + (0.5 - 5 / 12) / (4 / 12))
-    assert weighted_quantile(values, [1.0, 1.0, 1.0, 3.0], 0.05) == 1.0  # below the first position: the smallest
-    assert weighted_quantile(values, [0.0, 1.0, 0.0, 0.0], [0.1, 0.9]) == pytest.approx([1.0, 1.0])  # zero weights drop out
-    assert weighted_quantile([5.0], [2.0], 0.3) == 5.0
-    with pytest.raises(ValueError, match="values"):
-        weighted_quantile([1.0, np.nan], [1.0, 1.0], 0.5)
-    with pytest.raises(ValueError, match="weights"):
-        weighted_quantile([1.0, 2.0], [1.0, -1.0], 0.5)
-    with pytest.raises(ValueError, match="q"):
-        weighted_quantile([1.0, 2.0], [1.0, 1.0], 1.5)

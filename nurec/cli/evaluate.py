@@ -12,6 +12,7 @@ import awkward as ak
 import pandas as pd
 
 from nurec.cli.options import method_names_help, positive_int
+from nurec.evaluate.fluxes import flux_names
 from nurec.evaluate.quality import EvaluationSettings
 from nurec.evaluate.report import build_report, load_method_predictions
 from nurec.evaluate.truth import truth_table
@@ -43,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     parser.add_argument("--energy-reference", choices=["energy", "visible_energy"], default="energy",
                         help="truth field E_true is taken from (default: neutrino energy)")
+    parser.add_argument("--fluxes", default="all", metavar="NAMES",
+                        help="fluxes for the flux-weighted metrics: all, none or a comma-separated list of "
+                             f"{', '.join(flux_names())} (default: all; needs simulated events with OneWeight)")
     parser.set_defaults(func=run)
 
 
@@ -94,10 +98,12 @@ def print_summary(summary: pd.DataFrame, file: TextIO | None = None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nurec.evaluate.run_methods import method_names, print_progress, reconstruct_all
+    from nurec.evaluate.weighted import fluxes_by_name
 
     # A missing prediction file, an unknown suffix or method fails before the events are read.
     for path in args.predictions or []:
         check_predictions_path(path)
+    fluxes = fluxes_by_name(args.fluxes)
     names = method_names([n.strip() for n in args.methods.split(",") if n.strip()]) if args.methods else []
     events = load_events(args.data, args.format, args.max_events)
     metadata = source_metadata(args.data, args.format)
@@ -118,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
                                   n_bootstrap=args.bootstrap, seed=args.seed,
                                   energy_reference=args.energy_reference)
     command = shlex.join(["nurec", *sys.argv[1:]]) if sys.argv[1:2] == ["evaluate"] else None
-    report = build_report(truth, metadata, methods, out, settings, command=command, skipped=skipped)
+    report = build_report(truth, metadata, methods, out, settings, command=command, skipped=skipped,
+                          fluxes=fluxes)
     print_summary(report.summary)
     print(f"report: {report.html_path}  metrics: {report.metrics_path}")
     return 0

@@ -149,6 +149,9 @@ HONDA2014_FILE = "honda2014_spl_solmin.csv"
 HONDA2014_COLUMNS = {"nu_mu": 14, "nu_mu_bar": -14, "nu_e": 12, "nu_e_bar": -12}
 
 
+HONDA2014_NAME = "honda2014_spl_solmin"
+
+
 @lru_cache(maxsize=1)
 def honda2014_spl_solmin() -> TabulatedAtmosphericFlux:
     """Return the conventional atmospheric flux at the South Pole (Honda et al. 2015, solar minimum)."""
@@ -164,7 +167,7 @@ def honda2014_spl_solmin() -> TabulatedAtmosphericFlux:
     critical = {pdg: np.array([fit_critical_energy(log_e[last_decade], values[last_decade, k])
                                for k in range(len(cos_z))]) for pdg, values in log_flux.items()}
     return TabulatedAtmosphericFlux(
-        name="honda2014_spl_solmin",
+        name=HONDA2014_NAME,
         citation=("M. Honda et al., Phys. Rev. D 92, 023004 (2015), arXiv:1502.03916: conventional "
                   "atmospheric ν flux at the South Pole, solar minimum, azimuth-averaged (HKKM2014), "
                   "continued above 10 TeV as E^-2.7/(1+E/E_c)"),
@@ -188,3 +191,8 @@ ICECUBE_NUMU_2022 = AstrophysicalPowerLaw(
 def flux_models() -> list[FluxModel]:
     """Return the flux models reports and ``nurec inspect`` weight simulated events with."""
     return [honda2014_spl_solmin(), ICECUBE_NUMU_2022]
+
+
+def flux_names() -> list[str]:
+    """Return the names of flux_models() without building the tables (for help texts)."""
+    return [HONDA2014_NAME, ICECUBE_NUMU_2022.name]

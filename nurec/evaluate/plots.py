@@ -357,6 +357,46 @@ def plot_energy_migration(results: Sequence[MethodResult]) -> Figure | None:
     return fig
 
 
+EFFECTIVE_AREA_FIGURE = "effective_area"
+FLAVOUR_SYMBOLS = {"nu_e": "νe", "nu_mu": "νμ", "nu_tau": "ντ"}
+
+
+def plot_effective_area(areas: dict) -> Figure | None:
+    """Return the effective area [m²] vs true energy per flavour, at trigger level and after each method's cuts."""
+    if not areas.get("available"):
+        return None
+    rows = pd.DataFrame(areas["rows"])
+    low, high = areas["energy_edges_gev"][0], areas["energy_edges_gev"][-1]
+    rows = rows[(rows["cos_zenith_low"] == rows["cos_zenith_low"].min())
+                & (rows["cos_zenith_high"] == rows["cos_zenith_high"].max())]  # the all-directions band
+    flavours = list(dict.fromkeys(rows["flavour"]))
+    selections = list(dict.fromkeys(rows["selection"]))
+    colors = method_colors(selections[1:])
+    fig, axes = plt.subplots(1, len(flavours), figsize=(4.2 * len(flavours) + 0.8, 3.8), squeeze=False)
+    axes = axes[0]
+    for ax, flavour in zip(axes, flavours, strict=True):
+        for name in selections:
+            table = rows[(rows["flavour"] == flavour) & (rows["selection"] == name)]
+            if table.empty or not (table["area_m2"] > 0).any():
+                continue
+            edges = np.append(table["e_low_gev"].to_numpy(), table["e_high_gev"].to_numpy()[-1])
+            is_trigger = name == "trigger"
+            fraction = float(table["subsample_fraction"].iloc[0])
+            label = name if fraction == 1.0 else f"{name} (scaled from {100 * fraction:.0f}% of events)"
+            ax.stairs(table["area_m2"].to_numpy(), edges, color="black" if is_trigger else colors[name],
+                      linewidth=2.0 if is_trigger else 1.2, linestyle="-" if is_trigger else "--", label=label)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(low, high)
+        ax.set_title(f"{FLAVOUR_SYMBOLS.get(flavour, flavour)} (ν and ν̄ averaged)", fontsize=10)
+        ax.set_xlabel("true neutrino energy [GeV]")
+    axes[0].set_ylabel("effective area [m²]")
+    legend_rows = _finish_legend(fig, list(axes), f"{areas['generation']}; all generated directions; "
+                                 "methods: events with fit_status ok")
+    fig.tight_layout(rect=(0, 0.04, 1, _top(fig, legend_rows)))
+    return fig
+
+
 FIGURES = {
     "angular_error_vs_energy": ("Angular error vs energy", plot_angular_error_vs_energy),
     "direction_vs_event_properties": ("Angular error vs zenith, hit sensors and containment",

@@ -32,6 +32,12 @@ metrics.json layout (REPORT_FORMAT_VERSION 2)::
                       uncertainty, classification, subsample, events_evaluated}
     skipped_methods  {name: why it did not run}
     figures          figure keys (plots/<key>.png)
+    weighted_metrics {available, reason if not, livetime_s, fluxes: [{flux, citation,
+                      events_per_year_triggered, n_effective_triggered, events_per_year_reconstructed
+                      {method: ..}, n_effective_reconstructed, summary_table (weighted medians)}]}
+    effective_areas  {available, reason if not, energy_edges_gev, generation, rows: [{selection
+                      (trigger or method), flavour, interactions, cos_zenith_low/high, e_low/high_gev,
+                      n_events, area_m2, area_error_m2, subsample_fraction}]}
     timing           {name: load_s, warmup_s, warmup_events, n_events (timed), wall_s, cpu_s,
                       events_per_s, events_per_s_per_core}: the only run-dependent numbers
 """
@@ -54,7 +60,8 @@ import pandas as pd
 from nurec import __version__
 from nurec.evaluate import metrics as m
 from nurec.evaluate.compare import TASKS, TaskOutcome, judge_all
-from nurec.evaluate.plots import FIGURES, figure_png
+from nurec.evaluate.fluxes import FluxModel
+from nurec.evaluate.plots import EFFECTIVE_AREA_FIGURE, FIGURES, figure_png, plot_effective_area
 from nurec.evaluate.quality import (
     CLASSES,
     DIRECTION_REFERENCES,
@@ -69,6 +76,7 @@ from nurec.evaluate.quality import (
     summary_row,
     true_direction,
 )
+from nurec.evaluate.weighted import effective_areas, flux_weighted_metrics, unavailable
 from nurec.io.files import write_atomic
 from nurec.io.predictions import read_predictions, read_predictions_metadata
 from nurec.methods.registry import resolve_detector
@@ -273,12 +281,15 @@ def build_report(
     settings: EvaluationSettings | None = None,
     command: str | None = None,
     skipped: dict[str, str] | None = None,
+    fluxes: Sequence[FluxModel] | None = None,
 ) -> Report:
     """Evaluate ``methods`` against ``truth`` and write index.html, metrics.json and plots/ to ``out_dir``.
 
     ``skipped`` maps methods that could not run (e.g. untrained) to the reason; they are
     listed in both files so that no method disappears from a comparison unnoticed. If
-    ``truth`` has an EVENT_WEIGHT_COLUMN, every metric is weighted by it.
+    ``truth`` has an EVENT_WEIGHT_COLUMN, every metric is weighted by it. ``fluxes`` (default:
+    ``nurec.evaluate.fluxes.flux_models()``; empty: none) add a flux-weighted summary per flux,
+    and effective areas are given whenever the events carry OneWeight (``nurec.evaluate.weighted``).
     """
     settings = settings or EvaluationSettings()
     out_dir = Path(out_dir)
@@ -288,9 +299,20 @@ def build_report(
     subsampled = {p.name: len(p.predictions) for p in methods if p.subsample}
     outcomes = judge_all(results, settings, subsampled, len(truth))
     summary = pd.DataFrame([summary_row(r, settings.min_events_per_bin) for r in results])
+    if fluxes is None or len(fluxes):
+        weighted = flux_weighted_metrics(truth, dataset_metadata, results,
+                                         lambda weighted_truth: evaluate_all(weighted_truth, methods, settings, bins),
+                                         settings, fluxes)
+    else:
+        weighted = unavailable("no flux chosen")
+    areas = effective_areas(truth, dataset_metadata, results, bins)
     figures = render_figures(results)
+    area_figure = plot_effective_area(areas)
+    if area_figure is not None:
+        figures[EFFECTIVE_AREA_FIGURE] = figure_png(area_figure)
     metrics = report_metrics(truth, dataset_metadata, methods, results, outcomes, summary, settings, bins,
                              command, skipped, figures)
+    metrics.update(weighted_metrics=weighted, effective_areas=areas)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "plots").mkdir(exist_ok=True)
     for key, png in figures.items():
@@ -624,6 +646,110 @@ def decades_text(metrics: dict[str, Any]) -> str:
     return _markdown(["Method", "Class", *labels], cells)
 
 
+# ----------------------------------------------------------------------------- flux-weighted metrics, effective areas
+WEIGHTED_HEADERS = [
+    ("track_median_deg", "Median angular error, tracks [deg]"),
+    ("cascade_median_deg", "Median angular error, cascades [deg]"),
+    ("track_log10e_resolution", "log10 E resolution, tracks [dex]"),
+    ("cascade_log10e_resolution", "log10 E resolution, cascades [dex]"),
+    ("coverage_68", "68% coverage of uncertainty"),
+]
+
+
+def _per_year(value: Any) -> str:
+    return "—" if not _finite(value) else (f"{value:,.0f}" if value >= 100 else f"{value:.3g}")
+
+
+def weighted_rows(metrics: dict[str, Any]) -> list[tuple[dict[str, Any], list[list[str]]]]:
+    """Return (flux section, text cells per method) of the flux-weighted summaries."""
+    section = metrics["weighted_metrics"]
+    threshold = metrics["settings"]["min_events_per_bin"]
+    out = []
+    for flux in section.get("fluxes", []) if section.get("available") else []:
+        rows = []
+        for row in flux["summary_table"]:
+            name = row["method"]
+            cells = [name, f"{_per_year(flux['events_per_year_reconstructed'][name])} "
+                           f"(n_eff={flux['n_effective_reconstructed'][name]:.0f})"]
+            for key, _ in WEIGHTED_HEADERS:
+                value = row.get(key)
+                if key.endswith("_median_deg") and _finite(value):
+                    prefix = key.replace("_deg", "")
+                    cell = f"{value:.3g} [{row[f'{prefix}_ci_low']:.3g}, {row[f'{prefix}_ci_high']:.3g}]"
+                else:
+                    cell = f"{value:.3g}" if _finite(value) else "—"
+                cells.append(_counted_text(cell, row.get(SUMMARY_COUNTS[key]), threshold))
+            rows.append(cells)
+        out.append((flux, rows))
+    return out
+
+
+WEIGHTED_LABELS = ["Method", "Events per year reconstructed", *(label for _, label in WEIGHTED_HEADERS)]
+
+
+def weighted_html(metrics: dict[str, Any]) -> str:
+    """Return one weighted summary table per flux, with the flux named and cited, or why there is none."""
+    section = metrics["weighted_metrics"]
+    if not section.get("available"):
+        return f"<p class=meta>Not available: {html.escape(section['reason'])}.</p>"
+    parts = []
+    head = "".join(f"<th>{html.escape(label)}</th>" for label in WEIGHTED_LABELS)
+    for flux, rows in weighted_rows(metrics):
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" for cells in rows)
+        parts.append(
+            f"<h3>Weighted by {html.escape(flux['flux'])}</h3><p class=meta>{html.escape(flux['citation'])}. "
+            f"Triggered: {html.escape(_per_year(flux['events_per_year_triggered']))} events per year "
+            f"(n_eff={flux['n_effective_triggered']:.0f}).</p>"
+            f"<table class=weighted><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    return "".join(parts) + (
+        "<p class=meta>Each event weighted by its rate under the flux (OneWeight &times; flux / events generated); "
+        "a year is 365.25 days of livetime; n is the number of events behind a number, n_eff = (&Sigma;w)&sup2;/&Sigma;w&sup2; "
+        "the number of equal-weight events the weights amount to. No oscillations, no absorption in the Earth.</p>")
+
+
+def weighted_text(metrics: dict[str, Any]) -> str:
+    """Return the flux-weighted summaries as Markdown, or why there are none."""
+    section = metrics["weighted_metrics"]
+    if not section.get("available"):
+        return f"Flux-weighted metrics: not available ({section['reason']})."
+    return "\n\n".join(
+        f"Weighted by {flux['flux']} ({_per_year(flux['events_per_year_triggered'])} triggered events per year):\n\n"
+        + _markdown(WEIGHTED_LABELS, rows) for flux, rows in weighted_rows(metrics))
+
+
+def area_table(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Return (header, rows) of effective areas [m²] in the all-directions band: a row per selection and flavour."""
+    areas = pd.DataFrame(metrics["effective_areas"]["rows"])
+    areas = areas[(areas["cos_zenith_low"] == areas["cos_zenith_low"].min())
+                  & (areas["cos_zenith_high"] == areas["cos_zenith_high"].max())]
+    edges = metrics["effective_areas"]["energy_edges_gev"]
+    labels = ["Selection", "Flavour", *(_energy_label(lo, hi) for lo, hi in zip(edges[:-1], edges[1:], strict=True))]
+    rows = []
+    for (selection, flavour), group in areas.groupby(["selection", "flavour"], sort=False):
+        rows.append([selection, flavour, *(f"{a:.3g} ({n})" if n else "0"
+                                            for a, n in zip(group["area_m2"], group["n_events"], strict=True))])
+    return labels, rows
+
+
+def effective_area_html(metrics: dict[str, Any], figures: dict[str, bytes]) -> str:
+    """Return the effective-area figure and table, or why there is none."""
+    areas = metrics["effective_areas"]
+    if not areas.get("available"):
+        return f"<p class=meta>Not available: {html.escape(areas['reason'])}.</p>"
+    labels, rows = area_table(metrics)
+    head = "".join(f"<th>{html.escape(label)}</th>" for label in labels)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" for cells in rows)
+    figure = ""
+    if EFFECTIVE_AREA_FIGURE in figures:
+        data = base64.b64encode(figures[EFFECTIVE_AREA_FIGURE]).decode()
+        figure = f"<figure><img alt=\"Effective area\" src=\"data:image/png;base64,{data}\"></figure>"
+    return (f"{figure}<table class=areas><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+            f"<p class=meta>{html.escape(areas['generation'])}: area [m&sup2;] (events) per bin of true energy, "
+            "&nu; and &nu;&#772; averaged, all generated directions (up- and down-going bands in metrics.json). "
+            "trigger: every triggered event; a method: the events it reconstructed (fit_status ok); methods run on "
+            "the leading events only are scaled by the fraction they saw.</p>")
+
+
 def report_text(metrics: dict[str, Any], summary: pd.DataFrame) -> str:
     """Return the text summary (summary.md): verdicts, the summary table, energy per decade, references."""
     refs = metrics["references"]
@@ -635,6 +761,7 @@ def report_text(metrics: dict[str, Any], summary: pd.DataFrame) -> str:
         summary_text(summary),
         "Energy bias / resolution of log10(E_reco/E_true) per decade of E_true [dex]:",
         decades_text(metrics),
+        weighted_text(metrics),
         f"E_true: {refs['energy']}. True direction: {refs['direction']}.",
     ])
 
@@ -853,6 +980,10 @@ def render_html(metrics: dict[str, Any], summary: pd.DataFrame, results: Sequenc
 {_skipped_html(metrics["skipped_methods"])}
 <h2>Energy per decade</h2>
 {decades_html(metrics)}
+<h2>Flux-weighted metrics</h2>
+{weighted_html(metrics)}
+<h2>Effective area</h2>
+{effective_area_html(metrics, figures)}
 <h2>Data set</h2>
 <table class=meta>{_facts_html(metrics)}</table>
 <h2>Figures</h2>

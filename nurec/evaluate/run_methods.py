@@ -29,7 +29,14 @@ from nurec.evaluate.report import MethodPredictions
 from nurec.io.predictions import write_predictions
 from nurec.methods.contract import DetectorRef
 from nurec.methods.registry import available_methods, build_method, resolve_detector
-from nurec.methods.run import Provenance, cpu_seconds, error_reason, reconstruct_batch
+from nurec.methods.run import (
+    PROGRESS_INTERVAL_S,
+    BatchSizer,
+    Provenance,
+    cpu_seconds,
+    error_reason,
+    reconstruct_batch,
+)
 
 SLOW_METHODS = ("likelihood", "likelihood-mpe", "cascade-likelihood", "bdt-uncertainty")
 """Per-event likelihood fits (about 0.3-3 s per event per core); the rest do hundreds of events per second."""
@@ -93,20 +100,27 @@ def _reconstruct_batches(method: Any, events: ak.Array, batch_size: int, stop_if
     """Return predictions and timing of ``method`` on ``events`` in batches; a raising batch fails its events.
 
     With ``stop_if_first_raises`` an exception on the first batch stops the run (``first_error``).
+    With a progress ``bar``, calls are sized by BatchSizer to take a few seconds each, so the bar
+    moves within a batch of slow fits; the predictions do not depend on the sizes.
     """
     out = _Batches()
-    for start in range(0, len(events), batch_size):
-        batch = events[start : start + batch_size]
+    sizer = BatchSizer(batch_size, PROGRESS_INTERVAL_S if bar is not None else None)
+    start = 0
+    while start < len(events):
+        batch = events[start : start + sizer.next_size()]
         cpu0, wall0 = cpu_seconds(), time.perf_counter()
         try:  # a method that fails outright on its first batch (e.g. an untrained model) can be skipped
             table = reconstruct_batch(method, batch, isolate=not (start == 0 and stop_if_first_raises))
         except Exception as err:  # noqa: BLE001
             out.first_error = error_reason(err)
             return out
-        out.wall_s += time.perf_counter() - wall0
+        wall_s = time.perf_counter() - wall0
+        out.wall_s += wall_s
         out.cpu_s += cpu_seconds() - cpu0
+        sizer.record(len(batch), wall_s)
         out.tables.append(table)
         out.n_done += len(batch)
+        start += len(batch)
         if bar is not None:
             bar.update(len(batch))
             bar.set_postfix_str(f"{out.n_done / out.wall_s:.3g} ev/s" if out.wall_s > 0 else "")
@@ -162,7 +176,7 @@ def _run_one(name: str, events: ak.Array, options: dict[str, Any], geometry: Any
                          options=options_text)
     bar = tqdm(total=len(events), initial=warm.n_done, desc=name, unit="ev", disable=not show_bar,
                file=sys.stderr, leave=False)
-    timed = _reconstruct_batches(method, events[warm.n_done:], batch_size, bar=bar)
+    timed = _reconstruct_batches(method, events[warm.n_done:], batch_size, bar=bar if show_bar else None)
     bar.close()
     rate = throughput(timed.n_done, timed.wall_s, timed.cpu_s)
     rate.update(load_s=load_s, warmup_s=warm.wall_s, warmup_events=warm.n_done)

@@ -123,36 +123,6 @@ def expected_events_per_year(truth: pd.DataFrame, metadata: Mapping[str, Any], f
     return float(np.sum(rates_hz) * SECONDS_PER_YEAR)
 
 
-def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float | np.ndarray) -> float | np.ndarray:
-    """Return the weighted q-quantile(s) of ``values`` (q in [0, 1]).
-
-    Definition: sort the values; value i sits at cumulative weight fraction
-    p_i = (Σ_{k≤i} w_k − w_i / 2) / Σ w (the middle of its own weight), and the quantile is the
-    linear interpolation of (p_i, value_i) at q, clamped to the smallest and largest value beyond
-    the first and last p_i. With equal weights this is numpy's ``quantile(method="hazen")``;
-    zero weights drop out. Values must be finite (select events first) and weights non-negative.
-    """
-    values = np.asarray(values, dtype=np.float64).ravel()
-    weights = np.asarray(weights, dtype=np.float64).ravel()
-    if values.shape != weights.shape:
-        raise ValueError(f"weights: {len(weights)} weights for {len(values)} values")
-    if not np.isfinite(values).all():
-        raise ValueError("values: not all finite; select the events with a value first")
-    if not np.isfinite(weights).all() or (weights < 0).any():
-        raise ValueError("weights: must be finite and non-negative")
-    q_array = np.asarray(q, dtype=np.float64)
-    if ((q_array < 0) | (q_array > 1)).any():
-        raise ValueError(f"q: quantiles must lie in [0, 1], got {q}")
-    keep = weights > 0
-    if not keep.any():
-        raise ValueError("weights: no value has a positive weight")
-    order = np.argsort(values[keep], kind="stable")
-    sorted_values, sorted_weights = values[keep][order], weights[keep][order]
-    positions = (np.cumsum(sorted_weights) - 0.5 * sorted_weights) / sorted_weights.sum()
-    result = np.interp(q_array, positions, sorted_values)
-    return float(result) if result.ndim == 0 else result
-
-
 def effective_area_m2(truth: pd.DataFrame, metadata: Mapping[str, Any], energy_edges_gev: Sequence[float],
                       mask: np.ndarray | None = None, by: str = "flavour",
                       cos_zenith_edges: Sequence[float] | None = None) -> pd.DataFrame:
