@@ -203,7 +203,8 @@ def test_report_renders_in_headless_chromium_with_all_images_loaded(report, tmp_
         capture_output=True, text=True, timeout=60,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert f'data-images="{len(FIGURES)}:{len(FIGURES)}"' in done.stdout
+    n_images = len(FIGURES) + 1  # the figures and the effective area
+    assert f'data-images="{n_images}:{n_images}"' in done.stdout
 
 
 # ----------------------------------------------------------------------------- HTML tables and figures

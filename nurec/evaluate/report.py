@@ -592,8 +592,8 @@ def _energy_label(low_gev: float, high_gev: float) -> str:
     """Return an energy range as text in GeV, TeV or PeV ("1-10 TeV")."""
     for unit, scale in (("PeV", 1e6), ("TeV", 1e3), ("GeV", 1.0)):
         if low_gev >= scale:
-            return f"{low_gev / scale:g}-{high_gev / scale:g} {unit}"
-    return f"{low_gev:g}-{high_gev:g} GeV"
+            return f"{low_gev / scale:.3g}-{high_gev / scale:.3g} {unit}"
+    return f"{low_gev:.3g}-{high_gev:.3g} GeV"
 
 
 CLASS_LABELS = {"track": "tracks", "cascade": "cascades", "all": "all"}
