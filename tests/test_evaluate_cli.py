@@ -6,6 +6,7 @@ import numpy as np
 
 from nurec.cli import main
 from nurec.cli.evaluate import TERMINAL_LABELS, format_table
+from nurec.evaluate.fluxes import flux_names
 from nurec.evaluate.truth import truth_table
 from nurec.io.parquet import write_dataset
 from nurec.io.predictions import write_predictions
@@ -44,6 +45,16 @@ def test_evaluate_cli_reports_prediction_files_against_a_dataset(tmp_path, capsy
     assert method["counts"]["failure_reasons"] == {"all hits at one time": 1}
     assert method["direction"]["all"]["median"] < 1e-5  # the true direction, recovered
     assert metrics["dataset"]["seed"] == 9 and metrics["dataset"]["n_events"] == 50
+    assert [f["flux"] for f in metrics["weighted_metrics"]["fluxes"]] == flux_names()
+    # The muon's direction as the truth: the neutrino's direction is now off by the kinematic angle.
+    rc = main(["evaluate", "--data", str(tmp_path / "data"), "--predictions", str(tmp_path / "copy.parquet"),
+               "--out", str(tmp_path / "muon"), "--bootstrap", "100", "--direction-reference", "muon",
+               "--fluxes", "none"])
+    assert rc == 0
+    metrics = json.loads((tmp_path / "muon" / "metrics.json").read_text())
+    assert metrics["references"]["direction"].startswith("the muon's initial direction")
+    assert metrics["methods"]["copy"]["direction"]["track"]["median"] > 0.01
+    assert metrics["weighted_metrics"] == {"available": False, "reason": "no flux chosen"}
 
 
 def test_evaluate_cli_names_a_missing_predictions_file(tmp_path, capsys):

@@ -44,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     parser.add_argument("--energy-reference", choices=["energy", "visible_energy"], default="energy",
                         help="truth field E_true is taken from (default: neutrino energy)")
+    parser.add_argument("--direction-reference", choices=["neutrino", "muon"], default="neutrino",
+                        help="true direction: the neutrino's, or the muon's for events with a muon (default: neutrino)")
     parser.add_argument("--fluxes", default="all", metavar="NAMES",
                         help="fluxes for the flux-weighted metrics: all, none or a comma-separated list of "
                              f"{', '.join(flux_names())} (default: all; needs simulated events with OneWeight)")
@@ -122,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
         methods = [r.as_method_predictions() for r in runs]
     settings = EvaluationSettings(bins_per_decade=args.bins_per_decade, min_events_per_bin=args.min_events_per_bin,
                                   n_bootstrap=args.bootstrap, seed=args.seed,
-                                  energy_reference=args.energy_reference)
+                                  energy_reference=args.energy_reference,
+                                  direction_reference=args.direction_reference)
     command = shlex.join(["nurec", *sys.argv[1:]]) if sys.argv[1:2] == ["evaluate"] else None
     report = build_report(truth, metadata, methods, out, settings, command=command, skipped=skipped,
                           fluxes=fluxes)
