@@ -25,7 +25,15 @@ from nurec.evaluate.report import Report, build_report, json_safe, load_method_p
 from nurec.evaluate.run_methods import method_names, print_progress, reconstruct_all
 from nurec.evaluate.truth import truth_table
 from nurec.io.files import write_atomic
-from nurec.io.parquet import MANIFEST, DatasetWriter, read_dataset, read_manifest, read_metadata
+from nurec.io.parquet import (
+    MANIFEST,
+    DatasetError,
+    DatasetWriter,
+    read_dataset,
+    read_manifest,
+    read_metadata,
+    verify_dataset,
+)
 from nurec.io.predictions import read_predictions_metadata
 from sim.config import SimulationConfig
 from sim.simulate import chunk_sizes, dataset_metadata, simulate_chunk
@@ -115,9 +123,16 @@ class StepResult:
 
 
 def simulate_dataset(config: SimulationConfig, out_dir: Path, say: Progress) -> str:
-    """Simulate ``config`` into ``out_dir`` unless a complete data set is there; return the step status."""
+    """Simulate ``config`` into ``out_dir`` unless a complete, intact data set is there; return the step status.
+
+    A data set whose files no longer match their recorded checksums (or whose manifest is
+    malformed) is simulated again: the seeds make it the same events, and the step says why.
+    """
     if (out_dir / MANIFEST).exists():
-        return "present"
+        problem = _dataset_problem(out_dir)
+        if problem is None:
+            return "present"
+        say(f"  {problem}; simulating it again")
     n_generated = 0
     chunks = chunk_sizes(config)
     # overwrite=True removes the chunk files of an interrupted earlier attempt (no manifest yet).
@@ -129,6 +144,16 @@ def simulate_dataset(config: SimulationConfig, out_dir: Path, say: Progress) -> 
             writer.write(events, index)
             say(f"  chunk {index + 1}/{len(chunks)}: {len(events)} events")
     return "done"
+
+
+def _dataset_problem(data_dir: Path) -> str | None:
+    """Return why a finished data set cannot be reused (a damaged or missing file, a bad manifest); None if it can."""
+    try:
+        statuses = verify_dataset(data_dir)
+    except DatasetError as err:
+        return str(err)
+    bad = [(name, status) for name, status in statuses if status not in ("ok", "unverified")]
+    return f"{data_dir}: {bad[0][0]} is {bad[0][1]}" if bad else None
 
 
 def dataset_sha256(data_dir: Path) -> str:

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from nurec.io.integrity import FileDigest
 from nurec.io.parquet import DatasetWriter, chunk_filename, write_chunk
 from nurec.parallel import ParallelOptions, map_chunks
 from sim.config import SimulationConfig
@@ -37,6 +38,7 @@ class ChunkResult:
     index: int
     n_events: int
     n_generated: int
+    digest: FileDigest  # of the bytes the worker wrote, recorded in the manifest
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,8 @@ def simulate_chunk_to_file(task: ChunkTask) -> ChunkResult:
     events, n_generated = simulate_chunk(task.config, task.index)
     metadata = dataset_metadata(task.config, n_generated)
     metadata["chunk"] = {"index": task.index, "n_generated": int(n_generated)}
-    n_events = write_chunk(Path(task.out_dir) / chunk_filename(task.index), events, metadata)
-    return ChunkResult(task.index, n_events, int(n_generated))
+    entry = write_chunk(Path(task.out_dir) / chunk_filename(task.index), events, metadata)
+    return ChunkResult(task.index, entry.events, int(n_generated), entry.digest)
 
 
 def run_simulation(
@@ -81,7 +83,7 @@ def run_simulation(
         try:
             def record(_: int, result: ChunkResult) -> None:
                 nonlocal n_generated
-                writer.record_chunk(result.index, result.n_events)
+                writer.record_chunk(result.index, result.n_events, result.digest)
                 n_generated += result.n_generated
 
             map_chunks(simulate_chunk_to_file, tasks, options, units=sizes, unit="ev",

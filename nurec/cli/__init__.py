@@ -16,11 +16,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from importlib.metadata import entry_points
 from types import ModuleType
 
 from nurec import __version__
 from nurec.cli.options import CommandParser
+from nurec.io.integrity import ChecksumWarning
 from nurec.io.parquet import DatasetError
 
 COMMAND_MODULES = [
@@ -66,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            _warnings_as_one_line(args.command)
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("nurec: interrupted", file=sys.stderr)
         return 130
@@ -74,6 +78,20 @@ def main(argv: list[str] | None = None) -> int:
         message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
         print(f"nurec {args.command}: error: {message}", file=sys.stderr)
         return 1
+
+
+def _warnings_as_one_line(command: str) -> None:
+    """Print nurec's own warnings (an unverifiable dataset) as one line like its errors, no source line."""
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, ChecksumWarning):
+            print(f"nurec {command}: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.simplefilter("always", ChecksumWarning)  # issued once per dataset where it is raised
+    warnings.showwarning = show
 
 
 if __name__ == "__main__":

@@ -2,6 +2,9 @@
 
 A simulated dataset (OneWeight ``weight`` per event, ``n_generated`` in its metadata) also gets
 its expected events per year under each flux of ``nurec.evaluate.fluxes.flux_models``.
+Reading a nurec dataset checks every chunk against the SHA-256 its manifest records (a
+damaged chunk stops the summary with a one-line error naming it); ``--verify`` checks
+every file without summarising and reports each one's status.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from nurec.io.parquet import DatasetError
+from nurec.io.parquet import UNVERIFIED, DatasetError, load_manifest, verify_dataset
 from nurec.io.sources import detect_format, iter_events, source_metadata
 
 PDG_NAMES = {12: "nu_e", -12: "nu_e_bar", 14: "nu_mu", -14: "nu_mu_bar", 16: "nu_tau", -16: "nu_tau_bar"}
@@ -29,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("path", help="dataset directory (or another event source)")
     parser.add_argument("--format", dest="fmt", help="source format (default: detected)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--verify", action="store_true",
+                        help="only check every chunk and file of a nurec dataset against its recorded size and "
+                             "SHA-256 and print each one's status (exit 1 if any is damaged or missing)")
     parser.set_defaults(func=run)
 
 
@@ -83,6 +89,11 @@ def summarize(path: str, fmt: str | None = None) -> dict[str, Any]:
         summary["detector_hash"] = detector.get("hash")
         if detector.get("det_id") is not None:  # a converted KM3NeT file's own detector id
             summary["det_id"] = detector["det_id"]
+    if fmt == "nurec":
+        # Every chunk was checked while it was read above (iter_dataset), or the summary stopped.
+        manifest = load_manifest(path)
+        summary["checksums"] = (f"sha256 of {len(manifest.chunks)} chunks verified" if manifest.has_checksums
+                                else f"none ({UNVERIFIED})")
     if "n_generated" in metadata:
         summary["generated"] = int(metadata["n_generated"])
         summary["triggered_fraction"] = n_events / metadata["n_generated"] if metadata["n_generated"] else None
@@ -174,14 +185,47 @@ def format_summary(summary: dict[str, Any]) -> str:
     if summary.get("expected_events_per_year"):
         covered = summary.get("weighted_types") or "the generated types"
         lines.append(f"  {'':<14} (triggered {covered} only; no oscillation, no absorption in the Earth)")
-    for key in ("seed", "simulator_version"):
+    for key in ("seed", "simulator_version", "checksums"):
         if key in summary:
             lines.append(f"  {key:<14} {summary[key]}")
     return "\n".join(lines)
 
 
+def verify(path: str) -> dict[str, Any]:
+    """Return the verification report of a nurec dataset: each file's status and whether all passed."""
+    statuses = verify_dataset(path)
+    return {"path": str(path), "checksums": load_manifest(path, check_files=False).has_checksums,
+            "files": [{"file": name, "status": status} for name, status in statuses],
+            "ok": all(status in ("ok", "unverified") for _, status in statuses)}
+
+
+def format_verification(report: dict[str, Any]) -> str:
+    """Return the verification report as aligned text lines."""
+    width = max((len(f["file"]) for f in report["files"]), default=0)
+    about = "sha256 and size of each file" if report["checksums"] else f"no checksums: {UNVERIFIED}"
+    lines = [f"{report['path']} ({about})"]
+    lines += [f"  {f['file']:<{width}}  {f['status']}" for f in report["files"]]
+    return "\n".join(lines)
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    fmt = args.fmt or detect_format(args.path)
+    if fmt != "nurec":
+        raise ValueError(f"--verify: {args.path} is a {fmt} source, not a nurec dataset (nothing records checksums)")
+    report = verify(args.path)
+    sys.stdout.write((json.dumps(report, indent=2) if args.json else format_verification(report)) + "\n")
+    bad = [f for f in report["files"] if f["status"] not in ("ok", "unverified")]
+    if bad:
+        print(f"nurec inspect: error: {args.path}: {len(bad)} of {len(report['files'])} files failed verification "
+              f"(first: {bad[0]['file']} is {bad[0]['status']})", file=sys.stderr)
+        return 1
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     try:
+        if args.verify:
+            return run_verify(args)
         summary = summarize(args.path, args.fmt)
     except DatasetError as err:
         print(f"nurec inspect: error: {err}", file=sys.stderr)

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nurec.io.manifest import ManifestError, load_manifest_file, parse_chunk_manifest
+
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file and a rename; return the path."""
@@ -31,19 +33,20 @@ def write_json_atomic(path: str | os.PathLike, data: Any, default: Callable[[Any
 
 def read_chunk_manifest(directory: str | os.PathLike, name: str, error: type[Exception] = ValueError,
                         missing_hint: str = "it is incomplete") -> dict[str, Any]:
-    """Return the JSON manifest ``name`` of a chunk directory after checking its listed files exist.
+    """Return the JSON manifest ``name`` of a chunk directory after checking its listed files.
 
-    Raises ``error`` with one line naming the directory and the problem.
+    Each listed file must be named inside the directory and exist (the schema is
+    ``nurec.io.manifest.parse_chunk_manifest``). Raises ``error`` with one line naming the
+    directory or manifest and the problem.
     """
     directory = Path(directory)
-    path = directory / name
-    if not path.exists():
+    if not (directory / name).exists():
         raise error(f"{directory}: no {name}; {missing_hint}")
     try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise error(f"{path}: not valid JSON ({err})") from err
-    for chunk in manifest.get("chunks", []):
-        if not (directory / chunk["file"]).exists():
-            raise error(f"{directory}: chunk file {chunk['file']} listed in {name} is missing")
+        manifest, entries = parse_chunk_manifest(load_manifest_file(directory, name), directory, name)
+    except ManifestError as err:
+        raise error(str(err)) from err
+    for entry in entries:
+        if not (directory / entry.file).exists():
+            raise error(f"{directory}: chunk file {entry.file} listed in {name} is missing")
     return manifest

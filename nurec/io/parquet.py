@@ -10,6 +10,12 @@ Layout of a dataset directory::
 The manifest is written last, so a directory without it is an incomplete dataset
 (a crashed or interrupted writer) and readers refuse it. Every chunk file also
 carries the dataset metadata in its Parquet key-value metadata under ``nurec``.
+
+The manifest's schema is ``nurec.io.manifest``. It records each chunk's SHA-256 and size,
+computed from the bytes as they are written; every read compares them before the chunk
+is parsed, so a damaged chunk is a one-line DatasetError naming it, never changed events
+(``nurec.io.integrity``). Other files kept in the directory (event keys, a geometry
+table, a file's own reconstruction) are recorded under ``files`` and checked where read.
 """
 
 from __future__ import annotations
@@ -24,14 +30,29 @@ from typing import Any
 import awkward as ak
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from nurec.io.files import read_chunk_manifest, write_json_atomic
+from nurec.io.files import write_atomic, write_json_atomic
+from nurec.io.integrity import (
+    FileDigest,
+    confined_path,
+    file_digest,
+    file_problem,
+    warn_unverified_once,
+)
+from nurec.io.manifest import (
+    FORMAT_VERSION,
+    MANIFEST,
+    ChunkEntry,
+    DatasetManifest,
+    ManifestError,
+    load_manifest_file,
+    parse_dataset_manifest,
+)
 from nurec.io.schema import HIT_FIELDS, OPTIONAL_HIT_FIELDS, SchemaError, validate_events
 
-MANIFEST = "dataset.json"
 METADATA_KEY = b"nurec"
-FORMAT_VERSION = 1
 DEFAULT_CHUNK_EVENTS = 10_000
 
 
@@ -44,18 +65,22 @@ def chunk_filename(index: int) -> str:
     return f"part-{index:05d}.parquet"
 
 
-def write_chunk(path: str | os.PathLike, events: ak.Array, metadata: dict[str, Any]) -> int:
-    """Write one chunk of events to a Parquet file atomically; return the number of events."""
+def write_chunk(path: str | os.PathLike, events: ak.Array, metadata: dict[str, Any]) -> ChunkEntry:
+    """Write one chunk of events to a Parquet file atomically; return its manifest entry.
+
+    The file is built in memory and hashed there, so the recorded digest is of exactly the
+    bytes handed to the filesystem (and the file is not read back to hash it).
+    """
     validate_events(events)
     table = ak.to_arrow_table(events, extensionarray=False)
     meta = dict(table.schema.metadata or {})
     meta[METADATA_KEY] = json.dumps(metadata, sort_keys=True, default=_json_default).encode()
     table = table.replace_schema_metadata(meta)
-    path = Path(path)
-    tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
-    return len(events)
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer, compression="zstd")
+    data = buffer.getvalue()
+    path = write_atomic(path, data)
+    return ChunkEntry(path.name, len(events), FileDigest.of_bytes(data))
 
 
 class DatasetWriter:
@@ -70,7 +95,8 @@ class DatasetWriter:
         self.out_dir = Path(out_dir)
         self.metadata = dict(metadata)
         self.overwrite = overwrite
-        self._chunks: dict[int, int] = {}
+        self._chunks: dict[int, ChunkEntry] = {}
+        self._files: dict[str, FileDigest] = {}
         self._created_dir = False
 
     def __enter__(self) -> DatasetWriter:
@@ -93,9 +119,18 @@ class DatasetWriter:
             index = max(self._chunks, default=-1) + 1
         self._chunks[index] = write_chunk(self.out_dir / chunk_filename(index), events, self.metadata)
 
-    def record_chunk(self, index: int, n_events: int) -> None:
-        """Register a chunk file that another process already wrote into the directory."""
-        self._chunks[index] = n_events
+    def record_chunk(self, index: int, n_events: int, digest: FileDigest | None = None) -> None:
+        """Register a chunk file that another process already wrote into the directory.
+
+        ``digest``: what the writing process computed from the bytes it wrote (``write_chunk``);
+        without it the file is hashed here, which trusts the file as it is now.
+        """
+        name = chunk_filename(index)
+        self._chunks[index] = ChunkEntry(name, n_events, digest or file_digest(self.out_dir / name))
+
+    def add_file(self, name: str) -> None:
+        """Record another finished file of the directory (e.g. event keys) with its digest in the manifest."""
+        self._files[name] = file_digest(confined_path(self.out_dir, name))
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
@@ -109,17 +144,9 @@ class DatasetWriter:
             shutil.rmtree(self.out_dir, ignore_errors=True)
 
     def _write_manifest(self) -> None:
-        chunks = [
-            {"file": chunk_filename(i), "events": n} for i, n in sorted(self._chunks.items())
-        ]
-        manifest = {
-            "format": "nurec-events",
-            "format_version": FORMAT_VERSION,
-            "n_events": int(sum(n for n in self._chunks.values())),
-            "chunks": chunks,
-            "metadata": self.metadata,
-        }
-        write_json_atomic(self.out_dir / MANIFEST, manifest, default=_json_default)
+        manifest = DatasetManifest(tuple(entry for _, entry in sorted(self._chunks.items())), self.metadata,
+                                   dict(self._files))
+        write_json_atomic(self.out_dir / MANIFEST, manifest.to_dict(), default=_json_default)
 
 
 def prepare_output_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -163,12 +190,85 @@ def write_dataset(
     return Path(out_dir)
 
 
-def read_manifest(data_dir: str | os.PathLike) -> dict[str, Any]:
-    """Return the manifest of a dataset directory, or raise DatasetError naming the problem."""
+UNVERIFIED = f"format_version 1, written before nurec recorded checksums in {MANIFEST}"
+"""Why a dataset's files cannot be verified, for warnings and ``nurec inspect``."""
+
+
+def load_manifest(data_dir: str | os.PathLike, check_files: bool = True) -> DatasetManifest:
+    """Return the validated manifest of a dataset directory, or raise DatasetError (one line).
+
+    ``check_files``: also refuse a manifest whose chunk files are missing. A dataset written
+    before checksums were recorded gets one ChecksumWarning per process, naming it.
+    """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DatasetError(f"{data_dir}: no such dataset directory")
-    return read_chunk_manifest(data_dir, MANIFEST, DatasetError, "the dataset is incomplete or not a nurec dataset")
+    if not (data_dir / MANIFEST).exists():
+        raise DatasetError(f"{data_dir}: no {MANIFEST}; the dataset is incomplete or not a nurec dataset")
+    try:
+        manifest = parse_dataset_manifest(load_manifest_file(data_dir, MANIFEST), data_dir)
+    except ManifestError as err:
+        raise DatasetError(str(err)) from err
+    if check_files:
+        for chunk in manifest.chunks:
+            if not (data_dir / chunk.file).exists():
+                raise DatasetError(f"{data_dir}: chunk file {chunk.file} listed in {MANIFEST} is missing")
+    if not manifest.has_checksums:
+        warn_unverified_once(data_dir, f"{data_dir}: no checksums ({UNVERIFIED}); its chunks are read "
+                                       "without verification")
+    return manifest
+
+
+def read_manifest(data_dir: str | os.PathLike) -> dict[str, Any]:
+    """Return the manifest of a dataset directory as a dict (see ``nurec.io.manifest``), validated."""
+    return load_manifest(data_dir).to_dict()
+
+
+def chunk_problem(data_dir: str | os.PathLike, chunk: ChunkEntry) -> str | None:
+    """Return what is wrong with one chunk file (see ``file_problem``), None if it is as recorded."""
+    path = Path(data_dir) / chunk.file
+    if chunk.digest is None:  # format 1: only its presence can be checked
+        return None if path.exists() else "missing"
+    return file_problem(path, chunk.digest)
+
+
+def verify_chunk(data_dir: str | os.PathLike, chunk: ChunkEntry) -> Path:
+    """Return the path of a chunk after checking its size and SHA-256; DatasetError naming it otherwise."""
+    problem = chunk_problem(data_dir, chunk)
+    if problem is not None:
+        raise DatasetError(f"{data_dir}: chunk {chunk.file} is {problem}; restore or re-create the dataset")
+    return Path(data_dir) / chunk.file
+
+
+def verify_dataset(data_dir: str | os.PathLike) -> list[tuple[str, str]]:
+    """Return (file name, status) for every chunk and recorded file of a dataset, checking each one.
+
+    Status is "ok", "unverified" (a format 1 dataset: no checksum to compare) or the problem
+    (``file_problem``). Raises DatasetError only for a missing or malformed manifest.
+    """
+    data_dir = Path(data_dir)
+    manifest = load_manifest(data_dir, check_files=False)
+    statuses = []
+    for chunk in manifest.chunks:
+        problem = chunk_problem(data_dir, chunk)
+        statuses.append((chunk.file, problem or ("ok" if chunk.digest else "unverified")))
+    for name, digest in sorted(manifest.files.items()):
+        statuses.append((name, file_problem(data_dir / name, digest) or "ok"))
+    return statuses
+
+
+def verify_dataset_file(path: str | os.PathLike) -> None:
+    """Check a file kept in a dataset directory against the digest its ``dataset.json`` records.
+
+    Files not recorded there (or not in a dataset directory) pass unchecked. Raises DatasetError.
+    """
+    path = Path(path)
+    if not (path.parent / MANIFEST).is_file():
+        return
+    digest = load_manifest(path.parent, check_files=False).files.get(path.name)
+    problem = file_problem(path, digest) if digest is not None else None
+    if problem is not None:
+        raise DatasetError(f"{path.parent}: {path.name} is {problem}; restore or re-create the dataset")
 
 
 def read_metadata(data_dir: str | os.PathLike) -> dict[str, Any]:
@@ -176,15 +276,19 @@ def read_metadata(data_dir: str | os.PathLike) -> dict[str, Any]:
 
     A geometry file kept inside the dataset is recorded by a name relative to the directory,
     so the dataset can be moved; it is returned as an absolute path, so every consumer
-    hands ``metadata["detector"]["name"]`` to ``get_geometry`` as it is.
+    hands ``metadata["detector"]["name"]`` to ``get_geometry`` as it is. That file is
+    checked against its recorded digest here, before anything loads it.
     """
-    return _with_detector_path(read_manifest(data_dir)["metadata"], data_dir)
+    manifest = load_manifest(data_dir)
+    return _with_detector_path(manifest.metadata, data_dir, manifest)
 
 
-def _with_detector_path(metadata: dict[str, Any], data_dir: str | os.PathLike) -> dict[str, Any]:
+def _with_detector_path(metadata: dict[str, Any], data_dir: str | os.PathLike,
+                        manifest: DatasetManifest | None = None) -> dict[str, Any]:
     """Return ``metadata`` with a relative geometry-file detector name resolved against ``data_dir``.
 
-    Built-in detector names (no file suffix) and absolute paths are left as they are.
+    Built-in detector names (no file suffix) and absolute paths are left as they are. A
+    relative name must stay inside ``data_dir``.
     """
     from nurec.geometry import GEOMETRY_FILE_SUFFIXES  # nurec.geometry imports nurec.io
 
@@ -194,20 +298,34 @@ def _with_detector_path(metadata: dict[str, Any], data_dir: str | os.PathLike) -
         return metadata
     if Path(name).suffix.lower() not in GEOMETRY_FILE_SUFFIXES:
         return metadata
-    return {**metadata, "detector": {**detector, "name": str((Path(data_dir) / name).resolve())}}
+    try:
+        path = confined_path(data_dir, name)
+    except ValueError as err:
+        raise DatasetError(f"{Path(data_dir) / MANIFEST}: 'metadata.detector.name' {err}") from err
+    digest = manifest.files.get(name) if manifest is not None else None
+    problem = file_problem(path, digest) if digest is not None else None
+    if problem is not None:
+        raise DatasetError(f"{data_dir}: geometry file {name} is {problem}; restore or re-create the dataset")
+    return {**metadata, "detector": {**detector, "name": str(path.resolve())}}
 
 
 def iter_dataset(
     data_dir: str | os.PathLike, columns: list[str] | None = None
 ) -> Iterator[ak.Array]:
-    """Yield the dataset chunk by chunk, so memory stays bounded by one chunk."""
+    """Yield the dataset chunk by chunk, so memory stays bounded by one chunk.
+
+    Each chunk is checked against its recorded size and SHA-256 before it is parsed.
+    """
     data_dir = Path(data_dir)
-    for chunk in read_manifest(data_dir)["chunks"]:
-        path = data_dir / chunk["file"]
+    for chunk in load_manifest(data_dir).chunks:
+        path = verify_chunk(data_dir, chunk)
         try:
             events = ak.from_parquet(path, columns=columns)
         except Exception as err:  # pyarrow raises several types for corrupt files
-            raise DatasetError(f"{path}: cannot read Parquet ({err})") from err
+            raise DatasetError(f"{path}: cannot read Parquet ({' '.join(str(err).split())})") from err
+        if len(events) != chunk.events:
+            raise DatasetError(f"{data_dir}: chunk {chunk.file} holds {len(events)} events, "
+                               f"{MANIFEST} records {chunk.events}")
         if columns is None:
             validate_events(events)
         yield events
@@ -285,15 +403,22 @@ def _json_default(value: Any) -> Any:
 
 
 __all__ = [
+    "FORMAT_VERSION",
+    "MANIFEST",
     "DatasetError",
     "DatasetWriter",
+    "chunk_problem",
     "events_from_hits_dataframe",
     "iter_dataset",
+    "load_manifest",
     "prepare_output_dir",
     "read_dataset",
     "read_file_metadata",
     "read_manifest",
     "read_metadata",
+    "verify_chunk",
+    "verify_dataset",
+    "verify_dataset_file",
     "write_chunk",
     "write_dataset",
 ]

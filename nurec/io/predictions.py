@@ -2,7 +2,8 @@
 
 A prediction table is one file, or a directory of part files (one per event chunk, written
 by ``nurec reconstruct --workers/--scheduler``) with the manifest ``predictions.json``
-written last; both read back as one table.
+written last; both read back as one table. The manifest records each part's SHA-256 and
+size, checked before the part is read (``nurec.io.integrity``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nurec.io.files import read_chunk_manifest
+from nurec.io.integrity import FileDigest, file_problem, warn_unverified_once
+from nurec.io.parquet import verify_dataset_file
 from nurec.io.schema import validate_predictions
 
 PREDICTIONS_METADATA_KEY = b"nurec.predictions"
@@ -82,12 +85,26 @@ def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
     kind = check_predictions_path(path)
     if kind == "directory":
         manifest = read_predictions_manifest(path)
-        parts = [pd.read_parquet(path / chunk["file"]) for chunk in manifest["chunks"]]
+        parts = [pd.read_parquet(_verified_part(path, chunk)) for chunk in manifest["chunks"]]
         table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     else:
+        verify_dataset_file(path)  # a file kept in a dataset directory (a source's own reconstruction)
         table = pd.read_csv(path) if kind == "csv" else pd.read_parquet(path)
     validate_predictions(table)
     return table
+
+
+def _verified_part(directory: Path, chunk: dict[str, Any]) -> Path:
+    """Return the path of one part file after checking it against the digest ``predictions.json`` records."""
+    path = directory / chunk["file"]
+    if "sha256" not in chunk:  # written before checksums were recorded
+        warn_unverified_once(directory, f"{directory}: no checksums in {PREDICTIONS_MANIFEST} (written before "
+                                        "nurec recorded them); its part files are read without verification")
+        return path
+    problem = file_problem(path, FileDigest(chunk["sha256"], chunk["bytes"]))
+    if problem is not None:
+        raise ValueError(f"{directory}: part file {chunk['file']} is {problem}; reconstruct again")
+    return path
 
 
 def read_predictions_manifest(directory: str | os.PathLike) -> dict[str, Any]:

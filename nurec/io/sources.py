@@ -26,7 +26,7 @@ import awkward as ak
 import pandas as pd
 import pyarrow.parquet as pq
 
-from nurec.io.parquet import MANIFEST, iter_dataset, read_metadata
+from nurec.io.parquet import MANIFEST, iter_dataset, read_metadata, verify_dataset_file
 from nurec.io.reader import SourceError
 
 if TYPE_CHECKING:
@@ -121,6 +121,7 @@ def attach_source_keys(predictions: pd.DataFrame, dataset_dir: str | os.PathLike
     keys_path = Path(dataset_dir) / EVENT_KEYS_FILE
     if not keys_path.exists():
         raise FileNotFoundError(f"{keys_path}: no event keys (not a dataset written by nurec convert)")
+    verify_dataset_file(keys_path)
     keys = pd.read_parquet(keys_path)
     extra = [c for c in keys.columns if c == "event_id" or c not in predictions.columns]
     return predictions.merge(keys[extra], on="event_id", how="left", validate="many_to_one")
@@ -146,8 +147,9 @@ def convert_source(
 
     Next to the Parquet chunks it writes ``event_keys.parquet`` (``source_keys_table``) and,
     for KM3NeT files, the file's own reconstruction as ``reference_km3net-jmuon.parquet`` and,
-    without a detx file, the geometry the file's hits show as ``geometry.parquet``.
-    On any error nothing is left that looks like a complete dataset.
+    without a detx file, the geometry the file's hits show as ``geometry.parquet``; the
+    manifest records their checksums too. On any error nothing is left that looks like a
+    complete dataset.
     """
     from tqdm import tqdm
 
@@ -213,6 +215,8 @@ def convert_source(
                 write_predictions(pd.concat(references, ignore_index=True), written[-1],
                                   {"method": reference_method, "version": "as-stored",  # the file's own fit
                                    "source": str(path.resolve())})
+            for file in written:  # their digests go into the manifest, checked where they are read
+                writer.add_file(file.name)
     except BaseException:
         for file in written:
             file.unlink(missing_ok=True)

@@ -22,7 +22,9 @@ import awkward as ak
 
 from nurec.geometry import Geometry
 from nurec.io.files import write_json_atomic
-from nurec.io.parquet import read_manifest
+from nurec.io.integrity import file_digest
+from nurec.io.manifest import ChunkEntry
+from nurec.io.parquet import load_manifest, verify_chunk
 from nurec.io.predictions import PREDICTIONS_FORMAT, PREDICTIONS_MANIFEST, write_predictions
 from nurec.io.sources import iter_events, source_metadata
 from nurec.methods.contract import DetectorRef, Method
@@ -84,6 +86,7 @@ class ChunkTask:
     chunk_path: str
     out_path: str
     batch_size: int
+    chunk: ChunkEntry | None = None  # its manifest entry: the worker checks the file against it
 
 
 _WORKER_METHODS: dict[tuple, tuple[Method, float]] = {}
@@ -96,11 +99,13 @@ def reconstruct_chunk(task: ChunkTask) -> dict[str, Any]:
     if key not in _WORKER_METHODS:
         _WORKER_METHODS[key] = build_timed(task.name, resolve_detector(task.detector), dict(task.options))
     method, load_s = _WORKER_METHODS[key]
+    if task.chunk is not None:
+        verify_chunk(Path(task.chunk_path).parent, task.chunk)  # on the worker, which reads the file anyway
     events = ak.from_parquet(task.chunk_path)
     provenance = provenance_for(method, DetectorRef.of(resolve_detector(task.detector)), dict(task.options))
     table, provenance = reconstruct_events(method, [events], provenance, task.batch_size)
-    write_predictions(table, task.out_path, provenance.to_dict())
-    return {"file": Path(task.out_path).name, "n_events": len(table), "wall_s": provenance.wall_s,
+    digest = file_digest(write_predictions(table, task.out_path, provenance.to_dict()))
+    return {"file": Path(task.out_path).name, "n_events": len(table), **digest.to_dict(), "wall_s": provenance.wall_s,
             "cpu_s": provenance.cpu_s, "load_s": load_s, "version": provenance.version}
 
 
@@ -121,7 +126,7 @@ def reconstruct_chunks(
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     if (out_dir / PREDICTIONS_MANIFEST).exists() or (out_dir.exists() and any(out_dir.iterdir())):
         raise FileExistsError(f"{out_dir}: output directory is not empty")
-    chunks = read_manifest(data_dir)["chunks"]
+    chunks = load_manifest(data_dir).chunks
     geometry = dataset_detector(data_dir, "nurec", detector)
     options = dict(options or {})
     # Build once here: a method that refuses this detector (or cannot load) fails before any worker starts.
@@ -129,16 +134,17 @@ def reconstruct_chunks(
     # The recorded name, not geometry.name: a geometry file's name is its stem, which workers cannot resolve.
     detector_name = dataset_detector_name(data_dir, "nurec", detector) or geometry.name
     out_dir.mkdir(parents=True, exist_ok=True)
-    tasks = [ChunkTask(name, tuple(sorted(options.items())), detector_name, str(data_dir / chunk["file"]),
-                       str(out_dir / f"part-{index:05d}.parquet"), batch_size)
+    tasks = [ChunkTask(name, tuple(sorted(options.items())), detector_name, str(data_dir / chunk.file),
+                       str(out_dir / f"part-{index:05d}.parquet"), batch_size, chunk)
              for index, chunk in enumerate(chunks)]
-    entries = map_chunks(reconstruct_chunk, tasks, parallel, units=[int(c.get("n_events", 1)) for c in chunks],
+    entries = map_chunks(reconstruct_chunk, tasks, parallel, units=[chunk.events for chunk in chunks],
                          unit="event", description=f"reconstruct {name}")
     provenance = provenance_for(method, DetectorRef.of(geometry), options, str(data_dir), load_s)
     provenance.n_events = sum(e["n_events"] for e in entries)
     provenance.wall_s = sum(e["wall_s"] for e in entries)
     provenance.cpu_s = sum(e["cpu_s"] for e in entries)
     manifest = {"format": PREDICTIONS_FORMAT, "provenance": provenance.to_dict(),
-                "chunks": [{"file": e["file"], "n_events": e["n_events"]} for e in entries]}
+                "chunks": [{"file": e["file"], "n_events": e["n_events"], "sha256": e["sha256"], "bytes": e["bytes"]}
+                           for e in entries]}
     write_json_atomic(out_dir / PREDICTIONS_MANIFEST, manifest)
     return provenance
