@@ -78,15 +78,12 @@ class ReconstructionServer:
         options = {"model": variant} if variant else {}
         if config.threads and method_accepts(name, "threads"):
             options["threads"] = config.threads
-        worker = None
+        # Built here first (ServedModel describes it): a refused model file is then a one-line
+        # error from this process, not a worker that dies in its initializer.
+        served = ServedModel(name, variant, options, config)
         if config.worker == "process":
-            worker = ProcessWorker(name, options, config.threads, config.detector)
-        try:
-            return ServedModel(name, variant, options, config, worker)
-        except BaseException:
-            if worker is not None:
-                worker.close()
-            raise
+            served.worker = ProcessWorker(name, options, config.threads, config.detector)
+        return served
 
     async def start(self) -> None:
         """Load the model and start serving (gRPC, health, reflection, metrics)."""

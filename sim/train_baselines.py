@@ -5,12 +5,16 @@
 Simulates (seeded) an energy sample (all flavours, CC+NC, E^-1 from 1 TeV to 1 PeV) for
 the charge calibration and the CNN, and a direction sample (νμ CC, E^-2, 1-100 TeV) for
 the BDT angular-error estimator; writes charge_energy.json, cnn_energy.pt,
-bdt_uncertainty.joblib and card.json (command, settings, validation metrics, sha256).
+bdt_uncertainty.npz (trees as numeric arrays, no pickle) and card.json (command,
+settings, validation metrics, sha256). Training into the bundled folder prints the new
+``SHIPPED_SHA256`` table for nurec/baselines/artifacts.py: the package loads its bundled
+artifacts only when their hashes match that table.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import shlex
 import sys
@@ -20,7 +24,7 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 
-from nurec.baselines.artifacts import TRAINED_DIR, update_card
+from nurec.baselines.artifacts import TRAINED_DIR, read_card, update_card
 from nurec.baselines.bdt_uncertainty import BdtUncertainty
 from nurec.baselines.charge_energy import ChargeEnergy
 from nurec.baselines.cnn_energy import CnnEnergy, TrainSettings, predict_log10_energy, train_cnn
@@ -96,10 +100,11 @@ def train_bdt(out: Path, detector: str, n_events: int, seed: int, n_jobs: int | 
     metrics.update({"likelihood_fit_seconds": fit_seconds,
                     "likelihood_median_error_deg": float(np.nanmedian(error)),
                     "coverage_training_events_in_sample": coverage(error, sigma)})
-    bdt.save(out / "bdt_uncertainty.joblib")
-    update_card(out, "bdt_uncertainty", "bdt_uncertainty.joblib",
+    bdt.save(out / "bdt_uncertainty.npz")
+    update_card(out, "bdt_uncertainty", "bdt_uncertainty.npz",
                 {"simulation": config.to_dict(), "metrics": metrics,
-                 "format": "joblib (pickle): loaded only after its sha256 matches this card"}, common)
+                 "format": "nurec-bdt-uncertainty .npz: the boosted trees as numeric arrays "
+                           "(nurec.baselines.trees) and a JSON header, read without pickle"}, common)
     return metrics
 
 
@@ -132,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         print("bdt:", train_bdt(out, args.detector, args.direction_events, args.seed + 1, args.jobs, common),
               f"({time.perf_counter() - start:.0f} s)", flush=True)
+    if out.resolve() == TRAINED_DIR:
+        table = {entry["file"]: entry["sha256"] for entry in read_card(out)["files"].values()}
+        print("bundled artifacts changed: set SHIPPED_SHA256 in nurec/baselines/artifacts.py to",
+              json.dumps(table, indent=4, sort_keys=True))
     return 0
 
 

@@ -60,7 +60,7 @@ def test_tampered_artifact_is_refused(tmp_path):
     with open(copy / read_card(copy)["files"]["bdt_uncertainty"]["file"], "ab") as handle:
         handle.write(b"\0")
     with pytest.raises(ArtifactError, match="sha256"):
-        build_method("bdt-uncertainty", model=copy / "bdt_uncertainty.joblib")
+        build_method("bdt-uncertainty", model=copy / "bdt_uncertainty.npz")
 
 
 @pytest.mark.parametrize("name", ["gnn", "cnn-energy", "charge-energy", "bdt-uncertainty"])

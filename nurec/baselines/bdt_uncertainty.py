@@ -8,22 +8,32 @@ length, paraboloid sigma, ...). The prediction is then scaled by one factor, cho
 out-of-fold (cross-validated) predictions, so that 68% of the training events have
 their true error within ``angular_uncertainty_deg`` when each is held out.
 
-Persistence: joblib (pickle) of the regressor, loaded only from a file whose sha256
-matches the card (nurec.baselines.artifacts).
+Persistence: the fitted trees as plain numeric arrays in an .npz (nurec.baselines.trees,
+read without pickle, so a model file cannot run code) with a JSON header (format,
+feature names, scale, trained_for). Once fitted, the method predicts from the arrays,
+bitwise what scikit-learn's ``predict`` gives, so a saved and reloaded model predicts
+exactly what the trained one did. The bundled file's sha256 is checked against the
+package (nurec.baselines.artifacts).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import awkward as ak
-import joblib
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import HistGradientBoostingRegressor
 
-from nurec.baselines.artifacts import TRAINING_COMMAND, artifact_path, claim_artifact
+from nurec.baselines.artifacts import (
+    TRAINING_COMMAND,
+    ArtifactError,
+    check_trained_for,
+    claim_artifact,
+    read_npz,
+    write_npz,
+)
 from nurec.baselines.cleaning import clean_hits
 from nurec.baselines.common import (
     flatten_hits,
@@ -32,6 +42,7 @@ from nurec.baselines.common import (
     truth_directions,
 )
 from nurec.baselines.likelihood import LikelihoodTrackFit
+from nurec.baselines.trees import ARRAY_KINDS, Forests, TreeFormatError
 from nurec.geometry import DEFAULT_DETECTOR, Geometry
 from nurec.methods.contract import MethodInfo, trained_for_record
 
@@ -41,6 +52,8 @@ FEATURES = [
     "cos_zenith", "projected_length_m", "log10_paraboloid_sigma_deg", "linefit_speed_m_per_ns",
 ]
 COVERAGE = 0.68
+FILE_FORMAT = "nurec-bdt-uncertainty"
+FILE_FORMAT_VERSION = 1
 
 
 def event_features(events: ak.Array, fits: pd.DataFrame, medium_name: str) -> pd.DataFrame:
@@ -80,18 +93,20 @@ class BdtUncertainty:
 
     def __init__(self, detector: str | Geometry = DEFAULT_DETECTOR, model: str | os.PathLike | None = None,
                  trained: bool = True, n_jobs: int | None = None, seed: int = 0):
-        """``model``: a model written by save() beside its card; default: the shipped one.
+        """``model``: a model file written by save() (.npz); default: the shipped one.
 
-        Raises DetectorMismatch before loading if the model is for another detector.
+        Raises DetectorMismatch before loading if the model is for another detector, and
+        ArtifactError (one line naming the file) for a file that is not a valid model.
         """
         self.likelihood = LikelihoodTrackFit(detector=detector, n_jobs=n_jobs)
         self.medium_name = self.likelihood.setup.medium.name
         self.seed = seed
-        self.regressors: list[HistGradientBoostingRegressor] = []
+        self.forests: Forests | None = None  # one boosted forest per training fold
         self.scale = 1.0
+        self.trained_for: dict = {}
         path = claim_artifact(self, ARTIFACT, model, trained, self.likelihood.setup.geometry)
         if path is not None:
-            self.load(path, verified=model is None)
+            self.load(path)
 
     def describe(self) -> MethodInfo:
         """Return what the method is and the detectors its BDT is valid for."""
@@ -115,12 +130,14 @@ class BdtUncertainty:
         target = np.log(np.maximum(error, 1e-3))
         fold = np.random.default_rng(self.seed).permutation(len(ok)) % n_folds
         out_of_fold = np.full(len(ok), np.nan)
-        self.regressors = []
+        regressors = []
         for k in range(n_folds):
             train, held_out = ok[fold != k], ok[fold == k]
             model = self._new_regressor().fit(features.iloc[train], target[train])
             out_of_fold[fold == k] = np.exp(model.predict(features.iloc[held_out]))
-            self.regressors.append(model)
+            regressors.append(model)
+        # From here on the trees are plain arrays: what is saved is what predicts.
+        self.forests = Forests.from_sklearn(regressors)
         self.scale = float(np.quantile(error[ok] / out_of_fold, COVERAGE))
         energies = ak.to_numpy(events.truth.energy).astype(float)[ok]
         self.trained_for = trained_for_record(self.likelihood.setup.geometry,
@@ -129,7 +146,9 @@ class BdtUncertainty:
                 "spearman_out_of_fold": float(spearmanr(out_of_fold, error[ok]).statistic),
                 "median_error_deg": float(np.median(error[ok]))}
 
-    def _new_regressor(self) -> HistGradientBoostingRegressor:
+    def _new_regressor(self) -> Any:
+        from sklearn.ensemble import HistGradientBoostingRegressor  # training only
+
         # Absolute error: the median of log(error) is robust to the few badly failed fits.
         return HistGradientBoostingRegressor(
             loss="absolute_error", max_iter=200, learning_rate=0.05, max_leaf_nodes=15,
@@ -138,10 +157,10 @@ class BdtUncertainty:
 
     def predict_uncertainty_deg(self, events: ak.Array, fits: pd.DataFrame) -> np.ndarray:
         """Return the calibrated 68% angular uncertainty [deg] of each fit (NaN where it failed)."""
-        if not self.regressors:
+        if self.forests is None:
             raise ValueError("bdt-uncertainty: not trained; call fit() or pass model=PATH")
         features = event_features(events, fits, self.medium_name)
-        log_sigma = np.mean([model.predict(features) for model in self.regressors], axis=0)
+        log_sigma = np.mean(self.forests.predict(features.to_numpy(np.float64)), axis=0)
         sigma = self.scale * np.exp(log_sigma)
         return np.where(fits["fit_status"].to_numpy() == "ok", sigma, np.nan)
 
@@ -153,21 +172,38 @@ class BdtUncertainty:
         return fits
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the fold regressors, scale and feature list with joblib; return the path."""
-        path = Path(path)
-        joblib.dump({"regressors": self.regressors, "scale": self.scale, "features": FEATURES}, path,
-                    compress=3)
-        return path
+        """Write the trees (numeric arrays), scale, feature list and trained_for as an .npz; return the path."""
+        if self.forests is None:
+            raise ValueError("bdt-uncertainty: not trained; nothing to save")
+        header = {"format": FILE_FORMAT, "format_version": FILE_FORMAT_VERSION, "features": FEATURES,
+                  "scale": self.scale, "trained_for": self.trained_for or None,
+                  "model": "log sigma = mean over forests of the tree sums; sigma_deg = scale * exp(log sigma)"}
+        return write_npz(path, self.forests.to_arrays(), header)
 
-    def load(self, path: str | os.PathLike, verified: bool = False) -> BdtUncertainty:
-        """Load a saved model; unless ``verified``, its sha256 must match the card in its folder."""
+    def load(self, path: str | os.PathLike) -> BdtUncertainty:
+        """Load a model written by save(); ArtifactError (one line naming the file) if it is not one.
+
+        Reads numeric arrays and JSON only (no pickle), so any file is safe to try.
+        """
         path = Path(path)
-        if not verified:
-            path = artifact_path(ARTIFACT, path.parent)
-        data = joblib.load(path)
-        if list(data["features"]) != FEATURES:
-            raise ValueError(f"{path}: model was trained on other features ({data['features']})")
-        self.regressors, self.scale = list(data["regressors"]), float(data["scale"])
+        arrays, header = read_npz(path, ARRAY_KINDS)
+        if header.get("format") != FILE_FORMAT:
+            raise ArtifactError(f"{path}: not a {FILE_FORMAT} file (format={header.get('format')!r})")
+        version = header.get("format_version")
+        if not isinstance(version, int) or version > FILE_FORMAT_VERSION:
+            raise ArtifactError(f"{path}: format_version {version!r} is not one this nurec reads "
+                                f"(up to {FILE_FORMAT_VERSION})")
+        if header.get("features") != FEATURES:
+            raise ArtifactError(f"{path}: model was trained on other features ({header.get('features')})")
+        scale = header.get("scale")
+        if not (isinstance(scale, int | float) and not isinstance(scale, bool) and np.isfinite(scale) and scale > 0):
+            raise ArtifactError(f"{path}: scale {scale!r} is not a positive finite number")
+        check_trained_for(header.get("trained_for"), path)
+        try:
+            forests = Forests.from_arrays(arrays, n_features=len(FEATURES))
+        except TreeFormatError as err:
+            raise ArtifactError(f"{path}: {err}") from None
+        self.forests, self.scale = forests, float(scale)
         return self
 
 

@@ -16,7 +16,12 @@ import awkward as ak
 import numpy as np
 import pandas as pd
 
-from nurec.baselines.artifacts import TRAINING_COMMAND, claim_artifact
+from nurec.baselines.artifacts import (
+    TRAINING_COMMAND,
+    ArtifactError,
+    claim_artifact,
+    read_json_object,
+)
 from nurec.baselines.cleaning import clean_hits
 from nurec.baselines.common import (
     detector_setup,
@@ -112,11 +117,21 @@ class ChargeEnergy:
         return path
 
     def load(self, path: str | os.PathLike) -> ChargeEnergy:
-        """Read a calibration written by save(); return self."""
-        data = json.loads(Path(path).read_text())
-        self.coefficients = np.asarray(data["coefficients"], dtype=float)
-        self.valid_log10_charge = tuple(data["valid_log10_charge"])
+        """Read a calibration written by save(); return self. ArtifactError (one line naming the file) if invalid."""
+        data = read_json_object(path, "charge calibration")
+        coefficients, valid = data.get("coefficients"), data.get("valid_log10_charge")
+        if not _finite_numbers(coefficients, POLY_DEGREE + 1):
+            raise ArtifactError(f"{path}: coefficients must be {POLY_DEGREE + 1} finite numbers")
+        if not _finite_numbers(valid, 2) or not valid[0] < valid[1]:
+            raise ArtifactError(f"{path}: valid_log10_charge must be two finite numbers, low < high")
+        self.coefficients = np.asarray(coefficients, dtype=float)
+        self.valid_log10_charge = (float(valid[0]), float(valid[1]))
         return self
+
+
+def _finite_numbers(values: object, count: int) -> bool:
+    return (isinstance(values, list) and len(values) == count
+            and all(isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in values))
 
 
 make_charge_energy = ChargeEnergy

@@ -9,7 +9,10 @@ Images (cleaned hits, nurec.baselines.cleaning):
   hit; channels: log(1 + charge), log(1 + hits).
 Two event scalars (log10 total charge, log10 hit modules) join the pooled CNN features.
 Training: Adam on mean squared error of log10 E, validation split, early stopping.
-Weights are a state_dict saved with torch.save and read with torch.load(weights_only=True).
+Weights are a state_dict saved with torch.save and read with torch.load(weights_only=True),
+which rebuilds tensors only and refuses any other pickled object, so a weights file cannot
+run code (the torch version floor in pyproject.toml keeps that reader free of its known
+holes); the tensors' names and shapes are checked against the network before use.
 """
 
 from __future__ import annotations
@@ -25,7 +28,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from nurec.baselines.artifacts import TRAINING_COMMAND, claim_artifact
+from nurec.baselines.artifacts import (
+    PICKLE_SUFFIXES,
+    TRAINING_COMMAND,
+    ArtifactError,
+    claim_artifact,
+)
 from nurec.baselines.cleaning import clean_hits
 from nurec.baselines.common import (
     detector_setup,
@@ -36,6 +44,7 @@ from nurec.baselines.common import (
 )
 from nurec.geometry import DEFAULT_DETECTOR, Geometry
 from nurec.methods.contract import DetectorRef, MethodInfo
+from nurec.safe_load import WeightsFileError, read_weights
 from nurec.threads import torch_threads
 
 ARTIFACT = "cnn_energy"
@@ -251,13 +260,41 @@ class CnnEnergy:
         return path
 
     def load(self, path: str | os.PathLike) -> CnnEnergy:
-        """Load a state_dict with torch.load(weights_only=True); return self."""
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no such CNN weights file")
-        self.model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        """Load a state_dict with torch.load(weights_only=True); return self.
+
+        ArtifactError (one line naming the file) for a file that is not this network's weights;
+        a pickle with other objects is refused by the weights-only reader before anything runs.
+        """
+        self.model.load_state_dict(load_state_dict(path, self.model))
         self.model.eval()
         return self
+
+
+def load_state_dict(path: str | os.PathLike, model: nn.Module) -> dict[str, torch.Tensor]:
+    """Return the state_dict in ``path`` (weights only) after checking its names and shapes against ``model``."""
+    path = Path(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise ArtifactError(f"{path}: pickle/joblib files are refused (loading one can run code)")
+    if not path.is_file():
+        raise ArtifactError(f"{path}: no such CNN weights file")
+    try:
+        state = read_weights(path)
+    except WeightsFileError as err:
+        raise ArtifactError(str(err)) from None
+    expected = model.state_dict()
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ArtifactError(f"{path}: not a state_dict of tensors")
+    if set(state) != set(expected):
+        raise ArtifactError(f"{path}: tensor names differ from this CNN's "
+                            f"(missing {sorted(set(expected) - set(state))[:3]}, "
+                            f"unexpected {sorted(map(str, set(state) - set(expected)))[:3]})")
+    for name, tensor in expected.items():
+        if state[name].shape != tensor.shape or state[name].dtype != tensor.dtype:
+            raise ArtifactError(f"{path}: {name} is {state[name].dtype} {tuple(state[name].shape)}, "
+                                f"expected {tensor.dtype} {tuple(tensor.shape)}")
+        if tensor.is_floating_point() and not torch.isfinite(state[name]).all():
+            raise ArtifactError(f"{path}: {name} has non-finite values")
+    return state
 
 
 make_cnn_energy = CnnEnergy

@@ -30,18 +30,26 @@ from nurec.threads import torch_threads
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
 DEFAULT_MODEL_FILE = DEFAULT_MODEL_DIR / "model.pt"
+DEFAULT_MODEL_SHA256 = "b8fed5ae92ce4dedb3b80e36a600134cbd5ff271d4ae5168d1a1e11a3ebe67b3"
+"""sha256 of the bundled model.pt: the package's own record, checked before the file is read."""
 SMALL_BATCH_NODES = 2048
 """Batches with fewer nodes than this run on one thread: at batch 1 on a busy 2-core machine,
 thread hand-offs made each call several times slower (5 vs 22 events/s, benchmarks/bench_gnn.py)."""
 
 
 def resolve_model_path(model: str | os.PathLike) -> Path:
-    """Return the file of a model given as "default", a model file, or a training run directory."""
+    """Return the file of a model given as "default", a model file, or a training run directory.
+
+    The bundled model (by name or path) must match DEFAULT_MODEL_SHA256. Other files need no
+    hash: they are read weights-only and checked (nurec.models.serialize), which runs no code.
+    """
     if str(model) == "default":
         if not DEFAULT_MODEL_FILE.exists():
             raise FileNotFoundError(f"{DEFAULT_MODEL_FILE}: the bundled default model is missing")
-        return DEFAULT_MODEL_FILE
+        return _check_bundled(DEFAULT_MODEL_FILE)
     path = Path(model)
+    if path.is_file() and path.resolve() == DEFAULT_MODEL_FILE:
+        return _check_bundled(path)
     if path.is_dir():
         for name in ("model.pt", "best.pt", "last.pt"):
             if (path / name).exists():
@@ -49,6 +57,13 @@ def resolve_model_path(model: str | os.PathLike) -> Path:
         raise FileNotFoundError(f"{path}: no model.pt, best.pt or last.pt in this directory")
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such model file")
+    return path
+
+
+def _check_bundled(path: Path) -> Path:
+    if hashlib.sha256(path.read_bytes()).hexdigest() != DEFAULT_MODEL_SHA256:
+        raise ValueError(f"{path}: sha256 does not match the value nurec ships "
+                         f"(nurec.models.reconstruct.DEFAULT_MODEL_SHA256); refusing to load it")
     return path
 
 

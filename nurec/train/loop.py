@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from nurec.models.network import GraphNetwork, ModelSpec
 from nurec.models.reconstruct import predict_outputs
-from nurec.models.serialize import network_from_payload, save_model
+from nurec.models.serialize import load_payload, network_from_payload, save_model
 from nurec.models.tasks import (
     angular_error_deg,
     containment_radius_deg,
@@ -282,7 +282,7 @@ class _Run:
 def _finish(out_dir: Path, config: TrainConfig, val_set: TrainingSet, state: dict[str, Any],
             metadata: dict[str, Any], progress: bool) -> TrainResult:
     """Write model.pt (best weights, kappa calibrated on the validation events) and summary.json."""
-    best, _ = network_from_payload(torch.load(out_dir / "best.pt", weights_only=True))
+    best, _ = network_from_payload(load_payload(out_dir / "best.pt"), str(out_dir / "best.pt"))
     val = evaluate(best, val_set, config.eval_batch_size)
     kappa = np.linalg.norm(val["outputs"][:, :3].astype(np.float64), axis=1)
     scale = fit_kappa_scale(kappa, val["angular_error_deg"])
