@@ -217,6 +217,13 @@ class Geometry:
             self._cache["hash"] = digest.hexdigest()[:16]
         return self._cache["hash"]
 
+    @property
+    def sorted_sensor_id(self) -> np.ndarray:
+        """Return the sensor ids in ascending order (cached; for membership look-ups)."""
+        if "sorted_sensor_id" not in self._cache:
+            self._cache["sorted_sensor_id"] = np.sort(self.sensor_id)
+        return self._cache["sorted_sensor_id"]
+
     def sensor_lookup(self, sensor_ids: np.ndarray) -> np.ndarray:
         """Return row indices of ``sensor_ids``; raise GeometryError naming an unknown id."""
         order = np.argsort(self.sensor_id)

@@ -3,8 +3,8 @@
 Requests are decoded into an ``EventBlock`` (flat numpy hit columns plus per-event hit
 counts), which concatenates cheaply across requests and becomes the awkward events array
 of the nurec schema in one step. Problems with single events (mismatched array lengths,
-non-finite values, no hits, too many hits, unknown detector or sensor) are returned per
-event, naming the field, so the rest of a batch is still reconstructed.
+non-finite values, no hits, too many hits or distinct sensors, unknown detector or sensor)
+are returned per event, naming the field, so the rest of a batch is still reconstructed.
 """
 
 from __future__ import annotations
@@ -18,14 +18,12 @@ import numpy as np
 import pandas as pd
 
 from nurec.geometry import available_detectors, get_geometry
-from nurec.io.schema import HIT_FIELDS, PREDICTION_COLUMNS
+from nurec.io.schema import HIT_FIELDS, PREDICTION_COLUMNS, hit_problems
+from nurec.methods.contract import EventLimits
 from nurec.methods.run import METHOD_RAISED_STATUS
 from nurec.protocol import pb
 from nurec.protocol.codec import DIR_FIELDS, FLOAT_OUTPUTS, WIRE_DTYPES
 from nurec.ragged import RaggedEvents, offsets_from_counts
-
-FINITE_FIELDS = ("x", "y", "z", "t", "charge")
-"""Hit fields that must be finite (as nurec.io.schema.event_problems checks)."""
 
 
 @dataclass(frozen=True)
@@ -90,10 +88,11 @@ class EventBlock(RaggedEvents):
 
 @dataclass(frozen=True)
 class DecodeLimits:
-    """What the server accepts: hits per event and the detector of events that name none."""
+    """What the server accepts: hits and distinct sensors per event, and the detector of events that name none."""
 
     max_hits: int = 20_000
     default_detector: str = "icecube86"
+    max_sensors: int = EventLimits.max_sensors_per_event
 
 
 def _field_sizes(event: pb.Event) -> tuple[dict[str, int], EventFailure | None]:
@@ -170,8 +169,8 @@ def decode_events(events: Sequence[pb.Event], limits: DecodeLimits) -> tuple[Eve
         counts, hits, np.asarray(detectors, dtype=object),
     )
     positions = np.asarray(valid, dtype=np.int64)
-    keep = _fill_directions(block, np.asarray(needs_dirs, dtype=bool), positions, failures)
-    keep &= _check_finite(block, positions, failures)
+    _fill_directions(block, np.asarray(needs_dirs, dtype=bool))
+    keep = _check_hits(block, positions, failures, limits)
     if not keep.all():
         block, positions = block.take(np.flatnonzero(keep)), positions[keep]
     return block, positions, failures
@@ -185,12 +184,10 @@ def _field_bytes(event: pb.Event, name: str, dtype: np.dtype, n_hits: int, fill:
     return np.asarray(getattr(event.packed, name), dtype=dtype).tobytes()
 
 
-def _fill_directions(block: EventBlock, needs: np.ndarray, positions: np.ndarray,
-                     failures: dict[int, EventFailure]) -> np.ndarray:
-    """Fill PMT directions of events that sent none from their geometry; return events kept."""
-    keep = np.ones(len(block), dtype=bool)
+def _fill_directions(block: EventBlock, needs: np.ndarray) -> None:
+    """Fill PMT directions of events that sent none from their geometry (NaN for unknown sensors)."""
     if not needs.any():
-        return keep
+        return
     event_of_hit = np.repeat(np.arange(len(block)), block.counts)
     for detector in np.unique(block.detector[needs]):
         events = np.flatnonzero(needs & (block.detector == detector))
@@ -203,32 +200,27 @@ def _fill_directions(block: EventBlock, needs: np.ndarray, positions: np.ndarray
         known = geometry.sensor_id[rows] == sensors
         for axis, name in enumerate(DIR_FIELDS):
             block.hits[name][hit_mask] = np.where(known, geometry.direction[rows, axis], np.nan)
-        for event in np.unique(event_of_hit[hit_mask][~known]):
-            bad = sensors[~known & (event_of_hit[hit_mask] == event)][0]
-            failures[int(positions[event])] = invalid(
-                "hits.sensor_id", f"sensor {bad} is not in detector '{detector}' (needed for its PMT direction)")
-            keep[event] = False
-    return keep
 
 
-def _check_finite(block: EventBlock, positions: np.ndarray, failures: dict[int, EventFailure]) -> np.ndarray:
-    """Record events with non-finite hit values as failures; return events kept.
+def _check_hits(block: EventBlock, positions: np.ndarray, failures: dict[int, EventFailure],
+                limits: DecodeLimits) -> np.ndarray:
+    """Record events with unusable hits as failures; return events kept.
 
-    Same rule and message as nurec.io.schema.event_problems, on the flat columns: the
-    awkward version costs milliseconds per call, too much for single-event requests.
+    The rule is nurec.io.schema.hit_problems (sensor ids of the event's detector, finite
+    positions, times, charges and PMT directions, sent or filled in) on the flat columns,
+    then the distinct-sensor bound (nurec.methods.contract.EventLimits).
     """
     keep = np.ones(len(block), dtype=bool)
-    if len(block) == 0:
-        return keep
-    starts = block.offsets[:-1]  # every event here has at least one hit
-    for name in FINITE_FIELDS:
-        bad_hit = ~np.isfinite(block.hits[name])
-        if not bad_hit.any():
-            continue
-        bad_event = (np.add.reduceat(bad_hit.astype(np.int64), starts) > 0) & keep
-        for index in np.flatnonzero(bad_event):
-            failures[int(positions[index])] = invalid(f"hits.{name}", "non-finite value")
-        keep &= ~bad_event
+    bound = EventLimits(max_hits_per_event=0, max_sensors_per_event=limits.max_sensors)
+    for detector in np.unique(block.detector):
+        index = np.flatnonzero(block.detector == detector)
+        events = block if len(index) == len(block) else block.take(index)
+        problems = bound.problems(events.offsets, events.hits["sensor_id"])
+        problems.update(hit_problems(events.offsets, events.hits, known_sensors=get_geometry(detector).sorted_sensor_id,
+                                     detector=str(detector)))
+        for i, problem in problems.items():
+            failures[int(positions[index[i]])] = invalid(problem.field, problem.reason)
+            keep[index[i]] = False
     return keep
 
 

@@ -52,3 +52,31 @@ def test_edge_index_lists_one_edge_per_found_neighbour():
     edges = neighbors_to_edge_index(neighbors)
     assert edges.shape == (2, 6)
     assert set(map(tuple, edges.t().tolist())) == {(1, 0), (2, 0), (0, 1), (2, 1), (1, 2), (0, 2)}
+
+
+def test_large_graphs_are_done_in_row_slices_with_the_same_neighbours(monkeypatch):
+    """The distance block never exceeds MAX_DISTANCE_ELEMENTS (a 3,000-node graph would need 9 million)."""
+    import nurec.graph.knn as knn
+
+    rng = np.random.default_rng(4)
+    counts = np.array([3_000, 40, 700, 1])
+    points = rng.normal(size=(counts.sum(), 4)).astype(np.float32)
+    largest: list[int] = []
+    topk = torch.topk
+
+    def recording_topk(values, *args, **kwargs):
+        largest.append(values.numel())
+        return topk(values, *args, **kwargs)
+
+    monkeypatch.setattr(knn, "MAX_DISTANCE_ELEMENTS", 1 << 20)
+    monkeypatch.setattr(torch, "topk", recording_topk)
+    neighbors = knn_neighbors(torch.from_numpy(points), torch.from_numpy(counts), k=8, group_size=2)
+    assert max(largest) <= 1 << 20 and len(largest) > 2
+    expected = brute_force_neighbors(points[3_000:], counts[1:], 8)  # the small graphs in full
+    for node, want in enumerate(expected):
+        assert {j - 3_000 for j in neighbors[3_000 + node].tolist() if j >= 0} == want
+    rows = rng.choice(3_000, 50, replace=False)  # and sampled rows of the large one
+    dist = ((points[rows, None, :] - points[None, :3_000, :]) ** 2).sum(-1)
+    dist[np.arange(50), rows] = np.inf
+    for row, distances in zip(rows, dist, strict=True):
+        assert set(neighbors[row].tolist()) == set(np.argsort(distances)[:8].tolist())

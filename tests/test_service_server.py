@@ -183,6 +183,18 @@ def test_directions_are_taken_from_the_geometry_when_not_sent(client, events):
     assert result.error.field == "hits.sensor_id" and "not in detector" in result.error.message
 
 
+def test_sensor_ids_are_checked_and_pmt_directions_must_be_finite_when_sent(client, events):
+    messages = encode_events(events[:3])  # PMT directions sent
+    messages[0].raw.sensor_id = np.full(len(messages[0].raw.sensor_id) // 4, 10**6, "<i4").tobytes()
+    dir_x = np.frombuffer(messages[1].raw.dir_x, "<f4").copy()
+    dir_x[0] = np.nan
+    messages[1].raw.dir_x = dir_x.tobytes()
+    results = client.reconstruct_messages(messages).results
+    assert [(r.error.code, r.error.field) for r in results] == [
+        (pb.INVALID_ARGUMENT, "hits.sensor_id"), (pb.INVALID_ARGUMENT, "hits.dir_x"), (pb.OK, "")]
+    assert results[0].error.message == "hits.sensor_id: sensor 1000000 is not in detector 'icecube-mini'"
+
+
 def test_unknown_model_is_not_found(server, events):
     with pytest.raises(grpc.RpcError) as err:
         _call(server.target, events[:1], model="no-such-model")

@@ -32,8 +32,9 @@ FRAMES = ("detector", "seed")
 class FeatureConfig:
     """How events become nodes.
 
-    ``max_nodes``: cap per event (0 = no cap). ``node_selection``: which nodes survive
-    the cap. ``per_sensor``: one node per sensor instead of per pulse. ``pmt_direction``:
+    ``max_nodes``: cap per event (0 = no cap: cost then grows with the event, bounded by the
+    run loop's EventLimits, and the kNN works in row slices of bounded memory,
+    nurec.graph.knn). ``node_selection``: which nodes survive the cap. ``per_sensor``: one node per sensor instead of per pulse. ``pmt_direction``:
     add the PMT pointing (use for multi-PMT detectors such as KM3NeT). ``time_window_ns``:
     if > 0, drop nodes further than this from the event's charge-weighted mean time before
     the cap (a noise cleaning; events with no node inside keep all). ``linefit``: which

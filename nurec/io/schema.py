@@ -26,6 +26,7 @@ Predictions are flat tables (pandas DataFrames), one row per event, with
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import awkward as ak
@@ -132,23 +133,66 @@ def validate_events(events: ak.Array) -> None:
         raise SchemaError("event_id: values are not unique")
 
 
+FINITE_HIT_FIELDS = ("x", "y", "z", "t", "charge", "dir_x", "dir_y", "dir_z")
+"""Hit fields that must be finite for an event to be usable (PMT directions too: the fits and
+the networks read them)."""
+
+
 def event_problems(events: ak.Array, min_hits: int = 1) -> list[EventProblem | None]:
     """Return, for each event, None if its hits are usable or the problem that makes it not.
 
-    Usable means: at least ``min_hits`` hits and finite position, time and charge.
-    Vectorised over the batch; used by every method to fail single events, not batches.
+    Usable means: at least ``min_hits`` hits and finite ``FINITE_HIT_FIELDS`` (positions,
+    time, charge, PMT direction). Used by every method to fail single events, not batches;
+    the rule is ``hit_problems``'s.
     """
-    n_hits = ak.to_numpy(ak.num(events.hits, axis=1))
+    offsets = np.zeros(len(events) + 1, dtype=np.int64)
+    np.cumsum(ak.to_numpy(ak.num(events.hits, axis=1)), out=offsets[1:])
+    hits = {name: ak.to_numpy(ak.flatten(events.hits[name], axis=1))
+            for name in FINITE_HIT_FIELDS if name in events.hits.fields}
     problems: list[EventProblem | None] = [None] * len(events)
-    bad_field = np.full(len(events), "", dtype=object)
-    for name in ("x", "y", "z", "t", "charge"):
-        finite = ak.to_numpy(ak.all(np.isfinite(events.hits[name]), axis=1))
-        bad_field[(~finite) & (bad_field == "")] = name
-    for i in np.flatnonzero((n_hits < min_hits) | (bad_field != "")):
-        if n_hits[i] < min_hits:
-            problems[i] = EventProblem(int(i), "hits", f"{n_hits[i]} hits, need at least {min_hits}")
+    for index, problem in hit_problems(offsets, hits, min_hits).items():
+        problems[index] = problem
+    return problems
+
+
+def hit_problems(offsets: np.ndarray, hits: Mapping[str, np.ndarray], min_hits: int = 1,
+                 known_sensors: np.ndarray | None = None, detector: str = "") -> dict[int, EventProblem]:
+    """Return {event index: problem} for the events whose hits cannot be used; the one validation rule.
+
+    ``offsets`` (n_events + 1) delimit each event's hits in the flat columns ``hits``.
+    Checked, first problem per event: at least ``min_hits`` hits; with ``known_sensors``
+    (the ascending sensor ids of ``detector``), every ``sensor_id`` belongs to the detector;
+    every column of ``FINITE_HIT_FIELDS`` present is finite. Vectorised over the events
+    (the service validates single-event requests with it, so it costs microseconds).
+    """
+    offsets = np.asarray(offsets, dtype=np.int64)
+    counts = np.diff(offsets)
+    problems = {int(i): EventProblem(int(i), "hits", f"{counts[i]} hits, need at least {min_hits}")
+                for i in np.flatnonzero(counts < min_hits)}
+    filled = np.flatnonzero(counts > 0)
+
+    def events_with(bad_hit: np.ndarray) -> np.ndarray:
+        bad = np.zeros(len(counts), dtype=bool)
+        if bad_hit.any():
+            bad[filled] = np.add.reduceat(bad_hit.astype(np.int64), offsets[filled]) > 0
+        return np.flatnonzero(bad)
+
+    if known_sensors is not None and "sensor_id" in hits:
+        sensors = np.asarray(hits["sensor_id"])
+        if len(known_sensors):
+            found_at = np.minimum(np.searchsorted(known_sensors, sensors), len(known_sensors) - 1)
+            unknown = known_sensors[found_at] != sensors
         else:
-            problems[i] = EventProblem(int(i), f"hits.{bad_field[i]}", "non-finite value")
+            unknown = np.ones(len(sensors), dtype=bool)
+        for i in events_with(unknown):
+            if int(i) not in problems:
+                hits_of = slice(offsets[i], offsets[i + 1])
+                bad = sensors[hits_of][unknown[hits_of]][0]
+                problems[int(i)] = EventProblem(int(i), "hits.sensor_id", f"sensor {bad} is not in detector '{detector}'")
+    for name in FINITE_HIT_FIELDS:
+        if name in hits:
+            for i in events_with(~np.isfinite(hits[name])):
+                problems.setdefault(int(i), EventProblem(int(i), f"hits.{name}", "non-finite value"))
     return problems
 
 

@@ -11,6 +11,10 @@ A trained method is valid only for the detectors it was trained on: ``check_dete
 raises ``DetectorMismatch`` (one line naming both detectors and the command that trains a
 model for the new one) and the registry calls it for every method it builds, so the CLI,
 the evaluation and the service refuse alike.
+
+Every method is also bounded in what one event may cost: ``EventLimits`` (hits and
+distinct hit sensors per event), checked by the run loop (``nurec.methods.run``) before
+the method sees the events, so an event over a limit fails alone, naming the limit.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import awkward as ak
+import numpy as np
 import pandas as pd
 
 from nurec.geometry import Geometry
+from nurec.io.schema import EventProblem
 
 ESTIMATES = ("direction", "energy", "angular_uncertainty", "p_track")
 """What a method can estimate; a method lists the ones it fills (the other columns stay NaN)."""
@@ -123,6 +129,50 @@ def check_detector(info: MethodInfo, detector: Geometry | DetectorRef | Mapping[
     ref = DetectorRef.of(detector)
     if not info.valid_for(ref):
         raise DetectorMismatch(info, ref)
+
+
+@dataclass(frozen=True)
+class EventLimits:
+    """The most one event may cost: checked before any method computes on it (0 = no limit).
+
+    Work and memory per event grow with its hits and its distinct hit sensors (noise
+    cleaning, graphs, fits). Defaults: 20,000 hits (the service's ``max_hits``) and 10,000
+    distinct sensors (IceCube86 has 5,160 optical modules, so no IceCube86 event is refused
+    for its sensors; a KM3NeT event would need hits on that many distinct PMTs).
+    """
+
+    max_hits_per_event: int = 20_000
+    max_sensors_per_event: int = 10_000
+
+    def __post_init__(self) -> None:
+        for name in ("max_hits_per_event", "max_sensors_per_event"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+                raise ValueError(f"limits.{name}: must be an integer >= 0 (0 = no limit), got {value!r}")
+
+    def problems(self, offsets: np.ndarray, sensor_id: np.ndarray | None) -> dict[int, EventProblem]:
+        """Return {event index: problem} for the events over a limit, naming the limit and the value.
+
+        ``offsets`` (n_events + 1) delimit each event's hits; ``sensor_id`` are the flat
+        sensor ids of the hits, read only for events with more hits than
+        ``max_sensors_per_event`` (None is fine when there are none).
+        """
+        counts = np.diff(np.asarray(offsets, dtype=np.int64))
+        problems: dict[int, EventProblem] = {}
+        if self.max_hits_per_event:
+            for i in np.flatnonzero(counts > self.max_hits_per_event):
+                problems[int(i)] = EventProblem(int(i), "hits", f"{counts[i]:,} hits exceeds "
+                                                f"max_hits_per_event={self.max_hits_per_event:,}")
+        if not self.max_sensors_per_event:
+            return problems
+        for i in np.flatnonzero(counts > self.max_sensors_per_event):
+            if int(i) in problems or sensor_id is None:
+                continue
+            n_sensors = len(np.unique(sensor_id[offsets[i] : offsets[i + 1]]))
+            if n_sensors > self.max_sensors_per_event:
+                problems[int(i)] = EventProblem(int(i), "hits.sensor_id", f"{n_sensors:,} distinct sensors exceeds "
+                                                f"max_sensors_per_event={self.max_sensors_per_event:,}")
+        return problems
 
 
 @runtime_checkable

@@ -2,8 +2,10 @@
 
 ``reconstruct_batch`` is the unit every caller uses (``nurec reconstruct``, the evaluation
 and demo, the pipeline, the service): it returns exactly one prediction row per event, in
-event order; if the method raises on a batch, the batch is retried event by event so one
-bad event fails alone with ``fit_status = "failed: method raised ..."``.
+event order; events over the per-event cost bound (``EventLimits``: hits, distinct sensors)
+fail before the method runs, with ``fit_status = "failed: hits: 25,000 hits exceeds
+max_hits_per_event=20,000"``; if the method raises on a batch, the batch is retried event
+by event so one bad event fails alone with ``fit_status = "failed: method raised ..."``.
 ``reconstruct_events`` runs it over an iterable of event batches with a progress bar that
 moves within large batches (calls sized by ``BatchSizer``), and returns the predictions
 with their ``Provenance`` — the one schema written beside every prediction file.
@@ -25,7 +27,8 @@ import pandas as pd
 
 from nurec import __version__
 from nurec.io.schema import PREDICTION_COLUMNS, empty_predictions
-from nurec.methods.contract import DetectorMismatch, DetectorRef, Method
+from nurec.methods.contract import DetectorMismatch, DetectorRef, EventLimits, Method
+from nurec.ragged import offsets_from_counts
 
 PROVENANCE_SCHEMA = "nurec.provenance/1"
 METHOD_RAISED_STATUS = "failed: method raised"
@@ -125,13 +128,49 @@ def _checked(table: pd.DataFrame, event_ids: np.ndarray) -> pd.DataFrame:
     return table.iloc[order[position]].reset_index(drop=True)
 
 
-def reconstruct_batch(method: Method, events: ak.Array, isolate: bool = True) -> pd.DataFrame:
+DEFAULT_LIMITS = EventLimits()
+"""The per-event cost bound of every run unless a caller sets its own."""
+
+
+def over_limits(events: ak.Array, limits: EventLimits) -> dict[int, str]:
+    """Return {event index: "<field>: <reason>"} for the events of ``events`` over ``limits``.
+
+    Events without the schema's hits are left to the method (it names the missing field).
+    """
+    if "hits" not in events.fields or "sensor_id" not in events.hits.fields:
+        return {}
+    counts = ak.to_numpy(ak.num(events.hits, axis=1))
+    bounds = [v for v in (limits.max_hits_per_event, limits.max_sensors_per_event) if v]
+    if len(counts) == 0 or not bounds or counts.max() <= min(bounds):
+        return {}  # the common case: no event has as many hits as either limit
+    many = limits.max_sensors_per_event and (counts > limits.max_sensors_per_event).any()
+    sensor_id = ak.to_numpy(ak.flatten(events.hits.sensor_id, axis=1)) if many else None
+    return {i: str(problem) for i, problem in limits.problems(offsets_from_counts(counts), sensor_id).items()}
+
+
+def reconstruct_batch(method: Method, events: ak.Array, isolate: bool = True,
+                      limits: EventLimits = DEFAULT_LIMITS) -> pd.DataFrame:
     """Return one prediction row per event of ``events``, in order; failures isolated per event.
 
+    Events over ``limits`` fail with the limit and their value and never reach the method.
     Event ids must be unique within the batch (the service renumbers them). With
     ``isolate`` False an exception of the method propagates instead.
     """
     event_ids = ak.to_numpy(events.event_id).astype(np.int64)
+    refused = over_limits(events, limits)
+    if not refused:
+        return _reconstruct_isolated(method, events, event_ids, isolate)
+    keep = np.ones(len(events), dtype=bool)
+    keep[list(refused)] = False
+    failed = failed_predictions(event_ids[~keep], method.name, "")
+    failed["fit_status"] = [f"failed: {refused[i]}" for i in np.flatnonzero(~keep)]
+    if not keep.any():
+        return failed
+    computed = _reconstruct_isolated(method, events[keep], event_ids[keep], isolate)
+    return _checked(pd.concat([computed, failed], ignore_index=True), event_ids)
+
+
+def _reconstruct_isolated(method: Method, events: ak.Array, event_ids: np.ndarray, isolate: bool) -> pd.DataFrame:
     try:
         return _checked(method.reconstruct(events), event_ids)
     except Exception as err:  # noqa: BLE001 - one bad event must not fail its neighbours
@@ -139,8 +178,8 @@ def reconstruct_batch(method: Method, events: ak.Array, isolate: bool = True) ->
             raise
         if len(events) <= 1:
             return failed_predictions(event_ids, method.name, error_reason(err))
-    return pd.concat([reconstruct_batch(method, events[i : i + 1]) for i in range(len(events))],
-                     ignore_index=True)
+    return pd.concat([_reconstruct_isolated(method, events[i : i + 1], event_ids[i : i + 1], True)
+                      for i in range(len(events))], ignore_index=True)
 
 
 def _live_descendants_cpu_s() -> float:
@@ -253,6 +292,7 @@ def reconstruct_events(
     on_batch: Callable[[int], None] | None = None,
     progress_interval_s: float = PROGRESS_INTERVAL_S,
     min_sub_batch: int = 0,
+    limits: EventLimits = DEFAULT_LIMITS,
 ) -> tuple[pd.DataFrame, Provenance]:
     """Return (predictions of every event of ``batches``, the provenance with counts and timing).
 
@@ -263,6 +303,7 @@ def reconstruct_events(
     ``min_sub_batch`` events, default 8 per core), so progress moves within one large
     batch. The predictions do not depend on the sizes.
 
+    Events over ``limits`` (hits, distinct sensors) fail alone, before the method sees them.
     At most ``max_events`` events are reconstructed, the leading ones, and no batch past
     them is read. If that leaves events out, the provenance says so: ``subsample`` True,
     ``extra["max_events"]`` and (when ``total`` is given) ``extra["source_n_events"]``.
@@ -287,7 +328,7 @@ def reconstruct_events(
             while start < len(chunk):
                 batch = chunk[start : start + sizer.next_size()]
                 cpu0, wall0 = cpu_seconds(), time.perf_counter()
-                tables.append(reconstruct_batch(method, batch))
+                tables.append(reconstruct_batch(method, batch, limits=limits))
                 wall = time.perf_counter() - wall0
                 provenance.wall_s += wall
                 provenance.cpu_s += cpu_seconds() - cpu0
