@@ -5,7 +5,8 @@ asyncio client, each case closed-loop for ``--duration-s``: unary calls of 1 and
 events and bidirectional streams (1 event per message) at concurrency 1/16/64/256, the
 KServe v2 ModelInfer call (1 event per call) at concurrency 64, and one stream of
 256-event messages (the `nurec client reconstruct` path). The same method is timed
-in-process at several batch sizes; "vs in-proc" divides by its best rate.
+in-process at several batch sizes, before and after the served cases; "vs in-proc" divides
+by the best mean rate. Served rates are steady-state rates (see Calls.steady).
 
 Where the machine allows, the model's worker process, the server process and this client
 are pinned to separate cores (os.sched_setaffinity) and the in-process method runs on the
@@ -119,28 +120,55 @@ def pin_process(pid: int, cores: set[int]) -> None:
 
 # --- load generators ---------------------------------------------------------------------
 
-async def closed_loop(call, requests: list, concurrency: int, duration_s: float, events_per_call: int):
-    """Return (events done, elapsed s, latencies s) of ``concurrency`` callers awaiting ``call(request)``."""
-    latencies: list[float] = []
-    end = time.perf_counter() + duration_s
+@dataclass
+class Calls:
+    """(start, end) times of every call of one case, and the load that made them."""
+
+    spans: list[tuple[float, float]]
+    in_flight: int        # calls (or messages) outstanding at once
+    events_per_call: int
+    began: float
+
+    def steady(self) -> tuple[float, list[float]]:
+        """Return (events/s, latencies s) in the steady state.
+
+        Closed loop, Little's law: rate = calls in flight x events per call / mean latency,
+        over calls that started after the first answer (the pipeline is full) and so are
+        free of the ramp-up; counting completions instead would hinge on where batch-sized
+        bursts of answers fall. Falls back to all calls when none started that late.
+        """
+        if not self.spans:
+            return float("nan"), []
+        first_answer = min(end for _, end in self.spans)
+        latencies = [end - start for start, end in self.spans if start >= first_answer]
+        if not latencies:
+            latencies = [end - start for start, end in self.spans]
+        return self.in_flight * self.events_per_call / float(np.mean(latencies)), latencies
+
+
+async def closed_loop(call, requests: list, concurrency: int, duration_s: float, events_per_call: int) -> Calls:
+    """Return the calls of ``concurrency`` callers each awaiting ``call(request)`` back to back."""
+    spans: list[tuple[float, float]] = []
+    began = time.perf_counter()
+    end = began + duration_s
 
     async def worker(offset: int) -> None:
         i = offset
         while time.perf_counter() < end:
             start = time.perf_counter()
             await call(requests[i % len(requests)])
-            latencies.append(time.perf_counter() - start)
+            spans.append((start, time.perf_counter()))
             i += concurrency
 
-    start = time.perf_counter()
     await asyncio.gather(*(worker(k) for k in range(concurrency)))
-    return len(latencies) * events_per_call, time.perf_counter() - start, latencies
+    return Calls(spans, concurrency, events_per_call, began)
 
 
-async def run_streams(stub, requests: list[pb.ReconstructRequest], concurrency: int, duration_s: float):
-    """Return (events done, elapsed s, latencies s) of closed-loop single-event stream messages."""
-    latencies: list[float] = []
-    end = time.perf_counter() + duration_s
+async def run_streams(stub, requests: list[pb.ReconstructRequest], concurrency: int, duration_s: float) -> Calls:
+    """Return the messages of ``concurrency`` streams each sending one single-event message at a time."""
+    spans: list[tuple[float, float]] = []
+    began = time.perf_counter()
+    end = began + duration_s
 
     async def worker(offset: int) -> None:
         call = stub.ReconstructStream(timeout=120)
@@ -149,27 +177,26 @@ async def run_streams(stub, requests: list[pb.ReconstructRequest], concurrency: 
             start = time.perf_counter()
             await call.write(requests[i % len(requests)])
             await call.read()
-            latencies.append(time.perf_counter() - start)
+            spans.append((start, time.perf_counter()))
             i += concurrency
         await call.done_writing()
         await call.wait_for_connection()
         assert await call.code() == grpc.StatusCode.OK
 
-    start = time.perf_counter()
     await asyncio.gather(*(worker(k) for k in range(concurrency)))
-    return len(latencies), time.perf_counter() - start, latencies
+    return Calls(spans, concurrency, 1, began)
 
 
-async def run_bulk(stub, messages: list[pb.Event], batch_events: int, window: int, duration_s: float):
-    """Return (events done, elapsed s, latencies s per message) of one stream of large messages."""
+async def run_bulk(stub, messages: list[pb.Event], batch_events: int, window: int, duration_s: float) -> Calls:
+    """Return the messages of one stream of ``batch_events``-event messages, ``window`` in flight."""
     requests = [pb.ReconstructRequest(events=messages[i:i + batch_events])
                 for i in range(0, len(messages) - batch_events + 1, batch_events)]
-    latencies: list[float] = []
+    spans: list[tuple[float, float]] = []
     sent: asyncio.Queue = asyncio.Queue()
     slots = asyncio.Semaphore(window)
     call = stub.ReconstructStream(timeout=120)
-    start = time.perf_counter()
-    end = start + duration_s
+    began = time.perf_counter()
+    end = began + duration_s
 
     async def send() -> None:
         i = 0
@@ -181,13 +208,11 @@ async def run_bulk(stub, messages: list[pb.Event], batch_events: int, window: in
         await call.done_writing()
 
     sender = asyncio.ensure_future(send())
-    done = 0
-    async for response in call:
-        latencies.append(time.perf_counter() - sent.get_nowait())
-        done += len(response.results)
+    async for _response in call:
+        spans.append((sent.get_nowait(), time.perf_counter()))
         slots.release()
     await sender
-    return done, time.perf_counter() - start, latencies
+    return Calls(spans, window, batch_events, began)
 
 
 def kserve_requests(events, model: str, detector: str) -> list:
@@ -213,8 +238,16 @@ def scrape(port: int) -> dict[str, float]:
     return values
 
 
-def in_process(method, events, batch_sizes: list[int], duration_s: float) -> dict[int, tuple[float, float]]:
-    """Return {batch size: (events/s, seconds per batch)} calling the method directly."""
+def in_process(method, events, batch_sizes: list[int], duration_s: float,
+               cores: set[int] | None = None) -> dict[int, tuple[float, float]]:
+    """Return {batch size: (events/s, seconds per batch)} calling the method directly (on ``cores``)."""
+    if cores is not None:
+        previous = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, cores)
+        try:
+            return in_process(method, events, batch_sizes, duration_s)
+        finally:
+            os.sched_setaffinity(0, previous)
     out = {}
     for size in batch_sizes:
         batch = events[:size]
@@ -244,12 +277,12 @@ class Row:
 
 async def _measure(case: str, per_call: int, concurrency: int, metrics_port: int, run) -> Row:
     before = scrape(metrics_port)
-    n, elapsed, latencies = await run()
+    rate, latencies = (await run()).steady()
     after = scrape(metrics_port)
     batches = after["nurec_serve_batch_size_count"] - before["nurec_serve_batch_size_count"]
     batch_events = after["nurec_serve_batch_size_sum"] - before["nurec_serve_batch_size_sum"]
     compute_s = (after["nurec_serve_compute_seconds_sum"] - before["nurec_serve_compute_seconds_sum"]) / max(batches, 1)
-    return Row(case, per_call, concurrency, n / elapsed, *percentiles_ms(latencies),
+    return Row(case, per_call, concurrency, rate, *percentiles_ms(latencies),
                batch_events / max(batches, 1), compute_s * 1000)
 
 
@@ -292,7 +325,9 @@ async def concurrency_table(port: int, metrics_port: int, events, name: str, det
     return rows
 
 
-def print_table(rows: list[Row], local: dict[int, tuple[float, float]], max_queue_delay_ms: float) -> None:
+def print_table(rows: list[Row], runs: list[dict[int, tuple[float, float]]], max_queue_delay_ms: float) -> None:
+    """Print the served rows against the in-process best (mean of the runs before and after serving)."""
+    local = {size: tuple(float(np.mean([run[size][k] for run in runs])) for k in range(2)) for size in runs[0]}
     best_size = max(local, key=lambda b: local[b][0])
     best_rate = local[best_size][0]
     print(f"\n{'case':<8}{'ev/call':>8}{'conc':>6}{'events/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'mean batch':>11}"
@@ -303,9 +338,10 @@ def print_table(rows: list[Row], local: dict[int, tuple[float, float]], max_queu
                    else f"{target:>11.1f} {'ok' if row.p99_ms <= target else 'MISS'}")
         print(f"{row.case:<8}{row.events_per_call:>8}{row.concurrency:>6}{row.rate:>10.0f}{row.p50_ms:>9.1f}"
               f"{row.p99_ms:>9.1f}{row.mean_batch:>11.1f}{row.batch_ms:>10.1f}{row.rate / best_rate:>10.0%}{verdict}")
-    print("\nin-process")
+    print("\nin-process (mean of the runs before and after the served cases)")
     for size, (rate, seconds) in local.items():
-        print(f"  batch {size:>4}: {rate:>9.0f} events/s, {seconds * 1000:8.1f} ms/batch"
+        each = " / ".join(f"{run[size][0]:.0f}" for run in runs)
+        print(f"  batch {size:>4}: {rate:>9.0f} events/s ({each}), {seconds * 1000:8.1f} ms/batch"
               f"{'  <- best' if size == best_size else ''}")
     goals = {("unary", 1): 0.6, ("unary", 16): 0.9}
     for row in rows:
@@ -349,6 +385,8 @@ def main() -> int:
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(args.threads)
     events, _ = simulate_events(SimulationConfig(detector=args.detector, n_events=args.events, seed=args.seed))
+    batch_sizes = [b for b in args.batch_sizes if b <= len(events)]
+    local_before = in_process(method, events, batch_sizes, args.duration_s, cores.worker)
     hits = np.asarray(events.hits.t.layout.offsets)[-1] / len(events)
     print(f"method {name} {variant or ''} | {len(events)} {args.detector} events, {hits:.0f} hits/event | "
           f"{os.cpu_count()} CPUs, {cores.describe()} | {args.duration_s:g} s per case | torch threads "
@@ -382,10 +420,8 @@ def main() -> int:
         server.terminate()
         server.wait(60)
 
-    if cores.worker is not None:
-        os.sched_setaffinity(0, cores.worker)  # the method in-process on the worker's core
-    local = in_process(method, events, [b for b in args.batch_sizes if b <= len(events)], args.duration_s)
-    print_table(rows, local, args.max_queue_delay_ms)
+    local_after = in_process(method, events, batch_sizes, args.duration_s, cores.worker)
+    print_table(rows, [local_before, local_after], args.max_queue_delay_ms)
     print("(timings on a shared or busy machine vary by 20-50 %: compare runs made back to back)")
     return 0
 
