@@ -54,7 +54,6 @@ PROTOS = (
     ProtoFile("nurec/v1/reconstruction.proto", private_pool=False),
     ProtoFile("inference/grpc_predict_v2.proto", private_pool=True),
 )
-PROTO_FILE = PROTOS[0].path
 GENERATED_FILES = tuple(name for proto in PROTOS for name in proto.modules)
 
 _DEFAULT_POOL = "DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile("
