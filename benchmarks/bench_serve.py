@@ -1,18 +1,26 @@
 """Benchmark the gRPC service: throughput and latency of served vs in-process reconstruction.
 
-Starts `nurec serve` in a subprocess on 127.0.0.1 and drives it from this process with
-an asyncio client: closed-loop single-event calls at several concurrencies, as unary
-calls and over bidirectional streams (one event per message). The same method is then
-timed in-process at several batch sizes, and one stream of 256-event messages (the
-`nurec client reconstruct` path) shows bulk throughput. Every case runs for ``--duration-s``.
+Starts `nurec serve` in a subprocess on 127.0.0.1 and drives it from this process with an
+asyncio client, each case closed-loop for ``--duration-s``: unary calls of 1 and of 16
+events and bidirectional streams (1 event per message) at concurrency 1/16/64/256, the
+KServe v2 ModelInfer call (1 event per call) at concurrency 64, and one stream of
+256-event messages (the `nurec client reconstruct` path). The same method is timed
+in-process at several batch sizes, before and after the served cases; "vs in-proc" divides
+by the best mean rate. Served rates are steady-state rates (see Calls.steady).
+
+Where the machine allows, the model's worker process, the server process and this client
+are pinned to separate cores (os.sched_setaffinity) and the in-process method runs on the
+worker's core, so a ratio compares the same compute resources and not the client's CPU.
+With 2 cores the server and the client share one and the worker has the other.
 
     python benchmarks/bench_serve.py                    # default method (gnn, else linefit)
+    python benchmarks/bench_serve.py --quick            # 1 s per case, fewer batch sizes
     python benchmarks/bench_serve.py --method linefit --duration-s 3
     # the cost of serving alone (a test method that computes nothing):
     PYTHONPATH=tests python benchmarks/bench_serve.py --plugin service_plugin --method centroid --model null
 
-Targets (issue 5): at concurrency 64 the served throughput is >= 80% of the in-process
-best; p99 latency <= max_queue_delay + 3 x one batch's compute time.
+Targets (issue 14), concurrency 64, process worker: unary 1 event per call >= 0.6x and
+16 events per call >= 0.9x the in-process best rate.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -42,6 +51,11 @@ from services.served import resolve_method  # noqa: E402
 from sim.config import SimulationConfig  # noqa: E402
 from sim.simulate import simulate_events  # noqa: E402
 
+try:  # absent in checkouts older than the KServe service (to benchmark them with this script)
+    from nurec.protocol.kserve import event_tensors, infer_request, kpb_grpc
+except ImportError:
+    kpb_grpc = None
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -57,28 +71,104 @@ def percentiles_ms(latencies_s: list[float]) -> tuple[float, float]:
     return float(p50), float(p99)
 
 
-async def run_unary(stub, requests: list[pb.ReconstructRequest], concurrency: int, duration_s: float):
-    """Return (events done, elapsed s, latencies s) of closed-loop single-event unary calls."""
-    latencies: list[float] = []
-    end = time.perf_counter() + duration_s
+# --- where each process runs ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Cores:
+    """CPU sets of the model's worker, the server and this client (None: not pinned)."""
+
+    worker: set[int] | None
+    server: set[int] | None
+    client: set[int] | None
+
+    @staticmethod
+    def plan(pin: bool) -> Cores:
+        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        if not pin or len(cpus) < 2:
+            return Cores(None, None, None)
+        if len(cpus) == 2:
+            return Cores({cpus[0]}, {cpus[1]}, {cpus[1]})
+        return Cores({cpus[0]}, {cpus[1]}, set(cpus[2:]))
+
+    def describe(self) -> str:
+        if self.worker is None:
+            return "not pinned"
+        return f"worker cores {sorted(self.worker)}, server {sorted(self.server)}, client {sorted(self.client)}"
+
+
+def _children(pid: int) -> list[int]:
+    """Return the descendants of process ``pid`` (Linux /proc)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids = [int(k) for k in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for kid in kids:
+            found += [kid, *_children(kid)]
+    return found
+
+
+def pin_process(pid: int, cores: set[int]) -> None:
+    """Pin every thread of process ``pid`` to ``cores`` (threads keep their own affinity in Linux)."""
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            os.sched_setaffinity(int(task.name), cores)
+        except OSError:
+            pass  # the thread ended
+
+
+# --- load generators ---------------------------------------------------------------------
+
+@dataclass
+class Calls:
+    """(start, end) times of every call of one case, and the load that made them."""
+
+    spans: list[tuple[float, float]]
+    in_flight: int        # calls (or messages) outstanding at once
+    events_per_call: int
+    began: float
+
+    def steady(self) -> tuple[float, list[float]]:
+        """Return (events/s, latencies s) in the steady state.
+
+        Closed loop, Little's law: rate = calls in flight x events per call / mean latency,
+        over calls that started after the first answer (the pipeline is full) and so are
+        free of the ramp-up; counting completions instead would hinge on where batch-sized
+        bursts of answers fall. Falls back to all calls when none started that late.
+        """
+        if not self.spans:
+            return float("nan"), []
+        first_answer = min(end for _, end in self.spans)
+        latencies = [end - start for start, end in self.spans if start >= first_answer]
+        if not latencies:
+            latencies = [end - start for start, end in self.spans]
+        return self.in_flight * self.events_per_call / float(np.mean(latencies)), latencies
+
+
+async def closed_loop(call, requests: list, concurrency: int, duration_s: float, events_per_call: int) -> Calls:
+    """Return the calls of ``concurrency`` callers each awaiting ``call(request)`` back to back."""
+    spans: list[tuple[float, float]] = []
+    began = time.perf_counter()
+    end = began + duration_s
 
     async def worker(offset: int) -> None:
         i = offset
         while time.perf_counter() < end:
             start = time.perf_counter()
-            await stub.Reconstruct(requests[i % len(requests)], timeout=60)
-            latencies.append(time.perf_counter() - start)
+            await call(requests[i % len(requests)])
+            spans.append((start, time.perf_counter()))
             i += concurrency
 
-    start = time.perf_counter()
     await asyncio.gather(*(worker(k) for k in range(concurrency)))
-    return len(latencies), time.perf_counter() - start, latencies
+    return Calls(spans, concurrency, events_per_call, began)
 
 
-async def run_streams(stub, requests: list[pb.ReconstructRequest], concurrency: int, duration_s: float):
-    """Return (events done, elapsed s, latencies s) of closed-loop single-event stream messages."""
-    latencies: list[float] = []
-    end = time.perf_counter() + duration_s
+async def run_streams(stub, requests: list[pb.ReconstructRequest], concurrency: int, duration_s: float) -> Calls:
+    """Return the messages of ``concurrency`` streams each sending one single-event message at a time."""
+    spans: list[tuple[float, float]] = []
+    began = time.perf_counter()
+    end = began + duration_s
 
     async def worker(offset: int) -> None:
         call = stub.ReconstructStream(timeout=120)
@@ -87,27 +177,26 @@ async def run_streams(stub, requests: list[pb.ReconstructRequest], concurrency: 
             start = time.perf_counter()
             await call.write(requests[i % len(requests)])
             await call.read()
-            latencies.append(time.perf_counter() - start)
+            spans.append((start, time.perf_counter()))
             i += concurrency
         await call.done_writing()
         await call.wait_for_connection()
         assert await call.code() == grpc.StatusCode.OK
 
-    start = time.perf_counter()
     await asyncio.gather(*(worker(k) for k in range(concurrency)))
-    return len(latencies), time.perf_counter() - start, latencies
+    return Calls(spans, concurrency, 1, began)
 
 
-async def run_bulk(stub, messages: list[pb.Event], batch_events: int, window: int, duration_s: float):
-    """Return (events done, elapsed s, latencies s per message) of one stream of large messages."""
+async def run_bulk(stub, messages: list[pb.Event], batch_events: int, window: int, duration_s: float) -> Calls:
+    """Return the messages of one stream of ``batch_events``-event messages, ``window`` in flight."""
     requests = [pb.ReconstructRequest(events=messages[i:i + batch_events])
                 for i in range(0, len(messages) - batch_events + 1, batch_events)]
-    latencies: list[float] = []
+    spans: list[tuple[float, float]] = []
     sent: asyncio.Queue = asyncio.Queue()
     slots = asyncio.Semaphore(window)
     call = stub.ReconstructStream(timeout=120)
-    start = time.perf_counter()
-    end = start + duration_s
+    began = time.perf_counter()
+    end = began + duration_s
 
     async def send() -> None:
         i = 0
@@ -119,13 +208,23 @@ async def run_bulk(stub, messages: list[pb.Event], batch_events: int, window: in
         await call.done_writing()
 
     sender = asyncio.ensure_future(send())
-    done = 0
-    async for response in call:
-        latencies.append(time.perf_counter() - sent.get_nowait())
-        done += len(response.results)
+    async for _response in call:
+        spans.append((sent.get_nowait(), time.perf_counter()))
         slots.release()
     await sender
-    return done, time.perf_counter() - start, latencies
+    return Calls(spans, window, batch_events, began)
+
+
+def kserve_requests(events, model: str, detector: str) -> list:
+    """Return one single-event ModelInferRequest (raw tensors) per event."""
+    tensors = event_tensors(events)
+    offsets = np.concatenate([[0], np.cumsum(tensors["event_n_hits"])])
+    requests = []
+    for i in range(len(events)):
+        one = {name: (values[offsets[i]:offsets[i + 1]] if name.startswith("hit_") else values[i:i + 1])
+               for name, values in tensors.items()}
+        requests.append(infer_request(one, model, detector=detector))
+    return requests
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -139,8 +238,16 @@ def scrape(port: int) -> dict[str, float]:
     return values
 
 
-def in_process(method, events, batch_sizes: list[int], duration_s: float) -> dict[int, tuple[float, float]]:
-    """Return {batch size: (events/s, seconds per batch)} calling the method directly."""
+def in_process(method, events, batch_sizes: list[int], duration_s: float,
+               cores: set[int] | None = None) -> dict[int, tuple[float, float]]:
+    """Return {batch size: (events/s, seconds per batch)} calling the method directly (on ``cores``)."""
+    if cores is not None:
+        previous = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, cores)
+        try:
+            return in_process(method, events, batch_sizes, duration_s)
+        finally:
+            os.sched_setaffinity(0, previous)
     out = {}
     for size in batch_sizes:
         batch = events[:size]
@@ -154,6 +261,97 @@ def in_process(method, events, batch_sizes: list[int], duration_s: float) -> dic
     return out
 
 
+# --- the concurrency table ---------------------------------------------------------------
+
+@dataclass
+class Row:
+    case: str
+    events_per_call: int
+    concurrency: int
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    mean_batch: float
+    batch_ms: float
+
+
+async def _measure(case: str, per_call: int, concurrency: int, metrics_port: int, run) -> Row:
+    before = scrape(metrics_port)
+    rate, latencies = (await run()).steady()
+    after = scrape(metrics_port)
+    batches = after["nurec_serve_batch_size_count"] - before["nurec_serve_batch_size_count"]
+    batch_events = after["nurec_serve_batch_size_sum"] - before["nurec_serve_batch_size_sum"]
+    compute_s = (after["nurec_serve_compute_seconds_sum"] - before["nurec_serve_compute_seconds_sum"]) / max(batches, 1)
+    return Row(case, per_call, concurrency, rate, *percentiles_ms(latencies),
+               batch_events / max(batches, 1), compute_s * 1000)
+
+
+async def concurrency_table(port: int, metrics_port: int, events, name: str, detector: str,
+                            args: argparse.Namespace) -> list[Row]:
+    """Return the rows of every served case (unary 1 and 16 events/call, stream, KServe, bulk)."""
+    messages = encode_events(events, detector)
+    singles = [pb.ReconstructRequest(events=[m]) for m in messages]
+    sixteens = [pb.ReconstructRequest(events=messages[i:i + 16]) for i in range(0, len(messages) - 15, 16)]
+    rows = []
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        await asyncio.wait_for(channel.channel_ready(), 300)
+        stub = pb_grpc.ReconstructionStub(channel)
+
+        def unary(request):
+            return stub.Reconstruct(request, timeout=120)
+
+        await closed_loop(unary, singles, 4, 0.5, 1)  # warm-up
+        for concurrency in args.concurrency:
+            rows.append(await _measure("unary", 1, concurrency, metrics_port, lambda c=concurrency: closed_loop(
+                unary, singles, c, args.duration_s, 1)))
+        for concurrency in args.concurrency:
+            rows.append(await _measure("unary", 16, concurrency, metrics_port, lambda c=concurrency: closed_loop(
+                unary, sixteens, c, args.duration_s, 16)))
+        for concurrency in args.concurrency:
+            rows.append(await _measure("stream", 1, concurrency, metrics_port, lambda c=concurrency: run_streams(
+                stub, singles, c, args.duration_s)))
+        if kpb_grpc is not None:
+            kserve = kpb_grpc.GRPCInferenceServiceStub(channel)
+            infers = kserve_requests(events, name, detector)
+
+            def infer(request):
+                return kserve.ModelInfer(request, timeout=120)
+
+            await closed_loop(infer, infers, 4, 0.5, 1)  # warm-up
+            rows.append(await _measure("kserve", 1, 64, metrics_port, lambda: closed_loop(
+                infer, infers, 64, args.duration_s, 1)))
+        rows.append(await _measure("bulk", args.bulk_events, 1, metrics_port, lambda: run_bulk(
+            stub, messages, args.bulk_events, 8, args.duration_s)))
+    return rows
+
+
+def print_table(rows: list[Row], runs: list[dict[int, tuple[float, float]]], max_queue_delay_ms: float) -> None:
+    """Print the served rows against the in-process best (mean of the runs before and after serving)."""
+    local = {size: tuple(float(np.mean([run[size][k] for run in runs])) for k in range(2)) for size in runs[0]}
+    best_size = max(local, key=lambda b: local[b][0])
+    best_rate = local[best_size][0]
+    print(f"\n{'case':<8}{'ev/call':>8}{'conc':>6}{'events/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'mean batch':>11}"
+          f"{'ms/batch':>10}{'vs in-proc':>11}{'p99 target ms':>15}")
+    for row in rows:
+        target = max_queue_delay_ms + 3 * row.batch_ms
+        verdict = (f"{'(per message)':>15}" if row.case == "bulk"
+                   else f"{target:>11.1f} {'ok' if row.p99_ms <= target else 'MISS'}")
+        print(f"{row.case:<8}{row.events_per_call:>8}{row.concurrency:>6}{row.rate:>10.0f}{row.p50_ms:>9.1f}"
+              f"{row.p99_ms:>9.1f}{row.mean_batch:>11.1f}{row.batch_ms:>10.1f}{row.rate / best_rate:>10.0%}{verdict}")
+    print("\nin-process (mean of the runs before and after the served cases)")
+    for size, (rate, seconds) in local.items():
+        each = " / ".join(f"{run[size][0]:.0f}" for run in runs)
+        print(f"  batch {size:>4}: {rate:>9.0f} events/s ({each}), {seconds * 1000:8.1f} ms/batch"
+              f"{'  <- best' if size == best_size else ''}")
+    goals = {("unary", 1): 0.6, ("unary", 16): 0.9}
+    for row in rows:
+        goal = goals.get((row.case, row.events_per_call))
+        if goal is not None and row.concurrency == 64:
+            ratio = row.rate / best_rate
+            print(f"goal: {row.case} {row.events_per_call} event(s)/call at concurrency 64: {ratio:.2f}x "
+                  f"in-process (goal >= {goal}x) {'ok' if ratio >= goal else 'MISS'}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", default=None, help="registered method (default: gnn, else linefit)")
@@ -162,6 +360,7 @@ def main() -> int:
     parser.add_argument("--detector", default="icecube86")
     parser.add_argument("--events", type=int, default=512, help="distinct simulated events to send")
     parser.add_argument("--duration-s", type=float, default=3.0, help="length of each case")
+    parser.add_argument("--quick", action="store_true", help="1 s per case, in-process batch sizes 64 and 512")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64, 256])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 64, 256, 512])
     parser.add_argument("--bulk-events", type=int, default=256,
@@ -170,19 +369,29 @@ def main() -> int:
     parser.add_argument("--max-queue-delay-ms", type=float, default=5.0)
     parser.add_argument("--worker", choices=["process", "thread"], default="process")
     parser.add_argument("--threads", type=int, default=1, help="torch threads in server and in-process")
+    parser.add_argument("--no-pin", action="store_true", help="leave processes where the OS puts them")
     parser.add_argument("--seed", type=int, default=3)
     args = parser.parse_args()
+    if args.quick:
+        args.duration_s = min(args.duration_s, 1.0)
+        args.batch_sizes = [64, 512]
     if args.plugin:
         importlib.import_module(args.plugin)
+    cores = Cores.plan(not args.no_pin)
+    if cores.client is not None:
+        os.sched_setaffinity(0, cores.client)
     name, variant = resolve_method(args.method, args.model)
     method = build_method(name, **({"model": variant} if variant else {}))
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(args.threads)
     events, _ = simulate_events(SimulationConfig(detector=args.detector, n_events=args.events, seed=args.seed))
+    batch_sizes = [b for b in args.batch_sizes if b <= len(events)]
+    local_before = in_process(method, events, batch_sizes, args.duration_s, cores.worker)
     hits = np.asarray(events.hits.t.layout.offsets)[-1] / len(events)
     print(f"method {name} {variant or ''} | {len(events)} {args.detector} events, {hits:.0f} hits/event | "
-          f"{os.cpu_count()} CPUs | {args.duration_s:g} s per case | torch threads {args.threads} | "
-          f"{args.worker} worker | max batch {args.max_batch_size}, max delay {args.max_queue_delay_ms:g} ms")
+          f"{os.cpu_count()} CPUs, {cores.describe()} | {args.duration_s:g} s per case | torch threads "
+          f"{args.threads} | {args.worker} worker | max batch {args.max_batch_size}, max delay "
+          f"{args.max_queue_delay_ms:g} ms | load average {os.getloadavg()[0]:.1f} at start")
 
     port, metrics_port = free_port(), free_port()
     serve_args = ["serve", "--method", name, "--host", "127.0.0.1", "--port", str(port),
@@ -192,63 +401,28 @@ def main() -> int:
                   "--worker", args.worker]
     if variant:
         serve_args += ["--model", variant]
-    code = (f"import sys; {'import ' + args.plugin + ';' if args.plugin else ''} "
+    pin = f"os.sched_setaffinity(0, {sorted(cores.server)}); " if cores.server is not None else ""
+    code = (f"import os, sys; {pin}{'import ' + args.plugin + ';' if args.plugin else ''} "
             "from nurec.cli import main; sys.exit(main(sys.argv[1:]))")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     server = subprocess.Popen([sys.executable, "-c", code, *serve_args], env=env)
-    rows: list[tuple] = []
-    bulk: list[tuple] = []
     try:
-        requests = [pb.ReconstructRequest(events=[m]) for m in encode_events(events, args.detector)]
-
-        async def drive():
+        async def drive() -> list[Row]:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                await asyncio.wait_for(channel.channel_ready(), 120)
-                stub = pb_grpc.ReconstructionStub(channel)
-                await run_unary(stub, requests, 4, 0.5)  # warm-up
-                before = scrape(metrics_port)
-                n, elapsed, latencies = await run_bulk(stub, [r.events[0] for r in requests],
-                                                       args.bulk_events, 8, args.duration_s)
-                after = scrape(metrics_port)
-                batches = after["nurec_serve_batch_size_count"] - before["nurec_serve_batch_size_count"]
-                batch_events = after["nurec_serve_batch_size_sum"] - before["nurec_serve_batch_size_sum"]
-                compute_s = (after["nurec_serve_compute_seconds_sum"]
-                             - before["nurec_serve_compute_seconds_sum"]) / max(batches, 1)
-                bulk.append((f"bulk{args.bulk_events}", 1, n / elapsed, *percentiles_ms(latencies),
-                             batch_events / max(batches, 1), compute_s * 1000))
-                for kind, runner in (("unary", run_unary), ("stream", run_streams)):
-                    for concurrency in args.concurrency:
-                        before = scrape(metrics_port)
-                        n, elapsed, latencies = await runner(stub, requests, concurrency, args.duration_s)
-                        after = scrape(metrics_port)
-                        batches = after["nurec_serve_batch_size_count"] - before["nurec_serve_batch_size_count"]
-                        batch_events = after["nurec_serve_batch_size_sum"] - before["nurec_serve_batch_size_sum"]
-                        compute_s = (after["nurec_serve_compute_seconds_sum"]
-                                     - before["nurec_serve_compute_seconds_sum"]) / max(batches, 1)
-                        rows.append((kind, concurrency, n / elapsed, *percentiles_ms(latencies),
-                                     batch_events / max(batches, 1), compute_s * 1000))
+                await asyncio.wait_for(channel.channel_ready(), 300)
+            if cores.worker is not None and args.worker == "process":
+                for child in _children(server.pid):  # the model's worker (and multiprocessing's helpers)
+                    pin_process(child, cores.worker)
+            return await concurrency_table(port, metrics_port, events, name, args.detector, args)
 
-        asyncio.run(drive())
+        rows = asyncio.run(drive())
     finally:
         server.terminate()
         server.wait(60)
 
-    local = in_process(method, events, [b for b in args.batch_sizes if b <= len(events)], args.duration_s)
-    best_size = max(local, key=lambda b: local[b][0])
-    best_rate = local[best_size][0]
-
-    print(f"\n{'case':<8}{'conc':>6}{'events/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'mean batch':>12}"
-          f"{'ms/batch':>10}{'vs in-proc':>12}{'p99 target ms':>15}")
-    for kind, concurrency, rate, p50, p99, mean_batch, batch_ms in rows + bulk:
-        target = args.max_queue_delay_ms + 3 * batch_ms
-        verdict = f"{target:>11.1f} {'ok' if p99 <= target else 'MISS'}" if concurrency > 1 or kind in (
-            "unary", "stream") else f"{'(per message)':>15}"
-        print(f"{kind:<8}{concurrency:>6}{rate:>11.0f}{p50:>9.1f}{p99:>9.1f}{mean_batch:>12.1f}"
-              f"{batch_ms:>10.1f}{rate / best_rate:>11.0%}{verdict}")
-    print("\nin-process")
-    for size, (rate, seconds) in local.items():
-        print(f"  batch {size:>4}: {rate:>9.0f} events/s, {seconds * 1000:8.1f} ms/batch"
-              f"{'  <- best' if size == best_size else ''}")
+    local_after = in_process(method, events, batch_sizes, args.duration_s, cores.worker)
+    print_table(rows, [local_before, local_after], args.max_queue_delay_ms)
+    print("(timings on a shared or busy machine vary by 20-50 %: compare runs made back to back)")
     return 0
 
 

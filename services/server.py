@@ -24,9 +24,11 @@ from nurec.client import read_token
 from nurec.methods.contract import Method
 from nurec.methods.registry import available_methods, method_accepts
 from nurec.protocol import pb, pb_grpc
+from nurec.protocol.kserve import kpb_grpc
 from services.auth import BearerTokenInterceptor, server_credentials
 from services.batcher import DynamicBatcher
 from services.config import ServeConfig
+from services.kserve import KServeServicer
 from services.metrics import ServerMetrics
 from services.served import FALLBACK_METHOD, ServedModel, resolve_method
 from services.servicer import ReconstructionServicer
@@ -104,7 +106,9 @@ class ReconstructionServer:
             interceptors=interceptors,
             options=[("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size),
                      ("grpc.so_reuseport", 0)])
-        pb_grpc.add_ReconstructionServicer_to_server(ReconstructionServicer(self), self._server)
+        native = ReconstructionServicer(self)
+        pb_grpc.add_ReconstructionServicer_to_server(native, self._server)
+        kpb_grpc.add_GRPCInferenceServiceServicer_to_server(KServeServicer(self, native), self._server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(

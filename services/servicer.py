@@ -12,7 +12,7 @@ import grpc
 
 from nurec.protocol import pb, pb_grpc
 from services.batcher import BatchFailed, DeadlineExpired, Draining, DynamicBatcher, QueueFull
-from services.codec import decode_events, failure_message
+from services.codec import EventBlock, decode_events, failure_message
 from services.config import ServeConfig
 from services.metrics import ServerMetrics
 from services.served import ServedModel
@@ -78,6 +78,23 @@ class ReconstructionServicer(pb_grpc.ReconstructionServicer):
                 raise RpcFailure(grpc.StatusCode.INVALID_ARGUMENT,
                                  f"events[{index}] (event_id {request.events[index].event_id}): "
                                  f"{failures[index].message}")
+        computed = await self.submit_block(block, timeout_s, wait_for_room)
+        if not failures:
+            return pb.ReconstructResponse(results=computed)
+        results: list[Any] = [None] * n_events
+        for position, result in zip(positions.tolist(), computed, strict=True):
+            results[position] = result
+        for position, failure in failures.items():
+            results[position] = failure_message(request.events[position].event_id, model.name,
+                                                model.version, failure)
+        return pb.ReconstructResponse(results=results)
+
+    async def submit_block(self, block: EventBlock, timeout_s: float | None, wait_for_room: bool) -> list[Any]:
+        """Return the per-event results of ``block`` from the batcher, the one path to the model.
+
+        Both protocols (this one and services.kserve) submit here; the batcher's refusals
+        become RpcFailures with their status codes.
+        """
         self._server.busy += 1
         try:
             computed = await self._server.batcher.submit(block, timeout_s, wait_for_room=wait_for_room)
@@ -92,15 +109,7 @@ class ReconstructionServicer(pb_grpc.ReconstructionServicer):
         finally:
             self._server.busy -= 1
         self._metrics.events.labels("ok").inc(len(computed))
-        if not failures:
-            return pb.ReconstructResponse(results=computed)
-        results: list[Any] = [None] * n_events
-        for position, result in zip(positions.tolist(), computed, strict=True):
-            results[position] = result
-        for position, failure in failures.items():
-            results[position] = failure_message(request.events[position].event_id, model.name,
-                                                model.version, failure)
-        return pb.ReconstructResponse(results=results)
+        return computed
 
     def _finish(self, rpc: str, code: grpc.StatusCode, start: float) -> None:
         self._metrics.requests.labels(rpc, code.name).inc()

@@ -27,3 +27,10 @@ def test_generated_grpc_module_imports_its_messages_relatively():
     text = (DEFAULT_OUT / "reconstruction_pb2_grpc.py").read_text()
     assert "from . import reconstruction_pb2" in text
     assert "from nurec.v1" not in text
+
+
+def test_kserve_module_imports_relatively_and_keeps_out_of_the_default_pool():
+    text = (DEFAULT_OUT / "grpc_predict_v2_pb2_grpc.py").read_text()
+    assert "from . import grpc_predict_v2_pb2" in text
+    messages = (DEFAULT_OUT / "grpc_predict_v2_pb2.py").read_text()
+    assert "DESCRIPTOR = POOL.AddSerializedFile(" in messages and "_descriptor_pool.Default()" not in messages

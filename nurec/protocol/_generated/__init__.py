@@ -1,1 +1,1 @@
-"""Code generated from proto/nurec/v1/reconstruction.proto; see services/generate.py."""
+"""Code generated from the protos under proto/; see services/generate.py."""
