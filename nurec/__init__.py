@@ -1,6 +1,8 @@
 """nurec: neutrino event reconstruction for IceCube- and KM3NeT-like detectors."""
 
-__version__ = "0.1.0"
+from nurec.version import __version__
+
+__all__ = ["__version__", "load_model"]
 
 
 def load_model(model: str = "default", **options):

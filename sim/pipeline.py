@@ -18,7 +18,6 @@ from pathlib import Path
 import awkward as ak
 
 import nurec.models
-from nurec import __version__
 from nurec.baselines.artifacts import ArtifactError, artifact_path
 from nurec.evaluate.quality import EvaluationSettings
 from nurec.evaluate.report import Report, build_report, json_safe, load_method_predictions
@@ -35,6 +34,7 @@ from nurec.io.parquet import (
     verify_dataset,
 )
 from nurec.io.predictions import read_predictions_metadata
+from nurec.version import __version__
 from sim.config import SimulationConfig
 from sim.simulate import chunk_sizes, dataset_metadata, simulate_chunk
 

@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    from nurec import __version__
+    from nurec.version import __version__
 
     # Both samples span 1 TeV-1 PeV at most (energy_sample_config, direction_sample_config).
     trained = trained_for_record(get_geometry(args.detector), (1e3, 1e6))

@@ -20,10 +20,10 @@ import warnings
 from importlib.metadata import entry_points
 from types import ModuleType
 
-from nurec import __version__
 from nurec.cli.options import CommandParser
 from nurec.io.integrity import ChecksumWarning
 from nurec.io.parquet import DatasetError
+from nurec.version import __version__
 
 COMMAND_MODULES = [
     "nurec.cli.evaluate",

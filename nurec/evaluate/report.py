@@ -57,7 +57,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nurec import __version__
 from nurec.evaluate import metrics as m
 from nurec.evaluate.compare import TASKS, TaskOutcome, judge_all
 from nurec.evaluate.fluxes import FluxModel
@@ -81,6 +80,7 @@ from nurec.io.files import write_atomic
 from nurec.io.predictions import read_predictions, read_predictions_metadata
 from nurec.methods.registry import resolve_detector
 from nurec.methods.run import Provenance
+from nurec.version import __version__
 
 REPORT_FORMAT_VERSION = 2
 

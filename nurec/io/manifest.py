@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nurec import __version__
 from nurec.io.integrity import SHA256_PATTERN, FileDigest, confined_path
+from nurec.version import __version__
 
 MANIFEST = "dataset.json"
 FORMAT = "nurec-events"

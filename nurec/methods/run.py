@@ -25,10 +25,10 @@ import awkward as ak
 import numpy as np
 import pandas as pd
 
-from nurec import __version__
 from nurec.io.schema import PREDICTION_COLUMNS, empty_predictions
 from nurec.methods.contract import DetectorMismatch, DetectorRef, EventLimits, Method
 from nurec.ragged import offsets_from_counts
+from nurec.version import __version__
 
 PROVENANCE_SCHEMA = "nurec.provenance/1"
 METHOD_RAISED_STATUS = "failed: method raised"

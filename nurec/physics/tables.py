@@ -61,7 +61,6 @@ from typing import Any
 
 import numpy as np
 
-from nurec import __version__
 from nurec.io.files import write_atomic, write_json_atomic
 from nurec.physics.medium import SPEED_OF_LIGHT_M_PER_NS
 from nurec.physics.optics import absorption_length_m, check_medium, n_group, n_phase
@@ -77,6 +76,7 @@ from nurec.physics.photon_mc import (
     sphere_crossings,
 )
 from nurec.physics.sensors import sensor_for
+from nurec.version import __version__
 
 TABLE_DIR = Path(__file__).resolve().parent / "tables"
 MANIFEST = "tables.json"
