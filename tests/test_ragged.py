@@ -56,3 +56,15 @@ def test_to_awkward_nests_dotted_event_columns_and_places_the_lists():
 def test_inconsistent_columns_are_refused_naming_the_field(offsets, columns, match):
     with pytest.raises(ValueError, match=match):
         RaggedEvents(np.array(offsets), columns)
+
+
+def test_from_awkward_reads_sliced_and_selected_events_as_ak_flatten_does():
+    events = ak.Array({"hits": [[{"x": 1.0, "id": 1}, {"x": 2.0, "id": 2}], [], [{"x": 3.0, "id": 3}],
+                                [{"x": 4.0, "id": 4}, {"x": 5.0, "id": 5}, {"x": 6.0, "id": 6}]]})
+    for part in (events, events[1:], events[2:3], events[np.array([True, False, False, True])], events[::-1]):
+        flat = RaggedEvents.from_awkward(part.hits, ["x", "id"], {"id": np.int64})
+        assert flat.offsets.tolist() == [0, *np.cumsum(ak.num(part.hits, axis=1)).tolist()]
+        assert flat["x"].tolist() == ak.flatten(part.hits.x).tolist()
+        assert flat["id"].dtype == np.int64 and flat["id"].tolist() == ak.flatten(part.hits.id).tolist()
+        flat["x"][:] = -1.0  # fresh arrays: the events are untouched
+    assert ak.flatten(events.hits.x).tolist() == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
