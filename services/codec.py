@@ -23,6 +23,7 @@ from nurec.methods.run import METHOD_RAISED_STATUS
 from nurec.protocol import pb
 from nurec.protocol.codec import DIR_FIELDS, FLOAT_OUTPUTS, WIRE_DTYPES
 from nurec.ragged import RaggedEvents, offsets_from_counts
+from services.names import name_problem
 
 FINITE_FIELDS = ("x", "y", "z", "t", "charge")
 """Hit fields that must be finite (as nurec.io.schema.event_problems checks)."""
@@ -118,6 +119,8 @@ def _field_sizes(event: pb.Event) -> tuple[dict[str, int], EventFailure | None]:
 def _check_event(event: pb.Event, limits: DecodeLimits, known: set[str]) -> tuple[int, bool, str, EventFailure | None]:
     """Return (hits, whether PMT directions are missing, detector, failure or None) of one event."""
     detector = event.detector or limits.default_detector
+    if (problem := name_problem(detector)) is not None:  # checked first: never echo a huge name
+        return 0, False, "", invalid("detector", problem)
     sizes, failure = _field_sizes(event)
     if failure is not None:
         return 0, False, detector, failure
