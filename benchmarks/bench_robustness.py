@@ -122,15 +122,15 @@ def health(target: str, timeout_s: float = 1.0) -> str:
 class Server:
     """A `nurec serve` subprocess on a free localhost port."""
 
-    def __init__(self, *flags: str, plugin: bool = False) -> None:
+    def __init__(self, *flags: str, plugin: bool = False, log: bool = False) -> None:
         self.port = free_port()
         self.target = f"127.0.0.1:{self.port}"
         paths = [str(REPO), *([str(REPO / "tests")] if plugin else []), os.environ.get("PYTHONPATH", "")]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
         self.process = subprocess.Popen(
             [sys.executable, "-c", PLUGIN_CODE if plugin else SERVE_CODE, "serve", "--host", "127.0.0.1",
-             "--port", str(self.port), "--metrics-port", "0", "--log-level", "WARNING", *flags],
-            env=env, stderr=subprocess.DEVNULL)
+             "--port", str(self.port), "--metrics-port", "0", "--log-level", "INFO" if log else "WARNING", *flags],
+            env=env, stderr=subprocess.PIPE if log else subprocess.DEVNULL, text=True)
         end = time.monotonic() + 180
         while health(self.target) != "SERVING":
             if self.process.poll() is not None or time.monotonic() > end:
@@ -307,6 +307,7 @@ class FuzzTally:
     requests: Counter = field(default_factory=Counter)
     wrong: Counter = field(default_factory=Counter)
     hangs: int = 0
+    shed: int = 0
     crashes: int = 0
     neighbours: int = 0
     neighbours_ok: int = 0
@@ -340,14 +341,21 @@ async def fuzz(target: str, process: subprocess.Popen, fuzzer: Fuzzer, reference
 
         async def one(case: Case) -> None:
             tally.requests[case.kind] += 1
-            try:
-                reply = await call(case.data, timeout=hang_s)
-                code = OK
-            except grpc.aio.AioRpcError as err:
-                code, reply = err.code().name, b""
-                if code == "DEADLINE_EXCEEDED":
-                    tally.hangs += 1
-                    return
+            for attempt in range(4):  # RESOURCE_EXHAUSTED (a heavy event filled the queue): retry, as clients do
+                try:
+                    reply = await call(case.data, timeout=hang_s)
+                    code = OK
+                except grpc.aio.AioRpcError as err:
+                    code, reply = err.code().name, b""
+                if code != "RESOURCE_EXHAUSTED":
+                    break
+                await asyncio.sleep(0.2 * 2 ** attempt)
+            if code == "DEADLINE_EXCEEDED":
+                tally.hangs += 1
+                return
+            if code == "RESOURCE_EXHAUSTED":
+                tally.shed += 1
+                return
             problem = None
             if code not in case.call_codes:
                 problem = f"call {code}, expected {'/'.join(case.call_codes)}"
@@ -421,7 +429,8 @@ def run_fuzz(args: argparse.Namespace) -> None:
         details = ", ".join(f"{d} {n}" for d, n in sorted(tally.wrong_details.get(kind, {}).items()))
         example = tally.examples.get(kind, "") + (f" ({details})" if details else "")
         print(f"{kind:<18}{tally.requests[kind]:>10}{tally.wrong[kind]:>12}  {example}")
-    print(f"crashes {tally.crashes} (goal 0) | hangs {tally.hangs} (goal 0) | wrong status codes "
+    print(f"crashes {tally.crashes} (goal 0) | hangs {tally.hangs} (goal 0) | shed after 3 retries "
+          f"{tally.shed} | wrong status codes "
           f"{sum(tally.wrong.values())} (goal 0) | valid neighbours answered correctly "
           f"{tally.neighbours_ok}/{tally.neighbours} (goal all) | echoing responses {tally.echoes} | "
           f"health not SERVING {tally.not_serving}/{tally.health_samples} samples")
@@ -432,11 +441,15 @@ def run_fuzz(args: argparse.Namespace) -> None:
 @dataclass
 class LoadResult:
     outcomes: Counter = field(default_factory=Counter)
-    lost: int = 0
+    details: Counter = field(default_factory=Counter)  # of calls counted lost
 
 
 def classify(err: grpc.RpcError | None) -> str:
-    """Name a call's outcome: ok, refused (never accepted), abandoned or failed (server answered), lost."""
+    """Name a call's outcome: ok, refused, abandoned or failed (the server answered), else lost (seen by the client).
+
+    A call the server never handed to the service (cancelled by the transport while it
+    stopped) also reads as lost here; the server's own count of answered calls tells.
+    """
     if err is None:
         return "ok"
     details = err.details() or ""
@@ -471,6 +484,8 @@ def load(target: str, messages: list[pb.Event], stop: threading.Event, clients: 
                     outcome = "ok"
                 except grpc.RpcError as err:
                     outcome = classify(err)
+                    if outcome == "lost":
+                        result.details[f"{err.code().name}: {err.details()}"] += 1
                     if outcome == "refused":
                         time.sleep(0.05)
                 result.outcomes[outcome] += 1
@@ -490,7 +505,7 @@ def sigterm_under_load(messages: list[pb.Event], quick: bool) -> list[tuple]:
             ("linefit, queue drains", ("--method", METHOD, "--detector", DETECTOR), False, 5.0),
             ("stuck model call", ("--method", "centroid", "--model", "stall", "--detector", DETECTOR,
                                   "--max-batch-size", "8"), True, 2.0)):
-        server = Server(*flags, "--drain-timeout-s", str(drain_s), plugin=plugin)
+        server = Server(*flags, "--drain-timeout-s", str(drain_s), plugin=plugin, log=True)
         result, stop = LoadResult(), threading.Event()
         threads = load(server.target, messages, stop, 16, 16, 60.0, result)
         time.sleep(1.0 if quick else 3.0)
@@ -505,10 +520,25 @@ def sigterm_under_load(messages: list[pb.Event], quick: bool) -> list[tuple]:
         for thread in threads:
             thread.join(70)
         server.close()
+        answered = _answered(server.process.stderr.read())
         o = result.outcomes
-        rows.append((label, drain_s, exit_s, code, o["ok"], o["abandoned"], o["refused"], o["lost"],
-                     sum(v for k, v in o.items() if k.startswith("failed"))))
+        # Accepted calls lost: handled by the service but never answered (cancelled), or answered
+        # OK by the server without the client getting the answer.
+        lost = answered.get("CANCELLED", 0) + max(0, answered.get("OK", 0) - o["ok"])
+        rows.append((label, drain_s, exit_s, code, o["ok"], o["abandoned"], o["refused"],
+                     sum(v for k, v in o.items() if k.startswith("failed")), o["lost"], lost,
+                     dict(result.details)))
     return rows
+
+
+def _answered(log: str) -> dict[str, int]:
+    """Return the server's calls answered by status code, from its last ("stopped") log line."""
+    import json
+
+    for line in reversed(log.splitlines()):
+        if '"msg": "stopped"' in line:
+            return json.loads(line).get("answered", {})
+    return {}
 
 
 def worker_faults(messages: list[pb.Event], quick: bool) -> list[tuple]:
@@ -589,10 +619,15 @@ def main() -> int:
         print("\n2. SIGTERM under load (16 clients, 16-event calls): accepted calls lost (goal 0), "
               "exit <= drain timeout + 1 s")
         print(f"{'case':<24}{'drain s':>8}{'exit s':>8}{'code':>6}{'ok':>7}{'abandoned':>11}{'refused':>9}"
-              f"{'lost':>6}{'failed':>8}{'exit ok':>9}")
-        for label, drain_s, exit_s, code, ok, abandoned, refused, lost, failed in rows:
+              f"{'failed':>8}{'unanswered':>12}{'lost':>6}{'exit ok':>9}")
+        for label, drain_s, exit_s, code, ok, abandoned, refused, failed, unanswered, lost, details in rows:
             print(f"{label:<24}{drain_s:>8g}{exit_s:>8.2f}{str(code):>6}{ok:>7}{abandoned:>11}{refused:>9}"
-                  f"{lost:>6}{failed:>8}{'yes' if exit_s <= drain_s + 1 else 'NO':>9}")
+                  f"{failed:>8}{unanswered:>12}{lost:>6}{'yes' if exit_s <= drain_s + 1 else 'NO':>9}"
+                  f"{'  unanswered: ' + str(details) if details else ''}")
+        print("ok: answered with results; abandoned: UNAVAILABLE at the drain timeout; refused: UNAVAILABLE "
+              "(draining, or no server) or RESOURCE_EXHAUSTED; unanswered: the client got no status from the "
+              "service (the transport cancelled the call while the server stopped); lost: calls the service "
+              "accepted but did not answer (its own count, from its last log line)")
     if "worker" in args.sections:
         rows = worker_faults(messages, args.quick)
         print("\n3. worker faults under load (8 clients; default worker_timeout_s 3 s)")

@@ -17,8 +17,8 @@ Targets (issue 5): at concurrency 64 the served throughput is >= 80% of the in-p
 best; p99 latency <= max_queue_delay + 3 x one batch's compute time.
 
 The overload table (``--overload``, or ``--overload-only`` for it alone; issue 14) first
-measures capacity (closed loop, calls of ``--overload-events-per-call`` events), then
-offers ``--overload-factor`` times that rate open-loop for ``--overload-duration-s``
+measures capacity (one stream of ``--bulk-events``-event messages, which waits for room
+instead of being refused), then offers ``--overload-factor`` times that rate open-loop for ``--overload-duration-s``
 with each deadline: calls accepted (answered OK), shed (RESOURCE_EXHAUSTED), expired
 (DEADLINE_EXCEEDED) or other; goodput (events answered OK within their deadline during
 the offer window, per second) against capacity; the share of the events the server
@@ -148,6 +148,9 @@ def scrape(port: int) -> dict[str, float]:
             if line and not line.startswith("#"):
                 name = line.split("{")[0].split()[0]
                 values[name] = values.get(name, 0.0) + float(line.split()[-1])
+                if name == "nurec_serve_events_total" and 'outcome="' in line:  # per outcome too
+                    outcome = line.split('outcome="')[1].split('"')[0]
+                    values[f"{name}:{outcome}"] = float(line.split()[-1])
     return values
 
 
@@ -239,8 +242,10 @@ def overload(args: argparse.Namespace, name: str, variant: str | None, events) -
                 await asyncio.wait_for(channel.channel_ready(), 120)
                 stub = pb_grpc.ReconstructionStub(channel)
                 await _closed_loop_capacity(stub, requests, 4, 1.0)  # warm-up
-                concurrency = max(8, 2 * args.max_batch_size // k)  # keeps two full batches waiting
-                capacity = await _closed_loop_capacity(stub, requests, concurrency, args.overload_duration_s)
+                # Capacity: one stream of large messages keeps the server busy (it waits for room,
+                # where unary calls would be refused), as `nurec client` sends.
+                n, elapsed, _ = await run_bulk(stub, messages, args.bulk_events, 8, args.overload_duration_s)
+                capacity = n / elapsed
                 for deadline_s in args.overload_deadline_s:
                     offered = args.overload_factor * capacity
                     before = scrape(metrics_port)
@@ -249,6 +254,8 @@ def overload(args: argparse.Namespace, name: str, variant: str | None, events) -
                     await asyncio.sleep(0.5)  # the server finishes (or drops) what it still holds
                     after = scrape(metrics_port)
                     computed = after["nurec_serve_batch_size_sum"] - before["nurec_serve_batch_size_sum"]
+                    dropped = (after.get("nurec_serve_events_total:expired", 0.0)
+                               - before.get("nurec_serve_events_total:expired", 0.0))
                     codes = [c for c, _, _ in outcomes]
                     ok = [(latency, end) for c, latency, end in outcomes if c == "OK"]
                     in_window = sum(1 for latency, end in ok
@@ -263,6 +270,8 @@ def overload(args: argparse.Namespace, name: str, variant: str | None, events) -
                         "goodput": in_window * k / args.overload_duration_s,
                         "computed": computed / (max(end for _, _, end in outcomes) - start),
                         "delivered": len(ok) * k / computed if computed else float("nan"),
+                        "late": (computed - len(ok) * k) / computed if computed else float("nan"),
+                        "dropped": dropped / k / n,
                         "p99_accepted_ms": percentiles_ms([latency for latency, _ in ok])[1],
                         "p99_shed_ms": percentiles_ms(shed_latency)[1],
                     })
@@ -274,15 +283,17 @@ def overload(args: argparse.Namespace, name: str, variant: str | None, events) -
     print(f"\noverload: {args.overload_factor:g}x capacity offered open-loop for {args.overload_duration_s:g} s "
           f"as unary calls of {k} events ({args.worker} worker, server flags {args.overload_serve_args or 'default'})")
     print(f"{'deadline s':>10}{'capacity/s':>12}{'offered/s':>11}{'calls':>7}{'accepted':>10}{'shed':>7}"
-          f"{'expired':>9}{'other':>7}{'computed/s':>12}{'goodput/s':>11}{'vs cap':>8}{'delivered':>11}"
+          f"{'expired':>9}{'dropped':>9}{'other':>7}{'computed/s':>12}{'goodput/s':>11}{'vs cap':>8}{'delivered':>11}"
           f"{'p99 ok ms':>11}{'p99 shed ms':>13}")
     for r in rows:
         print(f"{r['deadline_s']:>10g}{r['capacity']:>12.0f}{r['offered']:>11.0f}{r['calls']:>7}{r['accepted']:>10.0%}"
-              f"{r['shed']:>7.0%}{r['expired']:>9.0%}{r['other']:>7.0%}{r['computed']:>12.0f}{r['goodput']:>11.0f}"
+              f"{r['shed']:>7.0%}{r['expired']:>9.0%}{r['dropped']:>9.0%}{r['other']:>7.0%}{r['computed']:>12.0f}"
+              f"{r['goodput']:>11.0f}"
               f"{r['goodput'] / r['capacity']:>8.0%}{r['delivered']:>11.0%}{r['p99_accepted_ms']:>11.0f}"
               f"{r['p99_shed_ms']:>13.1f}")
-    print("capacity/s: closed loop before the offers; computed/s: events the server computed per second "
-          "during an offer (and its tail); delivered: events answered OK / events computed")
+    print("capacity/s: one stream of large messages before the offers; expired: calls answered DEADLINE_EXCEEDED, of which "
+          "dropped: by the server before compute; computed/s: events the server computed per second during an "
+          "offer (and its tail); delivered: events answered OK / events computed")
     print("goals at 2x: goodput >= 80% of capacity, delivered >= 90% of computed events, "
           "p99 ok <= the deadline")
     return rows

@@ -14,6 +14,7 @@ out. ``max_queue`` events is a memory cap on top. Streams (``wait_for_room``) wa
 room instead of being refused, but still not past their deadline. The queue is served
 in arrival order; requests whose deadline has passed, or that could no longer be
 computed before it, and requests whose caller has gone, are dropped before compute.
+Deadline decisions plan with the estimate plus twice its recent relative error.
 
 Once draining, new work is refused with ``Draining`` while everything already accepted
 is still computed; ``abandon`` fails every waiting and running request at once (a hard
@@ -144,13 +145,16 @@ class DynamicBatcher:
             return 0, 0, 0.0
         return self._running_events, self._running_hits, time.monotonic() - self._running_since
 
+    def _running_left_s(self) -> float:
+        """Return the estimated seconds until the running model call ends (0 when none runs)."""
+        if not self._computing:
+            return 0.0
+        elapsed = time.monotonic() - self._running_since
+        return max(0.0, self.estimate.batch_seconds(self._running_hits) - elapsed)
+
     def estimated_wait_s(self) -> float:
         """Return the estimated seconds until the model could start on a request submitted now."""
-        wait = self.estimate.seconds(self._queued_events, self._queued_hits)
-        if self._computing:
-            elapsed = time.monotonic() - self._running_since
-            wait += max(0.0, self.estimate.batch_seconds(self._running_hits) - elapsed)
-        return wait
+        return self._running_left_s() + self.estimate.seconds(self._queued_events, self._queued_hits)
 
     async def drain(self, timeout_s: float | None = None) -> bool:
         """Refuse new work, finish what was accepted; return True if all finished in time."""
@@ -228,7 +232,11 @@ class DynamicBatcher:
         if timeout_s is None or not self.estimate.known:
             return None
         wait = self.estimated_wait_s()
-        finish = wait + self.estimate.seconds(events, hits)
+        # Its results come when the batch holding its last events ends; later arrivals fill that
+        # batch as they filled the running one.
+        fill = self._running_events if self._computing else 0
+        finish = (self.max_queue_delay_s + self._running_left_s() * self.estimate.margin
+                  + self.estimate.planned_seconds(self._queued_events + events, self._queued_hits + hits, fill))
         if finish <= timeout_s:
             return None
         return (f"overloaded: estimated time to answer {events} events is {finish:.3f} s (queue wait "
@@ -316,47 +324,49 @@ class DynamicBatcher:
             if slices:
                 await self._run_batch(slices)
 
-    def _too_late(self, job: _Job, now: float, events: int, hits: int) -> str | None:
-        """Return why ``job`` should be dropped before compute (deadline passed or out of reach)."""
-        if job.deadline is None:
-            return None
-        if job.deadline <= now:
-            return "deadline passed before the events were computed"
-        if self.estimate.known:
-            finish = self.estimate.seconds(events, hits)
-            if now + finish > job.deadline:
-                return (f"deadline cannot be met: computing would take an estimated {finish:.3f} s, "
-                        f"{job.deadline - now:.3f} s were left")
-        return None
-
     def _take(self, now: float) -> list[tuple[_Job, int, int]]:
-        """Return (job, first, stop) event slices forming the next batch; drop dead jobs."""
+        """Return (job, first, stop) event slices forming the next batch; drop dead jobs.
+
+        Jobs are taken in arrival order, into full batches (the cheapest per event). One whose
+        deadline has passed, or would pass before the batch it would join ends, is dropped
+        (DeadlineExpired) without compute: a caller gets its results only when its whole
+        batch ends, so the batch counts as holding as many events as will be taken now.
+        """
         slices: list[tuple[_Job, int, int]] = []
         n = n_hits = 0
+        known = self.estimate.known
         queued, queued_hits = self._queued_events, self._queued_hits
+        fill = min(self.max_batch_size, queued)
         while self._queue and n < self.max_batch_size:
             job = self._queue[0]
+            late = None
             if job.future.done():  # the caller went away (cancelled RPC)
+                outcome = "cancelled"
+            elif job.deadline is not None and job.deadline <= now:
+                outcome, late = "expired", "deadline passed before the events were computed"
+            else:
+                outcome = None
+                count = min(job.remaining, self.max_batch_size - n)
+                slice_hits = int(job.block.offsets[job.taken + count] - job.block.offsets[job.taken])
+                if known and job.deadline is not None and job.taken == 0:
+                    finish = self.estimate.planned_seconds(n + job.remaining, n_hits + job.remaining_hits, fill)
+                    if now + finish > job.deadline:
+                        outcome = "expired"
+                        late = (f"deadline cannot be met: computing would take an estimated {finish:.3f} s, "
+                                f"{job.deadline - now:.3f} s were left")
+            if outcome is not None:
                 self._queue.popleft()
                 queued, queued_hits = queued - job.remaining, queued_hits - job.remaining_hits
-                self.metrics.events.labels("cancelled").inc(job.remaining)
+                self.metrics.events.labels(outcome).inc(job.remaining)
+                if late is not None:
+                    job.future.set_exception(DeadlineExpired(late))
                 continue
-            if job.taken == 0 and (late := self._too_late(job, now, n + job.remaining,
-                                                          n_hits + job.remaining_hits)) is not None:
-                self._queue.popleft()
-                queued, queued_hits = queued - job.remaining, queued_hits - job.remaining_hits
-                self.metrics.events.labels("expired").inc(job.remaining)
-                job.future.set_exception(DeadlineExpired(late))
-                continue
-            count = min(job.remaining, self.max_batch_size - n)
             if job.taken == 0:
                 self.metrics.queue_seconds.observe(now - job.enqueued)
-            hits_before = job.remaining_hits
             slices.append((job, job.taken, job.taken + count))
             job.taken += count
-            taken_hits = hits_before - job.remaining_hits
-            n, n_hits = n + count, n_hits + taken_hits
-            queued, queued_hits = queued - count, queued_hits - taken_hits
+            n, n_hits = n + count, n_hits + slice_hits
+            queued, queued_hits = queued - count, queued_hits - slice_hits
             if job.remaining == 0:
                 self._queue.popleft()
         self._set_queued(queued, queued_hits)
@@ -373,6 +383,7 @@ class DynamicBatcher:
         self._running_since = time.monotonic()
         self._computing = True
         self.metrics.estimated_wait.set(self.estimated_wait_s())
+        expected_s = self.estimate.batch_seconds(batch.n_items)
         start = time.perf_counter()
         completed = False
         try:
@@ -404,7 +415,8 @@ class DynamicBatcher:
                 self.estimate.observe(batch.n_items, elapsed)
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("batch", extra={"events": len(batch), "requests": len(slices),
-                                          "compute_ms": round(elapsed * 1000, 3),
+                                          "hits": batch.n_items, "compute_ms": round(elapsed * 1000, 3),
+                                          "estimated_ms": round(expected_s * 1000, 3),
                                           "queued_events": self._queued_events})
         offset = 0
         for job, first, stop in slices:

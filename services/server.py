@@ -187,6 +187,16 @@ class ReconstructionServer:
             self._metrics_http.server_close()
             self._metrics_http = None
 
+    def _answered(self) -> dict[str, int]:
+        """Return the calls answered since the start, by status code (for the last log line)."""
+        counts: dict[str, int] = {}
+        for metric in self.metrics.requests.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    code = sample.labels["code"]
+                    counts[code] = counts.get(code, 0) + int(sample.value)
+        return counts
+
     async def drain_and_stop(self) -> bool:
         """Turn health NOT_SERVING, refuse new work, finish accepted work within the drain timeout, stop.
 
@@ -224,7 +234,7 @@ class ReconstructionServer:
         await self._release()
         self.drained = finished and not self.busy
         log.info("stopped", extra={"drained": self.drained, "abandoned_calls": abandoned,
-                                   "drain_s": round(time.monotonic() - began, 3)})
+                                   "drain_s": round(time.monotonic() - began, 3), "answered": self._answered()})
         assert self._stopped is not None
         self._stopped.set()
         return self.drained
