@@ -18,9 +18,21 @@ With 2 cores the server and the client share one and the worker has the other.
     python benchmarks/bench_serve.py --method linefit --duration-s 3
     # the cost of serving alone (a test method that computes nothing):
     PYTHONPATH=tests python benchmarks/bench_serve.py --plugin service_plugin --method centroid --model null
+    # overload: offer 2x the measured capacity with a deadline (accepted, shed, expired, goodput)
+    python benchmarks/bench_serve.py --overload-only --overload-deadline-s 1 5
 
 Targets (issue 14), concurrency 64, process worker: unary 1 event per call >= 0.6x and
 16 events per call >= 0.9x the in-process best rate.
+
+The overload table (``--overload``, or ``--overload-only`` for it alone) first measures
+capacity (one stream of ``--bulk-events``-event messages, which waits for room instead of
+being refused), then offers ``--overload-factor`` times that rate open-loop for
+``--overload-duration-s`` with each deadline: calls accepted (answered OK), shed
+(RESOURCE_EXHAUSTED), expired (DEADLINE_EXCEEDED) or other; goodput (events answered OK
+within their deadline during the offer window, per second) against capacity; the share of
+the events the server computed that reached a caller in time; p99 latency of accepted
+calls and of refusals. Goals at 2x: goodput >= 80% of capacity, >= 90% of computed events
+delivered, p99 of accepted calls <= the deadline.
 """
 
 from __future__ import annotations
@@ -235,6 +247,9 @@ def scrape(port: int) -> dict[str, float]:
             if line and not line.startswith("#"):
                 name = line.split("{")[0].split()[0]
                 values[name] = values.get(name, 0.0) + float(line.split()[-1])
+                if name == "nurec_serve_events_total" and 'outcome="' in line:  # per outcome too
+                    outcome = line.split('outcome="')[1].split('"')[0]
+                    values[f"{name}:{outcome}"] = float(line.split()[-1])
     return values
 
 
@@ -352,6 +367,147 @@ def print_table(rows: list[Row], runs: list[dict[int, tuple[float, float]]], max
                   f"in-process (goal >= {goal}x) {'ok' if ratio >= goal else 'MISS'}")
 
 
+# --- overload (issue 14): open-loop offered load above capacity, with deadlines -----------------
+
+async def _closed_loop_capacity(stub, requests: list, concurrency: int, duration_s: float) -> float:
+    """Return events/s answered OK by closed-loop unary calls (errors count as nothing done)."""
+    done = 0
+    end = time.perf_counter() + duration_s
+
+    async def worker(offset: int) -> None:
+        nonlocal done
+        i = offset
+        while time.perf_counter() < end:
+            try:
+                response = await stub.Reconstruct(requests[i % len(requests)], timeout=60)
+                done += len(response.results)
+            except grpc.aio.AioRpcError:
+                await asyncio.sleep(0.01)
+            i += concurrency
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(k) for k in range(concurrency)))
+    return done / (time.perf_counter() - start)
+
+
+async def _open_loop(stub, requests: list, calls_per_s: float, duration_s: float, deadline_s: float):
+    """Send calls at a fixed rate for ``duration_s``; return (start, [(code name, latency s, end time)])."""
+    outcomes: list[tuple[str, float, float]] = []
+
+    async def one(request) -> None:
+        sent = time.perf_counter()
+        try:
+            await stub.Reconstruct(request, timeout=deadline_s)
+            code = "OK"
+        except grpc.aio.AioRpcError as err:
+            code = err.code().name
+        now = time.perf_counter()
+        outcomes.append((code, now - sent, now))
+
+    tasks = []
+    start = time.perf_counter()
+    interval = 1.0 / calls_per_s
+    i = 0
+    while (due := start + i * interval) < start + duration_s:
+        wait = due - time.perf_counter()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        tasks.append(asyncio.ensure_future(one(requests[i % len(requests)])))
+        i += 1
+    await asyncio.gather(*tasks)
+    return start, outcomes
+
+
+def overload(args: argparse.Namespace, name: str, variant: str | None, events) -> list[dict]:
+    """Run the overload table against a fresh server; print it and return its rows."""
+    k = args.overload_events_per_call
+    messages = encode_events(events, args.detector)
+    requests = [pb.ReconstructRequest(events=messages[i:i + k]) for i in range(0, len(messages) - k + 1, k)]
+    port, metrics_port = free_port(), free_port()
+    serve_args = ["serve", "--method", name, "--host", "127.0.0.1", "--port", str(port),
+                  "--metrics-port", str(metrics_port), "--detector", args.detector,
+                  "--max-batch-size", str(args.max_batch_size), "--max-queue-delay-ms", str(args.max_queue_delay_ms),
+                  "--threads", str(args.threads), "--log-level", "WARNING", "--worker", args.worker,
+                  *(["--model", variant] if variant else []), *args.overload_serve_args]
+    code = (f"import sys; {'import ' + args.plugin + ';' if args.plugin else ''} "
+            "from nurec.cli import main; sys.exit(main(sys.argv[1:]))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    server = subprocess.Popen([sys.executable, "-c", code, *serve_args], env=env)
+    rows: list[dict] = []
+    try:
+        async def drive() -> None:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                await asyncio.wait_for(channel.channel_ready(), 120)
+                stub = pb_grpc.ReconstructionStub(channel)
+                await _closed_loop_capacity(stub, requests, 4, 1.0)  # warm-up
+                # Capacity: one stream of large messages keeps the server busy (it waits for room,
+                # where unary calls would be refused), as `nurec client` sends.
+                capacity, _ = (await run_bulk(stub, messages, args.bulk_events, 8, args.overload_duration_s)).steady()
+                for deadline_s in args.overload_deadline_s:
+                    offered = args.overload_factor * capacity
+                    before = scrape(metrics_port)
+                    start, outcomes = await _open_loop(stub, requests, offered / k, args.overload_duration_s,
+                                                       deadline_s)
+                    await asyncio.sleep(0.5)  # the server finishes (or drops) what it still holds
+                    after = scrape(metrics_port)
+                    computed = after["nurec_serve_batch_size_sum"] - before["nurec_serve_batch_size_sum"]
+                    dropped = (after.get("nurec_serve_events_total:expired", 0.0)
+                               - before.get("nurec_serve_events_total:expired", 0.0))
+                    codes = [c for c, _, _ in outcomes]
+                    ok = [(latency, end) for c, latency, end in outcomes if c == "OK"]
+                    in_window = sum(1 for latency, end in ok
+                                    if latency <= deadline_s and end <= start + args.overload_duration_s)
+                    shed_latency = [latency for c, latency, _ in outcomes if c == "RESOURCE_EXHAUSTED"]
+                    n = max(len(outcomes), 1)
+                    rows.append({
+                        "deadline_s": deadline_s, "offered": offered, "capacity": capacity, "calls": len(outcomes),
+                        "accepted": len(ok) / n, "shed": codes.count("RESOURCE_EXHAUSTED") / n,
+                        "expired": codes.count("DEADLINE_EXCEEDED") / n,
+                        "other": sum(c not in ("OK", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED") for c in codes) / n,
+                        "goodput": in_window * k / args.overload_duration_s,
+                        "computed": computed / (max(end for _, _, end in outcomes) - start),
+                        "delivered": len(ok) * k / computed if computed else float("nan"),
+                        "late": (computed - len(ok) * k) / computed if computed else float("nan"),
+                        "dropped": dropped / k / n,
+                        "p99_accepted_ms": percentiles_ms([latency for latency, _ in ok])[1],
+                        "p99_shed_ms": percentiles_ms(shed_latency)[1],
+                    })
+
+        asyncio.run(drive())
+    finally:
+        server.terminate()
+        server.wait(60)
+    print(f"\noverload: {args.overload_factor:g}x capacity offered open-loop for {args.overload_duration_s:g} s "
+          f"as unary calls of {k} events ({args.worker} worker, server flags {args.overload_serve_args or 'default'})")
+    print(f"{'deadline s':>10}{'capacity/s':>12}{'offered/s':>11}{'calls':>7}{'accepted':>10}{'shed':>7}"
+          f"{'expired':>9}{'dropped':>9}{'other':>7}{'computed/s':>12}{'goodput/s':>11}{'vs cap':>8}{'delivered':>11}"
+          f"{'p99 ok ms':>11}{'p99 shed ms':>13}")
+    for r in rows:
+        print(f"{r['deadline_s']:>10g}{r['capacity']:>12.0f}{r['offered']:>11.0f}{r['calls']:>7}{r['accepted']:>10.0%}"
+              f"{r['shed']:>7.0%}{r['expired']:>9.0%}{r['dropped']:>9.0%}{r['other']:>7.0%}{r['computed']:>12.0f}"
+              f"{r['goodput']:>11.0f}"
+              f"{r['goodput'] / r['capacity']:>8.0%}{r['delivered']:>11.0%}{r['p99_accepted_ms']:>11.0f}"
+              f"{r['p99_shed_ms']:>13.1f}")
+    print("capacity/s: one stream of large messages before the offers; expired: calls answered DEADLINE_EXCEEDED, of which "
+          "dropped: by the server before compute; computed/s: events the server computed per second during an "
+          "offer (and its tail); delivered: events answered OK / events computed")
+    print("goals at 2x: goodput >= 80% of capacity, delivered >= 90% of computed events, "
+          "p99 ok <= the deadline")
+    return rows
+
+
+def add_overload_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--overload", action="store_true", help="also print the overload table (after the others)")
+    add("--overload-only", action="store_true", help="print only the overload table")
+    add("--overload-factor", type=float, default=2.0, help="offered load / measured capacity")
+    add("--overload-duration-s", type=float, default=10.0, help="length of the capacity run and of each offer")
+    add("--overload-deadline-s", type=float, nargs="+", default=[5.0], help="deadline of each call (one row each)")
+    add("--overload-events-per-call", type=int, default=16)
+    add("--overload-serve-args", nargs=argparse.REMAINDER, default=[],
+        help="extra `nurec serve` flags for the overload server (last on the line)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", default=None, help="registered method (default: gnn, else linefit)")
@@ -371,6 +527,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads in server and in-process")
     parser.add_argument("--no-pin", action="store_true", help="leave processes where the OS puts them")
     parser.add_argument("--seed", type=int, default=3)
+    add_overload_arguments(parser)
     args = parser.parse_args()
     if args.quick:
         args.duration_s = min(args.duration_s, 1.0)
@@ -385,6 +542,9 @@ def main() -> int:
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(args.threads)
     events, _ = simulate_events(SimulationConfig(detector=args.detector, n_events=args.events, seed=args.seed))
+    if args.overload_only:
+        overload(args, name, variant, events)
+        return 0
     batch_sizes = [b for b in args.batch_sizes if b <= len(events)]
     local_before = in_process(method, events, batch_sizes, args.duration_s, cores.worker)
     hits = np.asarray(events.hits.t.layout.offsets)[-1] / len(events)
@@ -423,6 +583,8 @@ def main() -> int:
     local_after = in_process(method, events, batch_sizes, args.duration_s, cores.worker)
     print_table(rows, [local_before, local_after], args.max_queue_delay_ms)
     print("(timings on a shared or busy machine vary by 20-50 %: compare runs made back to back)")
+    if args.overload:
+        overload(args, name, variant, events)
     return 0
 
 

@@ -3,20 +3,50 @@
 from __future__ import annotations
 
 import hmac
+import ssl
 from pathlib import Path
 
 import grpc
 
-from services.config import ServeConfig
+from services.config import ServeConfig, ServeConfigError
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 """Health checks are answered without a token, so load balancers and probes can ask."""
+
+
+def check_key_pair(cert_path: str, key_path: str) -> None:
+    """Raise ServeConfigError (one line) unless the key file holds the private key of the certificate.
+
+    grpcio reports a mismatched pair only as a port it "cannot listen" on; the standard
+    library's OpenSSL binding says what is wrong.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+
+    def no_password() -> bytes:
+        raise ServeConfigError(f"tls_key: {key_path} is encrypted; give an unencrypted key")
+
+    try:
+        context.load_cert_chain(cert_path, key_path, password=no_password)
+    except ssl.SSLError as err:
+        if "KEY_VALUES_MISMATCH" in str(err) or "key values mismatch" in str(err):
+            raise ServeConfigError(f"tls_key: the private key in {key_path} does not match the "
+                                   f"certificate in {cert_path}") from None
+        reason = err.reason or str(err)
+        raise ServeConfigError(f"tls_cert, tls_key: cannot load certificate {cert_path} with key {key_path} "
+                               f"({reason})") from None
 
 
 def server_credentials(config: ServeConfig) -> grpc.ServerCredentials | None:
     """Return TLS server credentials from the config's files (mutual TLS with a client CA), or None."""
     if not config.tls_cert:
         return None
+    check_key_pair(config.tls_cert, config.tls_key)
+    if config.tls_client_ca:
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(config.tls_client_ca)
+        except ssl.SSLError as err:
+            raise ServeConfigError(f"tls_client_ca: cannot load CA certificates from {config.tls_client_ca} "
+                                   f"({err.reason or err})") from None
     key = Path(config.tls_key).read_bytes()
     cert = Path(config.tls_cert).read_bytes()
     client_ca = Path(config.tls_client_ca).read_bytes() if config.tls_client_ca else None

@@ -25,6 +25,7 @@ from nurec.methods.run import METHOD_RAISED_STATUS
 from nurec.protocol import pb
 from nurec.protocol.codec import DIR_FIELDS, FLOAT_OUTPUTS, WIRE_DTYPES
 from nurec.ragged import RaggedEvents, offsets_from_counts
+from services.names import name_problem
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,9 @@ def decode_events(events: Sequence[pb.Event], limits: DecodeLimits) -> tuple[Eve
     needs_dirs: list[bool] = []
     columns: list[list[bytes]] = [[] for _ in _NAMES]
     for i, event in enumerate(events):
+        if (problem := name_problem(event.detector)) is not None:  # first: a huge name is never echoed
+            failures[i] = invalid("detector", problem)
+            continue
         values, sizes, failure = _sizes(event)
         if failure is None:
             no_dirs = not (sizes[_DIR_INDEX[0]] or sizes[_DIR_INDEX[1]] or sizes[_DIR_INDEX[2]])

@@ -29,11 +29,19 @@ class ServeConfig:
 
     ``method``/``model`` name a method in the nurec registry and its "model" option;
     ``method`` None means the bundled GNN if it is registered, else LineFit.
-    ``max_queue`` bounds the number of queued events (beyond it: RESOURCE_EXHAUSTED).
-    ``metrics_port`` 0 disables the Prometheus endpoint. ``threads`` sets torch's
-    intra-op threads for inference (None: leave torch's default). ``worker`` "process"
-    runs the model in a worker process (parallel to request handling, see
-    services/worker.py), "thread" in a thread of the server process.
+    Admission (services/batcher.py): a call is refused at once with RESOURCE_EXHAUSTED
+    when the work queued ahead of it is estimated at more than ``max_queue_wait_s``
+    seconds (from the measured time of recent model calls), or when it could not be
+    answered before its deadline; ``max_queue`` caps the queued events on top (memory).
+    ``metrics_port`` 0 disables the Prometheus endpoint; it listens on ``metrics_host``
+    (localhost unless asked) and, with ``metrics_token_file``, wants that bearer token.
+    ``threads`` sets torch's intra-op threads for inference (None: leave torch's
+    default). ``worker`` "process" runs the model in a worker process (parallel to
+    request handling, see services/worker.py), "thread" in a thread of the server process.
+    The watchdog restarts a worker that sends no heartbeat for ``worker_timeout_s``
+    (process worker) or whose model call runs longer than ``batch_timeout_s`` and ten
+    times its estimate (0: never); ``drain_timeout_s`` is a hard limit on the SIGTERM
+    drain, after which unfinished calls are answered UNAVAILABLE.
     """
 
     method: str | None = None
@@ -43,13 +51,18 @@ class ServeConfig:
     max_batch_size: int = 512
     max_queue_delay_ms: float = 5.0
     max_queue: int = 10_000
+    max_queue_wait_s: float = 1.0
     max_hits: int = 20_000
     max_message_mb: int = 64
     threads: int | None = None
     worker: str = "process"
     metrics_port: int = 9464
+    metrics_host: str = "localhost"
+    metrics_token_file: str | None = None
     detector: str = "icecube86"
     drain_timeout_s: float = 30.0
+    worker_timeout_s: float = 3.0
+    batch_timeout_s: float = 60.0
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None
@@ -68,6 +81,12 @@ class ServeConfig:
                 f"max_queue: {self.max_queue} is below max_batch_size {self.max_batch_size}")
         if self.max_queue_delay_ms < 0:
             raise ServeConfigError(f"max_queue_delay_ms: must be >= 0, got {self.max_queue_delay_ms}")
+        for name in ("max_queue_wait_s", "worker_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ServeConfigError(f"{name}: must be > 0, got {getattr(self, name)}")
+        for name in ("batch_timeout_s", "drain_timeout_s"):
+            if not getattr(self, name) >= 0:
+                raise ServeConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.port < 65536:
             raise ServeConfigError(f"port: {self.port} is not a TCP port")
         if not 0 <= self.metrics_port < 65536:
@@ -78,7 +97,7 @@ class ServeConfig:
             raise ServeConfigError("tls_cert, tls_key: give both or neither")
         if self.tls_client_ca and not self.tls_cert:
             raise ServeConfigError("tls_client_ca: mutual TLS needs tls_cert and tls_key too")
-        for name in ("tls_cert", "tls_key", "tls_client_ca", "token_file"):
+        for name in ("tls_cert", "tls_key", "tls_client_ca", "token_file", "metrics_token_file"):
             path = getattr(self, name)
             if path and not Path(path).is_file():
                 raise ServeConfigError(f"{name}: no such file {path}")

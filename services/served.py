@@ -19,6 +19,7 @@ from nurec.methods.contract import DetectorMismatch, DetectorRef, Method, Method
 from nurec.methods.registry import available_methods, build_method
 from nurec.methods.run import reconstruct_batch
 from nurec.protocol import pb
+from services.batcher import WorkerLost
 from services.codec import (
     DecodeLimits,
     EventBlock,
@@ -118,7 +119,9 @@ class ServedModel:
                 table = (self.worker.reconstruct_block(detector, numbered) if self.worker is not None
                          else reconstruct_batch(self.method_for(detector), numbered.to_awkward()))
                 return encode_predictions(table, block.event_id, self.version)
-            except Exception as err:  # the worker died, or the method could not be built for this detector
+            except WorkerLost:
+                raise  # the callers are answered UNAVAILABLE (retryable), and the watchdog restarts the worker
+            except Exception as err:  # the method could not be built for this detector, or raised
                 log.warning("batch failed", extra={"events": len(block), "detector": detector, "error": repr(err)})
                 failure = EventFailure(pb.INTERNAL, "", f"reconstruction failed: {err}")
         return [failure_message(event_id, self.name, self.version, failure) for event_id in block.event_id]

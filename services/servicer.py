@@ -11,10 +11,19 @@ from typing import Any, Protocol
 import grpc
 
 from nurec.protocol import pb, pb_grpc
-from services.batcher import BatchFailed, DeadlineExpired, Draining, DynamicBatcher, QueueFull
+from services.batcher import (
+    BatchFailed,
+    DeadlineExpired,
+    Draining,
+    DynamicBatcher,
+    QueueFull,
+    WorkerLost,
+)
 from services.codec import EventBlock, decode_events, failure_message
 from services.config import ServeConfig
 from services.metrics import ServerMetrics
+from services.names import name_problem
+from services.registration import UndecodableRequest
 from services.served import ServedModel
 
 
@@ -53,6 +62,8 @@ class ReconstructionServicer(pb_grpc.ReconstructionServicer):
         return self._server.metrics
 
     def _model(self, name: str) -> ServedModel:
+        if (problem := name_problem(name)) is not None:
+            raise RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, f"model: {problem}")
         model = self._server.models.get(name or self._server.default_model)
         if model is None:
             raise RpcFailure(grpc.StatusCode.NOT_FOUND, f"model: unknown model '{name}' "
@@ -99,9 +110,12 @@ class ReconstructionServicer(pb_grpc.ReconstructionServicer):
         try:
             computed = await self._server.batcher.submit(block, timeout_s, wait_for_room=wait_for_room)
         except QueueFull as err:
+            self._metrics.events.labels("rejected").inc(len(block))
             raise RpcFailure(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err)) from None
         except Draining as err:
             raise RpcFailure(grpc.StatusCode.UNAVAILABLE, f"{err}; retry on another server") from None
+        except WorkerLost as err:
+            raise RpcFailure(grpc.StatusCode.UNAVAILABLE, f"{err}; retry") from None
         except DeadlineExpired as err:
             raise RpcFailure(grpc.StatusCode.DEADLINE_EXCEEDED, str(err)) from None
         except BatchFailed as err:
@@ -110,6 +124,11 @@ class ReconstructionServicer(pb_grpc.ReconstructionServicer):
             self._server.busy -= 1
         self._metrics.events.labels("ok").inc(len(computed))
         return computed
+
+    def count_undecodable(self, rpc: str) -> None:
+        """Count a call refused before it reached this servicer (undecodable request bytes)."""
+        self._metrics.requests.labels(rpc, "INVALID_ARGUMENT").inc()
+        self._metrics.errors.labels("INVALID_ARGUMENT").inc()
 
     def _finish(self, rpc: str, code: grpc.StatusCode, start: float) -> None:
         self._metrics.requests.labels(rpc, code.name).inc()
@@ -123,7 +142,7 @@ class ReconstructionServicer(pb_grpc.ReconstructionServicer):
         start, code = time.perf_counter(), grpc.StatusCode.OK
         try:
             yield
-        except RpcFailure as failure:
+        except (RpcFailure, UndecodableRequest) as failure:
             code = failure.code
             await context.abort(failure.code, failure.details)
         except asyncio.CancelledError:

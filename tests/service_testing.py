@@ -90,11 +90,16 @@ class NullMethod:
         return empty_predictions(ak.to_numpy(events.event_id), self.name)
 
 
+STALL_S = 120.0
+"""Seconds per batch of the "stall" variant: longer than any test waits (a hung model stand-in)."""
+
+
 def make_centroid(model: str | None = None, detector: object = None) -> CentroidDirection | NullMethod:
-    """Return the test method; model "slow" takes 0.3 s per batch, "null" computes nothing."""
+    """Return the test method; model "slow" takes 0.3 s per batch, "stall" STALL_S, "null" computes nothing."""
     if model == "null":
         return NullMethod()
-    return CentroidDirection(seconds_per_batch=0.3 if model == "slow" else 0.0, detector=detector)
+    seconds = {"slow": 0.3, "stall": STALL_S}.get(model or "", 0.0)
+    return CentroidDirection(seconds_per_batch=seconds, detector=detector)
 
 
 CENTROID_REGISTRATION = ("centroid", "service_testing:make_centroid", "test: early-to-late hit centroid direction")

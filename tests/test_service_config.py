@@ -29,6 +29,10 @@ def test_defaults_serve_on_localhost_50051():
     ({"max_queue": 10, "max_batch_size": 20}, "max_queue"),
     ({"tls_cert": "cert.pem"}, "tls_cert, tls_key"),
     ({"port": 70000}, "port"),
+    ({"max_queue_wait_s": 0}, "max_queue_wait_s"),
+    ({"worker_timeout_s": -1}, "worker_timeout_s"),
+    ({"drain_timeout_s": float("nan")}, "drain_timeout_s"),
+    ({"metrics_token_file": "no/such/token"}, "metrics_token_file"),
 ])
 def test_invalid_settings_name_the_setting(changes, message):
     with pytest.raises(ServeConfigError, match=message):

@@ -105,3 +105,20 @@ def test_token_auth_rejects_missing_and_wrong_tokens(tmp_path, events):
                     intruder.list_models()
                 assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
                 assert intruder.health() == "SERVING"  # probes need no token
+
+
+def test_key_that_does_not_match_the_certificate_is_a_one_line_error(pki, tmp_path, capsys, monkeypatch):
+    from service_testing import register_centroid
+
+    import nurec.methods.registry as registry
+    from nurec.cli import main
+
+    monkeypatch.setattr(registry, "_METHODS", dict(registry._METHODS))
+    register_centroid()
+    other_key, _ = _write(tmp_path / "other", *_certificate("localhost"))
+    args = ["serve", "--method", "centroid", "--worker", "thread", "--host", "127.0.0.1", "--port", "0",
+            "--metrics-port", "0", "--tls-cert", pki["server_cert"], "--tls-key", other_key]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"nurec serve: error: tls_key: the private key in {other_key} does not match the "
+                   f"certificate in {pki['server_cert']}")
