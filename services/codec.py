@@ -97,6 +97,11 @@ class DecodeLimits:
     max_sensors: int = EventLimits.max_sensors_per_event
 
 
+RUN_LOOP_LIMITS = EventLimits(max_hits_per_event=0, max_sensors_per_event=0)
+"""The run loop's limits for decoded blocks: none of its own, decoding applied the server's
+(``DecodeLimits``: ``--max-hits`` may exceed the library's default bound)."""
+
+
 @dataclass(frozen=True)
 class FieldNames:
     """How a protocol names what it checks, for the one-line errors of ``check_events``.

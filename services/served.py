@@ -21,6 +21,7 @@ from nurec.methods.run import reconstruct_batch
 from nurec.protocol import pb
 from services.batcher import WorkerLost
 from services.codec import (
+    RUN_LOOP_LIMITS,
     DecodeLimits,
     EventBlock,
     EventFailure,
@@ -117,7 +118,7 @@ class ServedModel:
                 # Event ids are renumbered within the batch: different clients may reuse ids.
                 numbered = block.renumbered()
                 table = (self.worker.reconstruct_block(detector, numbered) if self.worker is not None
-                         else reconstruct_batch(self.method_for(detector), numbered.to_awkward()))
+                         else reconstruct_batch(self.method_for(detector), numbered.to_awkward(), limits=RUN_LOOP_LIMITS))
                 return encode_predictions(table, block.event_id, self.version)
             except WorkerLost:
                 raise  # the callers are answered UNAVAILABLE (retryable), and the watchdog restarts the worker

@@ -41,7 +41,7 @@ from nurec.methods.contract import Method
 from nurec.methods.registry import MethodSpec, available_methods, build_method, register_method
 from nurec.methods.run import reconstruct_batch
 from services.batcher import WorkerLost
-from services.codec import EventBlock
+from services.codec import RUN_LOOP_LIMITS, EventBlock
 
 log = logging.getLogger("nurec.serve.worker")
 
@@ -88,7 +88,7 @@ def _start_worker(spec: MethodSpec, options: dict[str, Any], threads: int | None
 
 
 def _reconstruct_in_worker(detector: str, block: EventBlock) -> pd.DataFrame:
-    return reconstruct_batch(_STATE.method_for(detector), block.to_awkward())
+    return reconstruct_batch(_STATE.method_for(detector), block.to_awkward(), limits=RUN_LOOP_LIMITS)
 
 
 def _die_with_parent(parent_pid: int) -> None:

@@ -6,6 +6,7 @@ import threading
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
+import awkward as ak
 import grpc
 import numpy as np
 import pandas as pd
@@ -414,3 +415,14 @@ def test_served_gnn_refuses_events_of_a_detector_it_was_not_trained_for():
     assert "icecube86" in refused.message and "orca6" in refused.message and "nurec train" in refused.message
     assert "\n" not in refused.message
     assert all(r.fit_status == "ok" for r in response.results[:2])
+
+
+def test_a_server_max_hits_above_the_library_default_is_the_one_limit(events):
+    # 25,000 hits: over the run loop's default bound (20,000), under this server's --max-hits.
+    hits = events[0].hits.to_list()
+    big = ak.Array([{**events[0].to_list(), "hits": (hits * (25_000 // len(hits) + 1))[:25_000]}])
+    assert len(big.hits[0]) == 25_000
+    with BackgroundServer(serve_config(max_hits=30_000), CentroidDirection()) as running:
+        response = _call(running.target, ak.concatenate([big, events[1:2]]))
+    assert [r.error.code for r in response.results] == [pb.OK, pb.OK]
+    assert [r.fit_status for r in response.results] == ["ok", "ok"]
