@@ -21,12 +21,13 @@ at 20,000 hits on all 5,160 icecube86 sensors, where building every pair took 2 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from nurec.ragged import RaggedEvents, ranges
+from nurec.ragged import RaggedEvents
 
 _CELL_MARGIN = 1e-5
 """Relative margin of the cube edges: fine cubes are this much smaller than radius/√3 (any two sensors
@@ -89,6 +90,14 @@ def isolated_hit_mask(flat: RaggedEvents, settings: CleaningSettings) -> np.ndar
     return keep
 
 
+@functools.lru_cache(maxsize=_SMALL_EVENT_SENSORS + 1)
+def _upper_pairs(n: int) -> np.ndarray:
+    """Return the index pairs (2, n (n - 1) / 2) i < j of n items (read-only, cached)."""
+    pairs = np.stack(np.triu_indices(n, 1)).astype(np.int64)
+    pairs.flags.writeable = False
+    return pairs
+
+
 @dataclass
 class _Sensors:
     """The hit sensors of a batch of events (in event order) and the partner search among them."""
@@ -103,7 +112,9 @@ class _Sensors:
         """Return whether sensors i[k] and j[k] are partners: the definition, in the columns' own arithmetic."""
         gap = np.maximum(self.t_first[j] - self.t_last[i], self.t_first[i] - self.t_last[j])
         close = gap <= self.settings.window_ns
-        close &= np.sum((self.pos[i] - self.pos[j]) ** 2, axis=1) <= self.settings.radius_m**2
+        in_time = np.flatnonzero(close)  # distances only for pairs close in time (the cheaper test)
+        a, b = i[in_time], j[in_time]
+        close[in_time] = np.sum((self.pos[a] - self.pos[b]) ** 2, axis=1) <= self.settings.radius_m**2
         return close
 
     def mark(self, members: np.ndarray, i: np.ndarray, j: np.ndarray, found: np.ndarray) -> None:
@@ -137,17 +148,18 @@ class _Sensors:
     def _all_pairs(self, members: np.ndarray, local: np.ndarray) -> None:
         """Check every pair of sensors of each event (``members`` in event order), in chunks of events."""
         _, first, n = np.unique(self.event[members], return_index=True, return_counts=True)
-        cumulative = np.cumsum(n.astype(np.int64) ** 2)
+        n_pairs = n.astype(np.int64) * (n - 1) // 2
+        cumulative = np.cumsum(n_pairs)
         start = 0
         while start < len(n):
             done = cumulative[start - 1] if start else 0
             stop = max(start + 1, int(np.searchsorted(cumulative, done + _PAIRS_PER_CHUNK, side="right")))
-            count, begin = n[start:stop], first[start:stop]
-            owner_n = np.repeat(count, count)  # each sensor pairs with the sensors of its event
-            a = np.repeat(np.arange(begin[0], begin[-1] + count[-1]), owner_n)
-            b = ranges(np.repeat(begin, count), owner_n)
-            upper = a < b
-            self.mark(members, a[upper], b[upper], local)
+            # Only the pairs i < j of each event: the upper triangle, cached per event size.
+            pairs = [_upper_pairs(int(count)) + begin for count, begin in zip(n[start:stop], first[start:stop],
+                                                                                strict=True) if count > 1]
+            if pairs:
+                a, b = np.concatenate(pairs, axis=1)
+                self.mark(members, a, b, local)
             start = stop
 
     def _grid_search(self, members: np.ndarray, pos: np.ndarray, fine_m: float, local: np.ndarray) -> None:
