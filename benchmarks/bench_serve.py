@@ -418,8 +418,8 @@ async def _open_loop(stub, requests: list, calls_per_s: float, duration_s: float
     return start, outcomes
 
 
-def overload(args: argparse.Namespace, name: str, variant: str | None, events) -> list[dict]:
-    """Run the overload table against a fresh server; print it and return its rows."""
+def overload(args: argparse.Namespace, name: str, variant: str | None, events, cores: Cores) -> list[dict]:
+    """Run the overload table against a fresh server (pinned as the concurrency table's); print it, return its rows."""
     k = args.overload_events_per_call
     messages = encode_events(events, args.detector)
     requests = [pb.ReconstructRequest(events=messages[i:i + k]) for i in range(0, len(messages) - k + 1, k)]
@@ -429,7 +429,8 @@ def overload(args: argparse.Namespace, name: str, variant: str | None, events) -
                   "--max-batch-size", str(args.max_batch_size), "--max-queue-delay-ms", str(args.max_queue_delay_ms),
                   "--threads", str(args.threads), "--log-level", "WARNING", "--worker", args.worker,
                   *(["--model", variant] if variant else []), *args.overload_serve_args]
-    code = (f"import sys; {'import ' + args.plugin + ';' if args.plugin else ''} "
+    pin = f"os.sched_setaffinity(0, {sorted(cores.server)}); " if cores.server is not None else ""
+    code = (f"import os, sys; {pin}{'import ' + args.plugin + ';' if args.plugin else ''} "
             "from nurec.cli import main; sys.exit(main(sys.argv[1:]))")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     server = subprocess.Popen([sys.executable, "-c", code, *serve_args], env=env)
@@ -438,6 +439,9 @@ def overload(args: argparse.Namespace, name: str, variant: str | None, events) -
         async def drive() -> None:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 await asyncio.wait_for(channel.channel_ready(), 120)
+                if cores.worker is not None and args.worker == "process":
+                    for child in _children(server.pid):  # the model's worker on a core of its own
+                        pin_process(child, cores.worker)
                 stub = pb_grpc.ReconstructionStub(channel)
                 await _closed_loop_capacity(stub, requests, 4, 1.0)  # warm-up
                 # Capacity: one stream of large messages keeps the server busy (it waits for room,
@@ -543,7 +547,7 @@ def main() -> int:
         sys.modules["torch"].set_num_threads(args.threads)
     events, _ = simulate_events(SimulationConfig(detector=args.detector, n_events=args.events, seed=args.seed))
     if args.overload_only:
-        overload(args, name, variant, events)
+        overload(args, name, variant, events, cores)
         return 0
     batch_sizes = [b for b in args.batch_sizes if b <= len(events)]
     local_before = in_process(method, events, batch_sizes, args.duration_s, cores.worker)
@@ -587,7 +591,7 @@ def main() -> int:
     print_table(rows, [local_before, local_after], args.max_queue_delay_ms)
     print("(timings on a shared or busy machine vary by 20-50 %: compare runs made back to back)")
     if args.overload:
-        overload(args, name, variant, events)
+        overload(args, name, variant, events, cores)
     return 0
 
 
