@@ -50,7 +50,25 @@ def test_client_reconstruct_writes_the_in_process_predictions(fleet, events, tmp
     expected = CentroidDirection().reconstruct(events)[COLUMNS]
     pd.testing.assert_frame_equal(read_predictions(out)[COLUMNS], expected, check_dtype=False)
     assert read_predictions_metadata(out)["model"]["name"] == "centroid"
-    assert all(server.server.metrics.value("nurec_serve_events_received_total") > 0 for server in fleet)
+
+
+def _served_rpcs(server) -> float:
+    return sum(server.server.metrics.value("nurec_serve_requests_total", {"rpc": rpc, "code": "OK"})
+               for rpc in ("GetModelInfo", "ReconstructStream"))
+
+
+def test_streams_spread_a_dataset_over_the_fleet(fleet, events):
+    # round_robin picks among the connected servers: once both have answered a call, consecutive
+    # streams go to different servers (before that, a slow connection can leave one out).
+    with ReconstructionClient([server.target for server in fleet]) as client:
+        before = [server.server.metrics.value("nurec_serve_events_received_total") for server in fleet]
+        seen = [_served_rpcs(server) for server in fleet]
+        wait_until(lambda: client.model_info() is not None
+                   and all(_served_rpcs(s) > n for s, n in zip(fleet, seen, strict=True)), what="both servers")
+        tables = list(client.reconstruct_streams([events], streams=2, batch_events=5, window=2))
+    assert sum(len(table) for table in tables) == len(events)
+    after = [server.server.metrics.value("nurec_serve_events_received_total") for server in fleet]
+    assert all(a > b for a, b in zip(after, before, strict=True))
 
 
 def test_client_health_and_models_commands(fleet, capsys):
