@@ -418,30 +418,41 @@ async def _open_loop(stub, requests: list, calls_per_s: float, duration_s: float
     return start, outcomes
 
 
-def overload(args: argparse.Namespace, name: str, variant: str | None, events, cores: Cores) -> list[dict]:
-    """Run the overload table against a fresh server (pinned as the concurrency table's); print it, return its rows."""
-    k = args.overload_events_per_call
-    messages = encode_events(events, args.detector)
-    requests = [pb.ReconstructRequest(events=messages[i:i + k]) for i in range(0, len(messages) - k + 1, k)]
+def start_server(args: argparse.Namespace, name: str, variant: str | None, cores: Cores,
+                 extra: list[str]) -> tuple[subprocess.Popen, int, int]:
+    """Start `nurec serve` on free ports, the process pinned to the server's cores; return (process, port, metrics port)."""
     port, metrics_port = free_port(), free_port()
     serve_args = ["serve", "--method", name, "--host", "127.0.0.1", "--port", str(port),
                   "--metrics-port", str(metrics_port), "--detector", args.detector,
                   "--max-batch-size", str(args.max_batch_size), "--max-queue-delay-ms", str(args.max_queue_delay_ms),
                   "--threads", str(args.threads), "--log-level", "WARNING", "--worker", args.worker,
-                  *(["--model", variant] if variant else []), *args.overload_serve_args]
+                  *(["--model", variant] if variant else []), *extra]
     pin = f"os.sched_setaffinity(0, {sorted(cores.server)}); " if cores.server is not None else ""
     code = (f"import os, sys; {pin}{'import ' + args.plugin + ';' if args.plugin else ''} "
             "from nurec.cli import main; sys.exit(main(sys.argv[1:]))")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    server = subprocess.Popen([sys.executable, "-c", code, *serve_args], env=env)
+    return subprocess.Popen([sys.executable, "-c", code, *serve_args], env=env), port, metrics_port
+
+
+def pin_worker(server: subprocess.Popen, args: argparse.Namespace, cores: Cores) -> None:
+    """Pin the server's model worker (and multiprocessing's helpers) to the worker's cores, once it runs."""
+    if cores.worker is not None and args.worker == "process":
+        for child in _children(server.pid):
+            pin_process(child, cores.worker)
+
+
+def overload(args: argparse.Namespace, name: str, variant: str | None, events, cores: Cores) -> list[dict]:
+    """Run the overload table against a fresh server (pinned as the concurrency table's); print it, return its rows."""
+    k = args.overload_events_per_call
+    messages = encode_events(events, args.detector)
+    requests = [pb.ReconstructRequest(events=messages[i:i + k]) for i in range(0, len(messages) - k + 1, k)]
+    server, port, metrics_port = start_server(args, name, variant, cores, args.overload_serve_args)
     rows: list[dict] = []
     try:
         async def drive() -> None:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 await asyncio.wait_for(channel.channel_ready(), 120)
-                if cores.worker is not None and args.worker == "process":
-                    for child in _children(server.pid):  # the model's worker on a core of its own
-                        pin_process(child, cores.worker)
+                pin_worker(server, args, cores)
                 stub = pb_grpc.ReconstructionStub(channel)
                 await _closed_loop_capacity(stub, requests, 4, 1.0)  # warm-up
                 # Capacity: one stream of large messages keeps the server busy (it waits for room,
@@ -557,29 +568,14 @@ def main() -> int:
           f"{args.threads} | {args.worker} worker | max batch {args.max_batch_size}, max delay "
           f"{args.max_queue_delay_ms:g} ms | load average {os.getloadavg()[0]:.1f} at start")
 
-    port, metrics_port = free_port(), free_port()
-    serve_args = ["serve", "--method", name, "--host", "127.0.0.1", "--port", str(port),
-                  "--metrics-port", str(metrics_port), "--detector", args.detector,
-                  "--max-batch-size", str(args.max_batch_size), "--max-queue-delay-ms",
-                  str(args.max_queue_delay_ms), "--threads", str(args.threads), "--log-level", "WARNING",
-                  "--worker", args.worker,
-                  # Closed loops at concurrency 256 queue more than admission's default 1 s of work:
-                  # this table measures throughput and latency, the overload table admission.
-                  "--max-queue-wait-s", "60"]
-    if variant:
-        serve_args += ["--model", variant]
-    pin = f"os.sched_setaffinity(0, {sorted(cores.server)}); " if cores.server is not None else ""
-    code = (f"import os, sys; {pin}{'import ' + args.plugin + ';' if args.plugin else ''} "
-            "from nurec.cli import main; sys.exit(main(sys.argv[1:]))")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    server = subprocess.Popen([sys.executable, "-c", code, *serve_args], env=env)
+    # Closed loops at concurrency 256 queue more than admission's default 1 s of work: this
+    # table measures throughput and latency, the overload table admission.
+    server, port, metrics_port = start_server(args, name, variant, cores, ["--max-queue-wait-s", "60"])
     try:
         async def drive() -> list[Row]:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 await asyncio.wait_for(channel.channel_ready(), 300)
-            if cores.worker is not None and args.worker == "process":
-                for child in _children(server.pid):  # the model's worker (and multiprocessing's helpers)
-                    pin_process(child, cores.worker)
+            pin_worker(server, args, cores)
             return await concurrency_table(port, metrics_port, events, name, args.detector, args)
 
         rows = asyncio.run(drive())

@@ -218,23 +218,32 @@ class Geometry:
         return self._cache["hash"]
 
     @property
+    def _sensor_order(self) -> np.ndarray:
+        """Return the rows in ascending sensor id (cached: look-ups sit on the service's per-call path)."""
+        if "sensor_order" not in self._cache:
+            self._cache["sensor_order"] = np.argsort(self.sensor_id, kind="stable")
+        return self._cache["sensor_order"]
+
+    @property
     def sorted_sensor_id(self) -> np.ndarray:
         """Return the sensor ids in ascending order (cached; for membership look-ups)."""
         if "sorted_sensor_id" not in self._cache:
-            self._cache["sorted_sensor_id"] = np.sort(self.sensor_id)
+            self._cache["sorted_sensor_id"] = self.sensor_id[self._sensor_order]
         return self._cache["sorted_sensor_id"]
+
+    def sensor_rows(self, sensor_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return (row index of each id, whether it is in the geometry); rows of unknown ids are arbitrary."""
+        sorted_ids = self.sorted_sensor_id
+        at = np.clip(np.searchsorted(sorted_ids, sensor_ids), 0, len(sorted_ids) - 1)
+        return self._sensor_order[at], sorted_ids[at] == sensor_ids
 
     def sensor_lookup(self, sensor_ids: np.ndarray) -> np.ndarray:
         """Return row indices of ``sensor_ids``; raise GeometryError naming an unknown id."""
-        order = np.argsort(self.sensor_id)
-        sorted_ids = self.sensor_id[order]
-        pos = np.searchsorted(sorted_ids, sensor_ids)
-        pos = np.clip(pos, 0, len(sorted_ids) - 1)
-        found = sorted_ids[pos] == sensor_ids
+        rows, found = self.sensor_rows(sensor_ids)
         if not np.all(found):
             missing = np.asarray(sensor_ids)[~found][0]
             raise GeometryError(f"{self.name}: sensor_id {missing} is not in the geometry")
-        return order[pos]
+        return rows
 
     def to_table(self) -> pd.DataFrame:
         """Return the geometry as a table (the format load_geometry reads)."""

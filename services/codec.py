@@ -262,10 +262,7 @@ def _fill_directions(block: EventBlock, needs: np.ndarray, positions: np.ndarray
         geometry = get_geometry(detector)
         hit_mask = np.isin(event_of_hit, events)
         sensors = block.hits["sensor_id"][hit_mask]
-        order = np.argsort(geometry.sensor_id)
-        found_at = np.clip(np.searchsorted(geometry.sensor_id[order], sensors), 0, len(order) - 1)
-        rows = order[found_at]
-        known = geometry.sensor_id[rows] == sensors
+        rows, known = geometry.sensor_rows(sensors)
         for axis, name in enumerate(DIR_FIELDS):
             block.hits[name][hit_mask] = np.where(known, geometry.direction[rows, axis], np.nan)
         for event in np.unique(event_of_hit[hit_mask][~known]):

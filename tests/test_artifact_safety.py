@@ -30,11 +30,11 @@ from nurec.baselines.artifacts import (
     TRAINED_DIR,
     ArtifactError,
     read_card,
-    sha256_of,
 )
 from nurec.baselines.bdt_uncertainty import FEATURES, BdtUncertainty
 from nurec.baselines.cnn_energy import CnnEnergy
 from nurec.baselines.trees import ARRAY_KINDS, Forests
+from nurec.io.integrity import file_digest
 from nurec.methods.registry import build_method
 from nurec.models import reconstruct
 from nurec.models.reconstruct import DEFAULT_MODEL_FILE, load_gnn
@@ -371,7 +371,7 @@ def test_bundled_hashes_in_the_code_match_the_files_and_the_card():
     listed = {entry["file"]: entry["sha256"] for entry in card["files"].values()}
     assert listed == SHIPPED_SHA256
     for name, digest in SHIPPED_SHA256.items():
-        assert sha256_of(TRAINED_DIR / name) == digest, name
+        assert file_digest(TRAINED_DIR / name).sha256 == digest, name
     assert hashlib.sha256(DEFAULT_MODEL_FILE.read_bytes()).hexdigest() == reconstruct.DEFAULT_MODEL_SHA256
 
 

@@ -11,7 +11,7 @@ from test_evaluate_report import SETTINGS, smeared_predictions
 from test_evaluate_weights import hand_made_generation
 
 from nurec.evaluate import metrics as m
-from nurec.evaluate.fluxes import ICECUBE_NUMU_2022, flux_models
+from nurec.evaluate.fluxes import ICECUBE_NUMU_2022, flux_models, flux_names
 from nurec.evaluate.report import MethodPredictions, build_report
 from nurec.evaluate.truth import truth_table
 from nurec.evaluate.weighted import effective_areas, effective_sample_size, fluxes_by_name
@@ -149,6 +149,7 @@ def test_without_oneweight_the_sections_say_why(tmp_path):
 
 
 def test_flux_choice_by_name():
+    assert flux_names() == [f.name for f in flux_models()]  # the help text's list is the models'
     assert [f.name for f in fluxes_by_name("all")] == [f.name for f in flux_models()]
     assert fluxes_by_name("none") == []
     assert [f.name for f in fluxes_by_name(ICECUBE_NUMU_2022.name)] == [ICECUBE_NUMU_2022.name]

@@ -22,7 +22,6 @@ by ``python -m sim.train_baselines``.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -36,6 +35,7 @@ import numpy as np
 
 from nurec.geometry import Geometry
 from nurec.io.files import write_atomic, write_json_atomic
+from nurec.io.integrity import file_digest
 from nurec.methods.contract import check_detector
 from nurec.safe_load import one_line
 
@@ -57,15 +57,6 @@ ZIP_MAGIC = b"PK\x03\x04"
 
 class ArtifactError(FileNotFoundError):
     """A trained artifact that is missing, damaged, of a refused format or does not match its hash (one line)."""
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    """Return the hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def refuse_pickle(path: Path) -> None:
@@ -165,7 +156,7 @@ def _check_shipped(path: Path) -> None:
     if expected is None:
         raise ArtifactError(f"{path}: not a bundled artifact nurec knows (no entry in "
                             f"nurec.baselines.artifacts.SHIPPED_SHA256); refusing to load it")
-    if sha256_of(path) != expected:
+    if file_digest(path).sha256 != expected:
         raise ArtifactError(f"{path}: sha256 does not match the value nurec ships "
                             f"(nurec.baselines.artifacts.SHIPPED_SHA256); refusing to load it")
 
@@ -186,7 +177,7 @@ def check_artifact_file(path: str | os.PathLike) -> Path:
     card_path = path.parent / CARD_NAME
     if card_path.exists():
         for entry in read_card(path.parent).get("files", {}).values():
-            if entry["file"] == path.name and sha256_of(path) != entry["sha256"]:
+            if entry["file"] == path.name and file_digest(path).sha256 != entry["sha256"]:
                 raise ArtifactError(f"{path}: sha256 does not match {card_path}; refusing to load it "
                                     f"(a stale or damaged copy)")
     return path
@@ -209,7 +200,7 @@ def update_card(directory: str | os.PathLike, name: str, file_name: str, info: d
     path = directory / CARD_NAME
     card = json.loads(path.read_text()) if path.exists() else {}
     card.update(common or {})
-    entry = {"file": file_name, "sha256": sha256_of(directory / file_name), **info}
+    entry = {"file": file_name, "sha256": file_digest(directory / file_name).sha256, **info}
     if common and "command" in common:
         entry["command"] = common["command"]
     card.setdefault("files", {})[name] = entry

@@ -143,10 +143,9 @@ def hit_counts(event: ak.Record, geometry: Geometry | None = None, show_noise: b
     drawn = np.ones(len(sensors), dtype=bool) if noise is None or show_noise else ~noise
     word, units = "sensor", sensors[drawn]
     if geometry is not None:
-        order = np.argsort(geometry.sensor_id)
-        index = np.clip(np.searchsorted(geometry.sensor_id, units, sorter=order), 0, len(order) - 1)
-        if len(order) and np.array_equal(geometry.sensor_id[order[index]], units):
-            word, units = "DOM", geometry.module_id[order[index]]
+        rows, known = geometry.sensor_rows(units)
+        if len(geometry.sensor_id) and known.all():
+            word, units = "DOM", geometry.module_id[rows]
     text = f"{_plural(int(drawn.sum()), 'hit')} on {_plural(len(np.unique(units)), word)}"
     if noise is not None and show_noise:
         text += f", {int(noise.sum())} noise"

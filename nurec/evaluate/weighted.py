@@ -13,7 +13,7 @@ the leading events are a random draw of the sample (the simulator writes events 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -83,7 +83,7 @@ def _ok_mask(truth: pd.DataFrame, result: MethodResult) -> np.ndarray:
 
 def flux_weighted_metrics(
     truth: pd.DataFrame, metadata: Mapping[str, Any], results: Sequence[MethodResult],
-    evaluate: Any, settings: EvaluationSettings, fluxes: Sequence[FluxModel] | None = None,
+    evaluate: Callable[[pd.DataFrame], Sequence[MethodResult]], settings: EvaluationSettings, fluxes: Sequence[FluxModel] | None = None,
 ) -> dict[str, Any]:
     """Return, per flux, the events per year (triggered and per method) and every method's weighted summary.
 

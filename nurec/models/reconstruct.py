@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import torch
 
 from nurec.geometry import Geometry, get_geometry
 from nurec.graph.features import FlatGraphs, events_to_graphs
+from nurec.io.integrity import file_digest
 from nurec.io.schema import empty_predictions, event_problems, finish_predictions, validate_events
 from nurec.methods.contract import (
     ESTIMATES,
@@ -61,7 +61,7 @@ def resolve_model_path(model: str | os.PathLike) -> Path:
 
 
 def _check_bundled(path: Path) -> Path:
-    if hashlib.sha256(path.read_bytes()).hexdigest() != DEFAULT_MODEL_SHA256:
+    if file_digest(path).sha256 != DEFAULT_MODEL_SHA256:
         raise ValueError(f"{path}: sha256 does not match the value nurec ships "
                          f"(nurec.models.reconstruct.DEFAULT_MODEL_SHA256); refusing to load it")
     return path
@@ -166,11 +166,6 @@ class GnnReconstructor:
         return finish_predictions(table)
 
 
-def file_digest(path: Path) -> str:
-    """Return the first 12 hex digits of the SHA-256 of a file."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-
-
 def load_gnn(model: str | os.PathLike = "default", batch_size: int = 512, threads: int | None = None,
                export: bool = False, detector: Geometry | str | None = None) -> GnnReconstructor:
     """Return a GNN reconstructor for the bundled default model, a model file or a run directory.
@@ -181,4 +176,4 @@ def load_gnn(model: str | os.PathLike = "default", batch_size: int = 512, thread
     path = resolve_model_path(model)
     network, metadata = load_network(path)
     name = metadata.get("name", path.stem)
-    return GnnReconstructor(network, metadata, f"{name}-{file_digest(path)}", batch_size, threads, export, detector)
+    return GnnReconstructor(network, metadata, f"{name}-{file_digest(path).sha256[:12]}", batch_size, threads, export, detector)
